@@ -1,0 +1,65 @@
+# Every target installs what it needs first, so each works on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The Lambda runtime's Python (template.yaml: python3.12). pyenv has it on these machines; any python3.12 works.
+PYTHON ?= $(shell command -v python3.12 || ls $$(pyenv root 2>/dev/null)/versions/3.12.*/bin/python3.12 2>/dev/null | tail -n 1)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# .venv/bin first: it has python3.12, which `sam build` needs on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+PORT ?= 4566
+PARAMS ?=
+FUNCTION ?=
+EVENT ?=
+ENV ?= dev
+
+.PHONY: help install test lint format validate build deploy local invoke bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt src/requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or set PYTHON=/path/to/python3.12"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(STAMP) ## Create .venv with the pinned tools (idempotent)
+
+test: $(STAMP) ## Run the whole test suite (unit, integration, fidelity, end-to-end)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+validate: $(STAMP) ## Template gates: sam validate --lint, sam validate, cfn-lint on the translated template
+	VENV=$(VENV) tools/validate_template.sh
+
+build: $(STAMP) ## sam build (no Docker needed)
+	VENV=$(VENV) tools/sam_build.sh
+
+deploy: build ## sam deploy --config-env $(ENV) (needs AWS credentials)
+	$(BIN)/sam deploy --config-env $(ENV)
+
+local: $(STAMP) ## Run the whole product offline on 127.0.0.1 (PORT=, PARAMS="FreeQuotaLimit=20 ...")
+	$(BIN)/python -m offline --port $(PORT) --params "$(PARAMS)"
+
+invoke: $(STAMP) ## Invoke a function of the running offline stack: FUNCTION=<LogicalId> [EVENT=events/x.json]
+	$(BIN)/python -m offline.invoke --function "$(FUNCTION)" $(if $(EVENT),--event "$(EVENT)")
+
+bench: $(STAMP) ## Print the benchmarks' figures
+	@for bench in bench/bench_*.py; do echo "== $$bench"; $(BIN)/python $$bench || exit 1; done
+
+clean: ## Remove build output and local state (keeps .venv)
+	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
