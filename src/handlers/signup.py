@@ -1,0 +1,69 @@
+"""POST /signup: a partner gets an API key on a self-service tier."""
+
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from core.errors import DomainError, InvalidRequest
+from core.http_errors import domain_error_response, error_response, invalid_request, json_response
+from core.models import SignedUpPartner, SignupRequest
+from core.observability import logger, tracer
+from core.signup import signup_service
+
+MAX_BODY_BYTES = 4096
+
+app = APIGatewayRestResolver()
+
+
+@app.post("/signup")
+# Responses carry the key value: tracing must never record them.
+@tracer.capture_method(capture_response=False)
+def sign_up() -> Response[str]:
+    service = signup_service()
+    result = service.sign_up(
+        parse_signup(app.current_event.decoded_body),
+        idempotency_key=app.current_event.headers.get("Idempotency-Key"),  # headers are case-insensitive
+    )
+    return json_response(HTTPStatus.CREATED, signed_up_body(result))
+
+
+def parse_signup(body: str | None) -> SignupRequest:
+    if not body:
+        raise InvalidRequest("request body is required")
+    if len(body.encode()) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return SignupRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from exc
+
+
+def signed_up_body(result: SignedUpPartner) -> dict[str, Any]:
+    body = result.model_dump(mode="json")
+    body["api_key"] = result.api_key.get_secret_value() if result.api_key else None
+    return body
+
+
+@app.exception_handler(DomainError)  # type: ignore[untyped-decorator]
+def on_domain_error(exc: DomainError) -> Response[str]:
+    response = domain_error_response(exc)
+    log = logger.info if response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR else logger.error
+    log("refused signup", reason=type(exc).__name__, error=exc.message)
+    return response
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+def on_unexpected_error(exc: Exception) -> Response[str]:
+    logger.exception("signup failed")
+    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    signup_service().idempotency_config.register_lambda_context(context)
+    return app.resolve(event, context)
