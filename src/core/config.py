@@ -44,3 +44,25 @@ class SignupSettings(StackSettings):
 @cache
 def signup_settings() -> SignupSettings:
     return SignupSettings()  # fields come from the environment
+
+
+class ModelsSettings(BaseSettings):
+    """GET /v1/models: the model ids this deployment serves (template parameter `Models`)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    models: Annotated[tuple[str, ...], NoDecode] = Field(min_length=1)
+    # OpenAI's `owned_by`: who serves the model. One owner for every model of a deployment.
+    models_owner: str = Field(default="metered-ai", min_length=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(model.strip() for model in value.split(",") if model.strip())
+        return value
+
+
+@cache
+def models_settings() -> ModelsSettings:
+    return ModelsSettings()  # fields come from the environment
