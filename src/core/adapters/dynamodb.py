@@ -1,8 +1,8 @@
 """DynamoDB adapter: the partners table (partner records and the per-email uniqueness lock).
 
-Two kinds of item share the table (see docs/CONTRACTS.md): `EMAIL#<email>` locks an address while its
+Three kinds of item share the table (see docs/CONTRACTS.md): `EMAIL#<email>` locks an address while its
 signup runs and after it succeeds; `PARTNER#<id>` is the partner record, written only once the partner's
-key is in its plan. Neither ever holds an API key value.
+key is in its plan; `APIKEY#<key id>` finds the partner of a key. None ever holds an API key value.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,10 @@ def email_pk(email: str) -> str:
 
 def partner_pk(partner_id: str) -> str:
     return f"PARTNER#{partner_id}"
+
+
+def api_key_pk(api_key_id: str) -> str:
+    return f"APIKEY#{api_key_id}"
 
 
 def _failed_condition(exc: ClientError) -> bool:
@@ -94,7 +98,7 @@ class PartnersTable:
         return Reservation(partner_id=str(existing["partner_id"]), resumed=True)
 
     def activate(self, partner: Partner) -> None:
-        """Write the partner record and mark its email taken, in one transaction."""
+        """Write the partner record, its key-id index entry, and mark its email taken, in one transaction."""
         self._client.transact_write_items(
             TransactItems=[
                 {
@@ -120,6 +124,13 @@ class PartnersTable:
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": _item({"pk": api_key_pk(partner.api_key_id), "partner_id": partner.partner_id}),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
             ]
         )
 
@@ -138,6 +149,12 @@ class PartnersTable:
         except ClientError as exc:
             if not _failed_condition(exc):
                 raise
+
+    def get_by_api_key_id(self, api_key_id: str) -> Partner | None:
+        found = self._client.get_item(TableName=self._table, Key=_item({"pk": api_key_pk(api_key_id)}))
+        if "Item" not in found:
+            return None
+        return self.get(str(_plain(found["Item"])["partner_id"]))
 
     def get(self, partner_id: str) -> Partner | None:
         found = self._client.get_item(
