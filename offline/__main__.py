@@ -1,0 +1,140 @@
+"""`python -m offline`: run the whole product on 127.0.0.1 until Ctrl-C or SIGTERM (what `make local` runs)."""
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from offline.stack import DEFAULT_PORT, OfflineStack, StackOptions
+from offline.state import AlreadyRunning, StateDir
+from offline.template import DEFAULT_REGION, DEFAULT_STACK_NAME, TEMPLATE_PATH, TemplateError, parse_parameter_overrides
+
+EXIT_RUNNING = 1
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        options = StackOptions(
+            port=args.port,
+            overrides=parse_parameter_overrides(args.params),
+            template_path=args.template,
+            stack_name=args.stack_name,
+            region=args.region,
+            state_dir=StateDir(args.state_dir),
+            management_rate_limits=False if args.no_management_rate_limits else None,
+            schedules=not args.no_schedules,
+            access_log=not args.quiet,
+        )
+        stack = OfflineStack(options)
+        info = stack.start()
+    except KeyboardInterrupt:
+        return 130
+    except TemplateError as exc:
+        print(f"offline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AlreadyRunning as exc:
+        print(f"offline: {exc}", file=sys.stderr)
+        return EXIT_RUNNING
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    try:
+        print(banner(info), flush=True)
+        # A timeout keeps the main thread responsive to signals on every platform.
+        while not stopping.wait(1.0):
+            pass
+    finally:
+        print("offline: stopping", file=sys.stderr, flush=True)
+        stack.stop()
+    return 0
+
+
+def banner(info: dict[str, Any]) -> str:
+    """What a person needs to start: where things are, the tiers, and three commands to try."""
+    lines = [
+        f"Offline stack {info['stack_name']} is up: for trying and testing only, never a production server.",
+        f"  API        {info['api_url']}",
+        f"  AWS        {info['aws_endpoint_url']}  (region {info['region']}, any credentials, e.g. testing/testing)",
+        f"  Outbox     {info['outbox_dir']}",
+        f"  stack.json {Path(info['outbox_dir']).parent / 'stack.json'}",
+        "  Routes",
+    ]
+    for route in info["routes"]:
+        key = "  (API key)" if route["api_key_required"] else ""
+        lines.append(f"    {route['method']:<6} {route['path']:<24} -> {route['function']}{key}")
+    lines.append("  Tiers")
+    for tier, limits in info["tiers"].items():
+        lines.append(f"    {tier:<12} {_limits(limits)}")
+    if info["schedules"]:
+        lines.append("  Schedules")
+        for schedule in info["schedules"]:
+            state = "" if schedule["enabled"] else "  (disabled)"
+            lines.append(f"    {schedule['function']:<28} {schedule['expression']}{state}")
+    if not info["management_rate_limits"]:
+        lines.append("  Management-API rate limits: off")
+    lines += ["", "Try it:", *walkthrough(info), "", "Ctrl-C stops the stack; its state is in memory and goes with it."]
+    return "\n".join(lines)
+
+
+def _limits(limits: dict[str, Any]) -> str:
+    throttle = (
+        f"{limits['rate_limit']:g} req/s, burst {limits['burst_limit']}" if limits["rate_limit"] else "no throttle"
+    )
+    quota = f"{limits['quota_limit']} per {limits['quota_period']}" if limits["quota_limit"] else "no quota"
+    return f"{throttle}; {quota}"
+
+
+def walkthrough(info: dict[str, Any]) -> list[str]:
+    """Three curl lines: sign up (a public POST route), call a key route, then see 403 and 429."""
+    routes = info["routes"]
+    signup = next((route for route in routes if route["method"] == "POST" and not route["api_key_required"]), None)
+    metered = next((route for route in routes if route["method"] == "GET" and route["api_key_required"]), None)
+    if signup is None or metered is None:
+        return ["  (the template has no public POST route and key-protected GET route to demonstrate)"]
+    # Enough calls to empty the smallest burst (the free tier's, which a signup gets by default).
+    burst = min((int(limits["burst_limit"]) for limits in info["tiers"].values() if limits["burst_limit"]), default=10)
+    body = shlex.quote('{"name":"Ada","email":"ada@example.com"}')
+    extract = shlex.quote('import json,sys; print(json.load(sys.stdin)["api_key"])')
+    url = shlex.quote(metered["url"])
+    return [
+        f"  KEY=$(curl -s -X POST {signup['url']} -H 'content-type: application/json' -d {body}"
+        f" | python3 -c {extract})",
+        f'  curl -s {url} -H "x-api-key: $KEY"; echo',
+        f"  curl -s {url}; echo; for i in $(seq {burst + 2}); do "
+        f"curl -s -o /dev/null -w '%{{http_code}} ' {url} -H \"x-api-key: $KEY\"; done; echo",
+    ]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m offline", description=__doc__)
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"gateway port on 127.0.0.1 (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--params", default="", help='SAM-style parameter overrides, e.g. "FreeQuotaLimit=20 FreeRateLimit=2"'
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=StateDir().path, help="where stack.json, the lock and the outbox go"
+    )
+    parser.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="the SAM template (default template.yaml)")
+    parser.add_argument(
+        "--stack-name", default=DEFAULT_STACK_NAME, help=f"AWS::StackName (default {DEFAULT_STACK_NAME})"
+    )
+    parser.add_argument("--region", default=DEFAULT_REGION, help=f"AWS::Region (default {DEFAULT_REGION})")
+    parser.add_argument(
+        "--no-management-rate-limits",
+        action="store_true",
+        help="do not throttle API Gateway management calls (for benchmarks of something else)",
+    )
+    parser.add_argument("--no-schedules", action="store_true", help="do not run scheduled functions on their own")
+    parser.add_argument("--quiet", action="store_true", help="no access log line per request")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
