@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-PORT ?= 4566
+PORT ?= 3000
 PARAMS ?=
 FUNCTION ?=
 EVENT ?=

@@ -1,0 +1,75 @@
+"""Shared fixtures: an emulated AWS account (moto plus our API Gateway fidelity layer) provisioned from
+template.yaml, and the signup function's environment read from the same template."""
+
+import os
+
+# Before anything creates a boto3 client: tests never reach AWS and never need credentials.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_DEV="false",
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from core.config import signup_settings
+from core.signup import signup_service
+from offline import apigateway_fidelity, dynamodb_fidelity
+from offline.provision import ProvisionedStack, provision
+from offline.template import StackTemplate, load_template
+
+
+@pytest.fixture(scope="session")
+def template() -> StackTemplate:
+    return load_template()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """A fresh emulated account with AWS's documented API Gateway behaviour, rate limits included."""
+    apigateway_fidelity.install()
+    dynamodb_fidelity.install()
+    apigateway_fidelity.set_management_rate_limits(True)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def stack(aws: None, template: StackTemplate) -> ProvisionedStack:
+    return provision(template)
+
+
+def _function_environment(template: StackTemplate, stack: ProvisionedStack, logical_id: str) -> dict[str, str]:
+    variables = template.resources[logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+    return stack.environment(variables)
+
+
+@pytest.fixture
+def signup_env(stack: ProvisionedStack, template: StackTemplate, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The signup function's environment exactly as the template sets it, on the emulated stack."""
+    for name, value in _function_environment(template, stack, "SignupFunction").items():
+        monkeypatch.setenv(name, value)
+    signup_settings.cache_clear()
+    signup_service.cache_clear()
+    yield
+    signup_settings.cache_clear()
+    signup_service.cache_clear()
+
+
+@pytest.fixture
+def apigateway(aws: None) -> object:
+    return boto3.client("apigateway")
+
+
+@pytest.fixture
+def dynamodb(aws: None) -> object:
+    return boto3.client("dynamodb")

@@ -1,0 +1,57 @@
+"""Inject AWS failures the way AWS produces them: an operation answers with AWS's error (or the function
+dies between two calls) once, through botocore's own event hooks, so the code under test sees exactly
+what boto3 raises for that error."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+
+
+class LambdaTimedOut(BaseException):
+    """Simulates Lambda killing the function mid-way: no except-Exception cleanup runs."""
+
+
+@contextmanager
+def fails_once(service_id: str, operation: str, code: str, status: int = 400) -> Iterator[Callable[[], int]]:
+    """The next `operation` call answers `code` (e.g. TooManyRequestsException) instead of running."""
+    with _on_call(service_id, operation, lambda: _error(code, status)) as calls:
+        yield calls
+
+
+@contextmanager
+def dies_before(service_id: str, operation: str) -> Iterator[Callable[[], int]]:
+    """The function is killed just before the next `operation` call."""
+
+    def die() -> Any:
+        raise LambdaTimedOut(f"killed before {operation}")
+
+    with _on_call(service_id, operation, die) as calls:
+        yield calls
+
+
+def _error(code: str, status: int) -> tuple[AWSResponse, dict[str, Any]]:
+    parsed = {"Error": {"Code": code, "Message": "injected fault"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return AWSResponse("https://injected", status, {}, None), parsed  # type: ignore[arg-type]
+
+
+@contextmanager
+def _on_call(service_id: str, operation: str, outcome: Callable[[], Any]) -> Iterator[Callable[[], int]]:
+    events = boto3._get_default_session().events
+    injected = 0
+
+    def once(**_: Any) -> Any:
+        nonlocal injected
+        if injected:
+            return None
+        injected += 1
+        return outcome()
+
+    name = f"before-call.{service_id}.{operation}"
+    events.register(name, once)
+    try:
+        yield lambda: injected
+    finally:
+        events.unregister(name, once)

@@ -1,0 +1,114 @@
+"""The API Gateway adapter's requests, pinned against botocore's service model with Stubber, and its
+translation of AWS errors into domain errors."""
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from core.adapters.apigateway import ApiGateway
+from core.errors import KeyAlreadyInPlan, ManagementApiThrottled, NotFound
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[ApiGateway, Stubber]]:
+    client = boto3.client("apigateway", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield ApiGateway(client), stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_keys_are_created_disabled_and_tagged(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response(
+        "create_api_key",
+        {"id": "k1", "value": "secret-value-0123456789", "enabled": False},
+        {"name": "stack-p_1", "enabled": False, "tags": {"metered-ai:stack": "stack"}},
+    )
+
+    key = gateway.create_disabled_key("stack-p_1", {"metered-ai:stack": "stack"})
+
+    assert key.id == "k1"
+    assert key.value.get_secret_value() == "secret-value-0123456789"
+    assert "secret-value" not in repr(key)
+
+
+def test_attach_enable_and_read_use_the_documented_shapes(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response(
+        "create_usage_plan_key",
+        {"id": "k1", "type": "API_KEY"},
+        {"usagePlanId": "plan1", "keyId": "k1", "keyType": "API_KEY"},
+    )
+    stubber.add_response(
+        "update_api_key",
+        {"id": "k1", "enabled": True},
+        {"apiKey": "k1", "patchOperations": [{"op": "replace", "path": "/enabled", "value": "true"}]},
+    )
+    stubber.add_response("get_api_key", {"id": "k1", "value": "v"}, {"apiKey": "k1", "includeValue": True})
+
+    gateway.attach_key("plan1", "k1")
+    gateway.enable_key("k1")
+    assert gateway.read_key_value("k1") == "v"
+
+
+def test_find_key_ids_keeps_exact_names_only(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    # nameQuery is a prefix match: stack-p_1 must not pick up stack-p_10
+    gateway, stubber = stubbed
+    stubber.add_response(
+        "get_api_keys",
+        {"items": [{"id": "a", "name": "stack-p_1"}, {"id": "b", "name": "stack-p_10"}]},
+        {"nameQuery": "stack-p_1", "includeValues": False, "limit": 500},
+    )
+
+    assert gateway.find_key_ids("stack-p_1") == ["a"]
+
+
+def test_usage_plans_map_throttle_and_quota(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_response(
+        "get_usage_plans",
+        {
+            "items": [
+                {
+                    "id": "p1",
+                    "name": "stack-free",
+                    "throttle": {"rateLimit": 5.0, "burstLimit": 10},
+                    "quota": {"limit": 1000, "period": "DAY", "offset": 0},
+                }
+            ]
+        },
+        {"limit": 500},
+    )
+
+    [plan] = gateway.list_usage_plans()
+
+    assert (plan.id, plan.name) == ("p1", "stack-free")
+    assert plan.limits.rate_limit == 5.0
+    assert plan.limits.quota_period == "DAY"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "domain_error"),
+    [
+        ("ConflictException", 409, KeyAlreadyInPlan),
+        ("NotFoundException", 404, NotFound),
+        ("TooManyRequestsException", 429, ManagementApiThrottled),
+    ],
+)
+def test_aws_errors_become_domain_errors(
+    stubbed: tuple[ApiGateway, Stubber], code: str, status: int, domain_error: type[Exception]
+) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error("create_usage_plan_key", service_error_code=code, http_status_code=status)
+
+    with pytest.raises(domain_error):
+        gateway.attach_key("plan1", "k1")
+
+
+def test_deleting_a_key_that_is_already_gone_is_not_an_error(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error("delete_api_key", service_error_code="NotFoundException", http_status_code=404)
+
+    gateway.delete_key("gone")
