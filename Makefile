@@ -3,7 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # The Lambda runtime's Python (template.yaml: python3.12). pyenv has it on these machines; any python3.12 works.
-PYTHON ?= $(shell command -v python3.12 || ls $$(pyenv root 2>/dev/null)/versions/3.12.*/bin/python3.12 2>/dev/null | tail -n 1)
+# The first candidate that really runs 3.12 wins (a pyenv shim may exist for a version that is not active).
+PYTHON ?= $(shell for candidate in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12.*/bin/python3.12 2>/dev/null | sort -V | tail -n 1) $$(command -v python3.12); do \
+  "$$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && echo "$$candidate" && break; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
