@@ -1,4 +1,4 @@
-"""GET /v1/models: the models this API serves, in OpenAI's list shape (key required, metered by plan)."""
+"""GET /v1/models: the models the caller's tier may use, in OpenAI's list shape (key required, metered)."""
 
 from http import HTTPStatus
 from typing import Any
@@ -7,8 +7,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from core.config import ModelsSettings, models_settings
-from core.http_errors import error_response, json_response
+from core.ai_api import models_api
+from core.errors import DomainError
+from core.http_errors import json_response, openai_domain_error_response, openai_error_response
 from core.observability import logger, tracer
 
 app = APIGatewayRestResolver()
@@ -17,24 +18,30 @@ app = APIGatewayRestResolver()
 @app.get("/v1/models")
 @tracer.capture_method
 def list_models() -> Response[str]:
-    return json_response(HTTPStatus.OK, model_list(models_settings()))
+    api = models_api()
+    caller = api.caller(app.current_event.request_context.identity.api_key_id)
+    return json_response(HTTPStatus.OK, api.list_models(caller), _request_id())
 
 
-def model_list(settings: ModelsSettings) -> dict[str, Any]:
-    """OpenAI's `GET /v1/models` body; `created` is 0 because the models have no creation time here."""
-    return {
-        "object": "list",
-        "data": [
-            {"id": model, "object": "model", "created": 0, "owned_by": settings.models_owner}
-            for model in settings.models
-        ],
-    }
+def _request_id() -> dict[str, str]:
+    # OpenAI's SDKs expose x-request-id as the response's request id: API Gateway's, for support.
+    return {"x-request-id": app.current_event.request_context.request_id}
+
+
+@app.exception_handler(DomainError)  # type: ignore[untyped-decorator]
+def on_domain_error(exc: DomainError) -> Response[str]:
+    response = openai_domain_error_response(exc)
+    log = logger.info if response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR else logger.error
+    log("refused listing models", reason=type(exc).__name__, error=exc.message)
+    return response
 
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
 def on_unexpected_error(exc: Exception) -> Response[str]:
     logger.exception("listing models failed")
-    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+    return openai_error_response(
+        HTTPStatus.INTERNAL_SERVER_ERROR, "server_error", "internal error", code="internal_error"
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

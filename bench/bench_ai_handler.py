@@ -1,0 +1,270 @@
+"""The AI API's own cost per request, the model excluded, and its cold import times. Figures only.
+
+- Cold import: each handler module imported in a fresh interpreter (what a Lambda cold start pays before
+  the first request, on top of the runtime's own start), median of a few runs.
+- Per request: POST /v1/chat/completions through the real handler (Powertools resolver, validation, partner
+  lookup, reservation, settlement, metrics, OpenAI-shaped answer) with a model that answers at once, so
+  the figure is our overhead only. Measured twice: with the ledger and partners in memory (our CPU time),
+  and with them on moto's DynamoDB (2 UpdateItem per request once the partner is cached; on AWS, add
+  DynamoDB's own latency for those two writes instead of moto's). The authorizer, which runs before every
+  key-protected request, is timed too.
+
+    .venv/bin/python bench/bench_ai_handler.py [--requests N] [--imports N]
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SOURCE = PROJECT_ROOT / "src"
+# `python bench/...` puts bench/ first on the path, not the project root and the functions' code.
+sys.path[:0] = [str(SOURCE), str(PROJECT_ROOT)]
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto takes any credentials; these are dummies
+    AWS_DEFAULT_REGION="us-east-1",
+    POWERTOOLS_TRACE_DISABLED="true",
+    # As deployed: an INFO line and an EMF record per completion, written to /dev/null while timing.
+    POWERTOOLS_LOG_LEVEL="INFO",
+    POWERTOOLS_METRICS_NAMESPACE="MeteredAI",
+    POWERTOOLS_SERVICE_NAME="metered-ai",
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+from core.ai_api import AiApi  # noqa: E402
+from core.chat import ModelReply, ModelRequest  # noqa: E402
+from core.config import ChatSettings  # noqa: E402
+from core.ledger import LedgerEntry, LedgerReading, QuotaReading  # noqa: E402
+from core.models import Partner, PartnerStatus  # noqa: E402
+
+HANDLERS = ("handlers.api_key_authorizer", "handlers.models", "handlers.usage", "handlers.chat_completions")
+KEY_ID = "benchkey01"
+TIERS = {
+    "free": {
+        "models": "nova-micro",
+        "token_budget": 0,
+        "default_max_tokens": 16,
+        "rate_limit": 5,
+        "burst_limit": 10,
+        "quota_limit": 1000,
+        "quota_period": "DAY",
+    }
+}
+
+
+class InstantModel:
+    """A model that costs nothing: what is left is the handler's own work."""
+
+    def estimate_prompt_tokens(self, request: ModelRequest) -> int:
+        return 8
+
+    def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
+        return ModelReply("Hello from the bench.", "stop", prompt_tokens=8, completion_tokens=5)
+
+
+class MemoryPartners:
+    def __init__(self) -> None:
+        self.partner = Partner(
+            partner_id="p_bench",
+            name="Bench",
+            email="bench@example.com",
+            tier="free",
+            api_key_id=KEY_ID,
+            key_prefix="benc",
+            status=PartnerStatus.ACTIVE,
+            created_at="2026-01-01T00:00:00+00:00",
+            updated_at="2026-01-01T00:00:00+00:00",
+        )
+
+    def get_by_api_key_id(self, api_key_id: str) -> Partner | None:
+        return self.partner if api_key_id == KEY_ID else None
+
+    def get(self, partner_id: str) -> Partner | None:
+        return self.partner
+
+    def reserve_email(self, *args: Any) -> Any:
+        raise NotImplementedError
+
+    def activate(self, partner: Partner) -> None:
+        raise NotImplementedError
+
+    def release(self, *args: Any) -> None:
+        raise NotImplementedError
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+
+    def count_request(self, entry: LedgerEntry) -> LedgerReading:
+        self.counters["requests"] = self.counters.get("requests", 0) + 1
+        return LedgerReading(requests=self.counters["requests"])
+
+    def reserve(self, entry: LedgerEntry, tokens: int, budget: int | None) -> tuple[bool, LedgerReading]:
+        return True, self.count_request(entry)
+
+    def settle(self, entry: LedgerEntry, reserved: int, prompt_tokens: int, completion_tokens: int) -> None:
+        self.counters["tokens"] = self.counters.get("tokens", 0) + prompt_tokens + completion_tokens
+
+    def release(self, entry: LedgerEntry, reserved: int) -> None:
+        return None
+
+    def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None:
+        return None
+
+
+def settings(metering_table: str = "bench-metering", partners_table: str = "bench-partners") -> ChatSettings:
+    return ChatSettings(
+        stack_name="bench",
+        partners_table=partners_table,
+        metering_table=metering_table,
+        models="nova-micro=amazon.nova-micro-v1:0",  # type: ignore[arg-type]
+        tiers=TIERS,  # type: ignore[arg-type]
+        model_provider="offline",
+    )
+
+
+@dataclass
+class Context:
+    function_name: str = "ChatCompletionsFunction"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ChatCompletionsFunction"
+    aws_request_id: str = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 27_000
+
+
+def chat_event() -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((PROJECT_ROOT / "events" / "chat_completions.json").read_text())
+    event["requestContext"]["identity"]["apiKeyId"] = KEY_ID
+    return event
+
+
+def time_calls(call: Callable[[], Any], requests: int, warmup: int = 50) -> list[float]:
+    """Milliseconds per call; what the handler logs and prints (JSON logs, EMF) goes to /dev/null meanwhile."""
+    from core.observability import logger  # noqa: PLC0415
+
+    timings = []
+    handler = logger.registered_handler
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        previous = handler.setStream(sink)  # type: ignore[attr-defined]
+        try:
+            for n in range(requests + warmup):
+                started = time.perf_counter()
+                call()
+                if n >= warmup:
+                    timings.append((time.perf_counter() - started) * 1000)
+        finally:
+            handler.setStream(previous)  # type: ignore[attr-defined]
+    return timings
+
+
+def per_request(requests: int) -> list[tuple[str, list[float]]]:
+    from handlers import api_key_authorizer, chat_completions  # noqa: PLC0415 - after the environment is set
+
+    rows = []
+    event = chat_event()
+
+    def served() -> None:
+        response = chat_completions.handler(event, Context())
+        if response["statusCode"] != 200:
+            raise SystemExit(f"the handler answered {response['statusCode']}: {response['body']}")
+
+    in_memory = AiApi(settings(), MemoryPartners(), MemoryLedger(), InstantModel(), record_metrics=_emf_only)
+    chat_completions.chat_api = lambda: in_memory  # type: ignore[attr-defined]
+    rows.append(("chat handler, ledger in memory (CPU)", time_calls(served, requests)))
+
+    rows.append(("chat handler, ledger on moto DynamoDB", _on_moto(served, requests, chat_completions)))
+
+    authorizer_event = json.loads((PROJECT_ROOT / "events" / "api_key_authorizer.json").read_text())
+    rows.append(
+        ("authorizer handler", time_calls(lambda: api_key_authorizer.handler(authorizer_event, None), requests))
+    )
+    return rows
+
+
+def _emf_only(outcome: Any) -> None:
+    from core.ai_api import emit_chat_metrics  # noqa: PLC0415
+
+    emit_chat_metrics(outcome)
+
+
+def _on_moto(served: Callable[[], None], requests: int, chat_completions: Any) -> list[float]:
+    from moto import mock_aws  # noqa: PLC0415
+
+    from core.adapters.dynamodb import PartnersTable  # noqa: PLC0415
+    from core.adapters.metering_table import MeteringTable  # noqa: PLC0415
+    from offline import dynamodb_fidelity  # noqa: PLC0415
+    from offline.provision import provision  # noqa: PLC0415
+    from offline.template import load_template  # noqa: PLC0415
+
+    dynamodb_fidelity.install()
+    with mock_aws():
+        stack = provision(load_template())
+        partners = PartnersTable(stack.physical_ids["PartnersTable"])
+        partner = MemoryPartners().partner
+        reservation = partners.reserve_email(partner.email, partner.partner_id, time.time(), 60)
+        assert not reservation.resumed
+        partners.activate(partner)
+        ledger = MeteringTable(stack.physical_ids["MeteringTable"])
+        api = AiApi(
+            settings(stack.physical_ids["MeteringTable"], stack.physical_ids["PartnersTable"]),
+            partners,
+            ledger,
+            InstantModel(),
+            record_metrics=_emf_only,
+        )
+        chat_completions.chat_api = lambda: api
+        return time_calls(served, requests)
+
+
+def cold_imports(runs: int) -> list[tuple[str, float]]:
+    rows = []
+    for module in HANDLERS:
+        code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+        samples = []
+        for _ in range(runs):
+            out = subprocess.run(  # noqa: S603 - our interpreter, our module names
+                [sys.executable, "-c", code], cwd=SOURCE, capture_output=True, text=True, check=True
+            ).stdout
+            samples.append(float(out) * 1000)
+        rows.append((module, statistics.median(samples)))
+    return rows
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--imports", type=int, default=5, help="fresh interpreters per module")
+    args = parser.parse_args()
+
+    print(f"cold import, fresh interpreter, median of {args.imports}")
+    for module, milliseconds in cold_imports(args.imports):
+        print(f"  {module:34} {milliseconds:8.1f} ms")
+    print()
+    print(f"per request, model excluded: {args.requests} requests after 50 warm-up")
+    print(f"  {'':44} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    for name, values in per_request(args.requests):
+        p50, p99 = _percentile(values, 0.5), _percentile(values, 0.99)
+        print(f"  {name:44} {p50:8.3f} {p99:8.3f} {statistics.fmean(values):8.3f}")
+    print("  (on AWS, the DynamoDB row's two UpdateItem calls cost DynamoDB's latency, typically single-digit ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Token metering: every request is counted in its key's ledger for the tier's quota period, and a chat
+completion holds a reservation on the tier's token budget while the model works.
+
+The reservation rule (README, "Token budgets"): a request reserves its prompt estimate plus its max_tokens
+(the tier's default when the caller sends none, and always sent to the model, so the completion cannot be
+longer). It is admitted only if tokens used plus tokens reserved by requests in flight plus its own
+reservation fit in the budget, in one conditional write. After the model answers, the reservation is
+replaced by the real usage; if the model fails, it is released and nothing is charged. So concurrent
+requests can overshoot a budget only by how much their real prompt tokens exceed their estimates.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from core.ai_policy import AiCaller
+from core.chat import ModelReply
+from core.errors import TokenBudgetExceeded
+from core.ledger import LedgerEntry, LedgerReading
+from core.periods import period_bounds, period_key
+from core.ports import TokenLedger
+
+
+@dataclass(frozen=True)
+class TokenReservation:
+    entry: LedgerEntry
+    tokens: int
+
+
+class TokenMeter:
+    def __init__(self, ledger: TokenLedger, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._ledger = ledger
+        self._clock = clock
+
+    def entry(self, caller: AiCaller) -> LedgerEntry:
+        """The caller's ledger item for the quota period API Gateway is counting now."""
+        start, reset = period_bounds(caller.policy.quota_period, self._clock())
+        return LedgerEntry(
+            api_key_id=caller.api_key_id,
+            period_start=start,
+            period_reset=reset,
+            tier=caller.tier,
+            partner_id=caller.partner_id,
+        )
+
+    def count_request(self, entry: LedgerEntry) -> LedgerReading:
+        return self._ledger.count_request(entry)
+
+    def reserve(self, entry: LedgerEntry, caller: AiCaller, tokens: int) -> TokenReservation:
+        """Count the request and hold `tokens` of the budget, or raise TokenBudgetExceeded (still counted)."""
+        budget = None if caller.policy.unlimited_tokens else caller.policy.token_budget
+        admitted, reading = self._ledger.reserve(entry, tokens, budget)
+        if not admitted:
+            assert budget is not None
+            remaining = max(budget - reading.committed_tokens, 0)
+            raise TokenBudgetExceeded(needed=tokens, remaining=remaining, resets_at=period_key(entry.period_reset))
+        return TokenReservation(entry=entry, tokens=tokens)
+
+    def settle(self, reservation: TokenReservation, reply: ModelReply) -> None:
+        self._ledger.settle(reservation.entry, reservation.tokens, reply.prompt_tokens, reply.completion_tokens)
+
+    def release(self, reservation: TokenReservation) -> None:
+        self._ledger.release(reservation.entry, reservation.tokens)
