@@ -1,0 +1,229 @@
+"""Verified billing payloads turned into tier changes: Stripe subscription events and the generic event.
+
+Stripe (`customer.subscription.created|updated|deleted|paused|resumed`): the partner is the subscription's
+`metadata.partner_id`, or the partner its `customer` was linked to earlier. The tier comes from the
+subscription items' prices: a price id listed in StripePriceTiers maps to its tier; otherwise a price whose
+`lookup_key` is a tier name (`pro`) maps to that tier. Items whose prices map to no tier (add-ons) are
+ignored; exactly one tier must remain. Subscription status decides between subscribing and cancelling.
+
+Generic (Standard Webhooks), for any other billing system:
+    {"type": "subscription.updated" | "subscription.canceled", "timestamp": "<ISO 8601 with zone>",
+     "data": {"partner_id": "p_...", "tier": "pro"}}
+`subscription.updated` means "this partner is subscribed to this tier" (a new subscription, a change, a
+return); `subscription.canceled` needs no tier. The event id is the `webhook-id` header.
+"""
+
+import json
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import InvalidRequest, UnprocessableEvent
+from core.http_errors import invalid_request
+from core.models import BillingEvent, IgnoredBillingEvent, TierAction
+from core.webhook_signatures import VerifiedDelivery
+
+STRIPE_SUBSCRIPTION_EVENTS: Final = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+    }
+)
+# Stripe subscription statuses (docs.stripe.com/billing/subscriptions/overview#subscription-statuses).
+# past_due keeps the tier while Stripe retries the payment; unpaid is where it ends when retries run out.
+SUBSCRIBED_STATUSES: Final = frozenset({"active", "trialing", "past_due"})
+ENDED_STATUSES: Final = frozenset({"canceled", "unpaid", "incomplete_expired", "paused"})
+GENERIC_SUBSCRIBE: Final = "subscription.updated"
+GENERIC_CANCEL: Final = frozenset({"subscription.canceled", "subscription.cancelled"})
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _StripePrice(_Loose):
+    id: str
+    lookup_key: str | None = None
+
+
+class _StripeItem(_Loose):
+    price: _StripePrice
+
+
+class _StripeItems(_Loose):
+    data: list[_StripeItem] = []
+
+
+class _StripeSubscription(_Loose):
+    id: str
+    customer: str | dict[str, Any]
+    status: str
+    metadata: dict[str, str] = {}
+    items: _StripeItems = _StripeItems()
+
+    @property
+    def customer_id(self) -> str:
+        # Webhooks send the id; an expanded customer object carries it as "id".
+        return self.customer if isinstance(self.customer, str) else str(self.customer.get("id", ""))
+
+
+class _StripeEventData(_Loose):
+    object: dict[str, Any]
+
+
+class _StripeEvent(_Loose):
+    id: str = Field(min_length=1)
+    type: str
+    created: int
+    data: _StripeEventData
+
+
+class _GenericData(_Loose):
+    partner_id: str = Field(min_length=1, max_length=200)
+    tier: str | None = None
+
+
+class _GenericEvent(_Loose):
+    type: str
+    timestamp: AwareDatetime
+    data: _GenericData
+
+
+def parse_delivery(
+    delivery: VerifiedDelivery, known_tiers: Collection[str], price_tiers: Mapping[str, str]
+) -> BillingEvent | IgnoredBillingEvent:
+    """The tier change a verified delivery asks for, or why it asks for none."""
+    payload = _json_object(delivery.body)
+    if delivery.scheme == "stripe":
+        return parse_stripe(payload, known_tiers, price_tiers)
+    assert delivery.message_id is not None  # verification required the webhook-id header
+    return parse_generic(payload, delivery.message_id, known_tiers)
+
+
+def _json_object(body: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise InvalidRequest("the event body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the event body must be a JSON object")
+    return payload
+
+
+def parse_stripe(
+    payload: dict[str, Any], known_tiers: Collection[str], price_tiers: Mapping[str, str]
+) -> BillingEvent | IgnoredBillingEvent:
+    event = _validated(_StripeEvent, payload)
+    if event.type not in STRIPE_SUBSCRIPTION_EVENTS:
+        return _ignored("stripe", event.id, event.type, "event type not handled")
+    subscription = _validated(_StripeSubscription, event.data.object, prefix="data.object")
+    action = _stripe_action(event.type, subscription.status)
+    if action is None:
+        return _ignored("stripe", event.id, event.type, f"subscription status {subscription.status!r} changes nothing")
+    partner_id = subscription.metadata.get("partner_id", "").strip() or None
+    customer_id = subscription.customer_id or None
+    if partner_id is None and customer_id is None:
+        raise UnprocessableEvent("the subscription has neither metadata.partner_id nor a customer")
+    return BillingEvent(
+        scheme="stripe",
+        event_id=event.id,
+        event_type=event.type,
+        occurred_at_us=event.created * 1_000_000,
+        action=action,
+        tier=_stripe_tier(subscription, known_tiers, price_tiers) if action is TierAction.SUBSCRIBE else None,
+        partner_id=partner_id,
+        customer_id=customer_id,
+    )
+
+
+def _stripe_action(event_type: str, status: str) -> TierAction | None:
+    if event_type == "customer.subscription.deleted" or status in ENDED_STATUSES:
+        return TierAction.CANCEL
+    if status in SUBSCRIBED_STATUSES:
+        return TierAction.SUBSCRIBE
+    return None  # "incomplete": the first payment has not succeeded yet; its next update decides
+
+
+def _stripe_tier(
+    subscription: _StripeSubscription, known_tiers: Collection[str], price_tiers: Mapping[str, str]
+) -> str:
+    tiers = set()
+    for item in subscription.items.data:
+        price = item.price
+        if price.id in price_tiers:
+            tiers.add(price_tiers[price.id])
+        elif price.lookup_key in known_tiers:
+            tiers.add(str(price.lookup_key))
+    if not tiers:
+        prices = ", ".join(item.price.id for item in subscription.items.data) or "none"
+        raise UnprocessableEvent(
+            f"no price of subscription {subscription.id} maps to a tier (prices: {prices}); give the price a "
+            f"lookup_key that is a tier name ({', '.join(sorted(known_tiers))}) or list it in StripePriceTiers"
+        )
+    if len(tiers) > 1:
+        raise UnprocessableEvent(
+            f"subscription {subscription.id} has prices of several tiers ({', '.join(sorted(tiers))})"
+        )
+    tier = tiers.pop()
+    _require_known(tier, known_tiers)
+    return tier
+
+
+def parse_generic(
+    payload: dict[str, Any], message_id: str, known_tiers: Collection[str]
+) -> BillingEvent | IgnoredBillingEvent:
+    event_type = payload.get("type")
+    if not isinstance(event_type, str):
+        raise InvalidRequest("request body is invalid", [{"field": "type", "message": "field required"}])
+    action: Literal[TierAction.SUBSCRIBE, TierAction.CANCEL]
+    if event_type == GENERIC_SUBSCRIBE:
+        action = TierAction.SUBSCRIBE
+    elif event_type in GENERIC_CANCEL:
+        action = TierAction.CANCEL
+    else:
+        return _ignored("standard", message_id, event_type, "event type not handled")
+    event = _validated(_GenericEvent, payload)
+    tier = event.data.tier
+    if action is TierAction.SUBSCRIBE:
+        if not tier:
+            raise InvalidRequest("request body is invalid", [{"field": "data.tier", "message": "field required"}])
+        _require_known(tier, known_tiers)
+    return BillingEvent(
+        scheme="standard",
+        event_id=message_id,
+        event_type=event_type,
+        occurred_at_us=_microseconds(event.timestamp),
+        action=action,
+        tier=tier if action is TierAction.SUBSCRIBE else None,
+        partner_id=event.data.partner_id,
+    )
+
+
+def _microseconds(at: datetime) -> int:
+    # Exact: float seconds would lose microseconds, and two events a few microseconds apart must stay ordered.
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _require_known(tier: str, known_tiers: Collection[str]) -> None:
+    if tier not in known_tiers:
+        raise UnprocessableEvent(f"unknown tier {tier!r}; tiers: {', '.join(sorted(known_tiers))}")
+
+
+def _validated[Model: BaseModel](model: type[Model], value: Any, prefix: str = "") -> Model:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        error = invalid_request(exc)
+        if prefix:
+            error.details = [{**detail, "field": f"{prefix}.{detail['field']}"} for detail in error.details]
+        raise error from None
+
+
+def _ignored(scheme: Literal["stripe", "standard"], event_id: str, event_type: str, reason: str) -> IgnoredBillingEvent:
+    return IgnoredBillingEvent(scheme=scheme, event_id=event_id, event_type=event_type, reason=reason)

@@ -1,0 +1,113 @@
+"""Moving an API key between usage plans, and carrying the quota period's usage over to the new plan.
+
+API Gateway allows a key in one usage plan per API stage, so a move is DeleteUsagePlanKey then
+CreateUsagePlanKey, with no other call between the two: until the attach, calls with the key get 403. If
+the attach fails, the key is attached to its old plan again, so no partner is left without a plan.
+
+API Gateway tracks usage per plan and key, so a key new to a plan would start the period with the full
+quota. The carry-over rule (also in the README):
+    remaining in the new plan = max(0, new plan's quota - carried - used in the new plan this period)
+where `carried` is what the key used in the plan it left, counted over the new plan's current quota period
+(GetUsage, read just before the move): the requests it made there, or, when both plans have the same
+quota period, its limit minus what it had left (which also counts usage carried into that plan earlier),
+whichever is more. The quota periods are those of `core.periods`; the first-period `offset` is not applied
+(AWS does not report when a plan was created, and our plans set none).
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from core.errors import TierChangeFailed
+from core.models import Tier
+from core.observability import logger
+from core.periods import effective_limit, period_bounds
+from core.ports import UsagePlanGateway
+
+
+@dataclass(frozen=True)
+class QuotaWindow:
+    """A quota period as far as it has gone: its first UTC day, and today."""
+
+    start: date
+    today: date
+
+
+def quota_window(tier: Tier, now: datetime) -> QuotaWindow | None:
+    """The tier's current quota period up to today; None when the tier has no quota."""
+    period = tier.limits.quota_period
+    if period is None or tier.limits.quota_limit is None:
+        return None
+    start, _ = period_bounds(period, now)
+    return QuotaWindow(start=start.date(), today=now.astimezone(UTC).date())
+
+
+def effective_quota(tier: Tier) -> int:
+    assert tier.limits.quota_limit is not None
+    return effective_limit(tier.limits.quota_limit, tier.limits.quota_offset, is_first_period=False)
+
+
+class PlanMover:
+    """Moves keys between the tiers' plans through the UsagePlanGateway port."""
+
+    def __init__(self, plans: UsagePlanGateway) -> None:
+        self._plans = plans
+
+    def current_tier(self, key_id: str, tiers: list[Tier]) -> Tier | None:
+        """The tier whose plan holds the key now (API Gateway allows one per stage), or None."""
+        by_plan = {tier.plan_id: tier for tier in tiers}
+        holding = [by_plan[plan_id] for plan_id in self._plans.plans_of_key(key_id) if plan_id in by_plan]
+        if len(holding) > 1:
+            logger.error("key is in several tier plans", api_key_id=key_id, tiers=[tier.name for tier in holding])
+        return holding[0] if holding else None
+
+    def consumed(
+        self, from_tier: Tier, key_id: str, window: QuotaWindow, same_period: bool, journal_carried: int | None
+    ) -> int:
+        """What the key used in `from_tier` that counts in `window` (the new plan's current quota period).
+
+        `journal_carried` is usage an interrupted earlier change meant to carry into `from_tier` in this
+        same period; it counts whether or not that carry was made.
+        """
+        days = self._plans.key_usage(from_tier.plan_id, key_id, window.start, window.today)
+        used = sum(day.used for day in days)
+        candidates = [used]
+        if same_period and days and from_tier.limits.quota_limit is not None:
+            candidates.append(effective_quota(from_tier) - days[-1].remaining)
+            if journal_carried is not None:
+                candidates.append(journal_carried + used)
+        return max(candidates)
+
+    def move(self, key_id: str, from_tier: Tier | None, to_tier: Tier) -> None:
+        """Detach from `from_tier`, attach to `to_tier`; on a failed attach, attach to `from_tier` again."""
+        if from_tier is not None:
+            self._plans.detach_key(from_tier.plan_id, key_id)
+        # Nothing may run between these two calls: until the attach, the key's calls get 403.
+        try:
+            self._plans.attach_key(to_tier.plan_id, key_id)
+        except Exception as exc:
+            back = self._put_back(key_id, from_tier)
+            where = f"it is back on the {from_tier.name} plan" if back and from_tier else "it is in no plan"
+            raise TierChangeFailed(
+                f"API Gateway refused to attach the key to the {to_tier.name} plan ({type(exc).__name__}); {where}"
+            ) from exc
+
+    def _put_back(self, key_id: str, from_tier: Tier | None) -> bool:
+        if from_tier is None:
+            return False
+        try:
+            self._plans.attach_key(from_tier.plan_id, key_id)
+        except Exception:
+            # The event is answered with a retryable error: its retry attaches the key wherever it belongs.
+            logger.exception("could not put the key back on its plan", api_key_id=key_id, tier=from_tier.name)
+            return False
+        return True
+
+    def carry(self, key_id: str, to_tier: Tier, carried: int, window: QuotaWindow) -> int:
+        """Set the key's remaining quota in `to_tier` for this period (UpdateUsage); the value set.
+
+        Idempotent: `carried` is fixed before the move, and the new plan's own usage is read each time.
+        """
+        own = sum(day.used for day in self._plans.key_usage(to_tier.plan_id, key_id, window.start, window.today))
+        remaining = max(0, effective_quota(to_tier) - carried - own)
+        self._plans.set_remaining_quota(to_tier.plan_id, key_id, remaining)
+        return remaining

@@ -1,0 +1,112 @@
+"""The carry-over rule across quota periods, on the template's plans in the emulated account (GetUsage and
+UpdateUsage from offline.apigateway_fidelity), on a fixed date: what counts is the new plan's current period."""
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import boto3
+import pytest
+
+from core.adapters.apigateway import ApiGateway
+from core.models import Tier
+from core.plan_moves import PlanMover, quota_window
+from core.tiers import TierCatalog
+from offline import apigateway_fidelity
+from offline.provision import ProvisionedStack
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def tiers(stack: ProvisionedStack) -> Iterator[dict[str, Tier]]:
+    apigateway_fidelity.set_wall_clock(lambda: NOW)
+    yield TierCatalog(stack.stack_name, ApiGateway()).all()
+    apigateway_fidelity.set_wall_clock(None)
+
+
+@pytest.fixture
+def key_id(tiers: dict[str, Tier]) -> str:
+    apigateway = boto3.client("apigateway")
+    key = apigateway.create_api_key(name="carry-test", enabled=True)["id"]
+    apigateway.create_usage_plan_key(usagePlanId=tiers["free"].plan_id, keyId=key, keyType="API_KEY")
+    return key
+
+
+def used(tier: Tier, key_id: str, day: date, requests: int) -> None:
+    apigateway_fidelity.ledger().record(tier.plan_id, key_id, day, requests)
+
+
+def remaining(tier: Tier, key_id: str) -> int:
+    value = apigateway_fidelity.ledger().remaining(tier.plan_id, key_id, NOW)
+    assert value is not None
+    return value
+
+
+def limit(tier: Tier) -> int:
+    assert tier.limits.quota_limit is not None
+    return tier.limits.quota_limit
+
+
+def move_with_carry(tiers: dict[str, Tier], key_id: str, source: str, target: str) -> int:
+    mover, window = PlanMover(ApiGateway()), quota_window(tiers[target], NOW)
+    assert window is not None
+    same_period = tiers[source].limits.quota_period == tiers[target].limits.quota_period
+    carried = mover.consumed(tiers[source], key_id, window, same_period, journal_carried=None)
+    mover.move(key_id, tiers[source], tiers[target])
+    mover.carry(key_id, tiers[target], carried, window)
+    return carried
+
+
+def test_a_day_plan_to_a_month_plan_carries_every_day_of_this_month(tiers: dict[str, Tier], key_id: str) -> None:
+    # Given free (DAY) usage last month, earlier this month and today
+    used(tiers["free"], key_id, date(2026, 2, 27), 20)
+    used(tiers["free"], key_id, date(2026, 3, 2), 300)
+    used(tiers["free"], key_id, date(2026, 3, 10), 50)
+
+    # When the key moves to pro (MONTH) on March 10
+    carried = move_with_carry(tiers, key_id, "free", "pro")
+
+    # Then this month's 350 calls count against pro; February's do not
+    assert carried == 350
+    assert remaining(tiers["pro"], key_id) == limit(tiers["pro"]) - 350
+
+
+def test_a_month_plan_to_a_day_plan_carries_only_today(tiers: dict[str, Tier], key_id: str) -> None:
+    # Given a pro key that made 5000 calls yesterday and 10 today
+    mover = PlanMover(ApiGateway())
+    mover.move(key_id, tiers["free"], tiers["pro"])
+    used(tiers["pro"], key_id, date(2026, 3, 9), 5000)
+    used(tiers["pro"], key_id, date(2026, 3, 10), 10)
+
+    # When it moves to free (DAY)
+    carried = move_with_carry(tiers, key_id, "pro", "free")
+
+    # Then only today's calls count against today's free quota
+    assert carried == 10
+    assert remaining(tiers["free"], key_id) == limit(tiers["free"]) - 10
+
+
+def test_plans_with_the_same_period_also_carry_what_was_carried_before(tiers: dict[str, Tier], key_id: str) -> None:
+    # Given a pro key that came with 500 calls carried over, then made 100 on pro
+    used(tiers["free"], key_id, date(2026, 3, 10), 500)
+    assert move_with_carry(tiers, key_id, "free", "pro") == 500
+    used(tiers["pro"], key_id, date(2026, 3, 10), 100)
+
+    # When it moves to enterprise (MONTH, like pro)
+    carried = move_with_carry(tiers, key_id, "pro", "enterprise")
+
+    # Then enterprise counts all 600
+    assert carried == 600
+    assert remaining(tiers["enterprise"], key_id) == limit(tiers["enterprise"]) - 600
+
+
+def test_usage_beyond_the_new_quota_leaves_zero_not_a_negative_or_a_fresh_quota(
+    tiers: dict[str, Tier], key_id: str
+) -> None:
+    mover = PlanMover(ApiGateway())
+    mover.move(key_id, tiers["free"], tiers["pro"])
+    used(tiers["pro"], key_id, date(2026, 3, 10), limit(tiers["free"]) * 3)
+
+    move_with_carry(tiers, key_id, "pro", "free")
+
+    assert remaining(tiers["free"], key_id) == 0

@@ -1,0 +1,794 @@
+"""POST /webhooks/billing, in-process against the emulated stack provisioned from template.yaml: signed events
+(Stripe's test-header helper, standardwebhooks' Webhook.sign) move a partner's key between usage plans."""
+
+import io
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+
+import core.signup
+from core.adapters.dynamodb import PartnersTable
+from core.config import tier_webhook_settings
+from core.models import BillingState, Partner, PartnerStatus, SignupRequest
+from core.observability import logger, metrics
+from core.signup import signup_service
+from core.tier_changes import tier_change_service
+from handlers import tier_webhook
+from offline import apigateway_fidelity
+from offline.provision import ProvisionedStack
+from offline.template import StackTemplate
+from offline.webhook_secrets import ensure_webhook_secrets, generate_signing_secret
+from tests.faults import LambdaTimedOut, dies_before, fails_once
+from tests.lambda_events import LambdaContext
+from tests.webhook_events import (
+    body_of,
+    generic_event,
+    standard_headers,
+    stripe_headers,
+    stripe_subscription_event,
+    webhook_proxy_event,
+)
+
+pytestmark = pytest.mark.usefixtures("signup_env")
+
+
+# --- Fixtures and helpers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secrets(
+    stack: ProvisionedStack, template: StackTemplate, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The webhook function's environment as the template sets it, and its signing secrets (generated as the
+    offline stack generates them, into the stack's BillingWebhookSecret)."""
+    variables = template.resources["TierWebhookFunction"]["Properties"]["Environment"]["Variables"]
+    for name, value in stack.environment(variables).items():
+        monkeypatch.setenv(name, value)
+    # Powertools reads the namespace when core.observability is imported, before this environment existed.
+    monkeypatch.setattr(metrics, "namespace", os.environ["POWERTOOLS_METRICS_NAMESPACE"])
+    generated = ensure_webhook_secrets(stack)
+    assert generated is not None
+    tier_webhook_settings.cache_clear()
+    tier_change_service.cache_clear()
+    yield generated
+    tier_webhook_settings.cache_clear()
+    tier_change_service.cache_clear()
+
+
+@pytest.fixture
+def operator_inbox(stack: ProvisionedStack) -> str:
+    """An SQS queue subscribed to AlertTopic: what the operators' topic delivered."""
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"operators-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("sns").subscribe(TopicArn=stack.topics["AlertTopic"], Protocol="sqs", Endpoint=queue_arn)
+    return queue_url
+
+
+def operator_messages(queue_url: str) -> list[dict[str, Any]]:
+    messages = []
+    sqs = boto3.client("sqs")
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            envelope = json.loads(message["Body"])
+            messages.append({"subject": envelope.get("Subject"), **json.loads(envelope["Message"])})
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
+
+
+def post(body: str | None, headers: dict[str, str], *, base64_body: bool = False) -> tuple[int, dict[str, Any]]:
+    event = webhook_proxy_event(body, headers, base64_body=base64_body)
+    response = tier_webhook.handler(event, LambdaContext(function_name="TierWebhookFunction"))
+    answer = json.loads(response["body"])
+    answer["_headers"] = {name: values[0] for name, values in (response.get("multiValueHeaders") or {}).items()}
+    return response["statusCode"], answer
+
+
+def send_stripe(
+    secrets: dict[str, str], payload: dict[str, Any], timestamp: int | None = None
+) -> tuple[int, dict[str, Any]]:
+    body = body_of(payload)
+    return post(body, stripe_headers(body, secrets["stripe"], timestamp))
+
+
+def send_generic(
+    secrets: dict[str, str], payload: dict[str, Any], message_id: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    body = body_of(payload)
+    return post(body, standard_headers(body, secrets["standard"], message_id))
+
+
+def sign_up(email: str | None = None) -> Partner:
+    result = signup_service().sign_up(
+        SignupRequest(name="Acme AI", email=email or f"{uuid.uuid4().hex[:10]}@acme.example")
+    )
+    return partner_of(result.partner_id)[0]
+
+
+def partner_of(partner_id: str) -> tuple[Partner, BillingState]:
+    found = PartnersTable(os.environ["PARTNERS_TABLE"]).get_with_billing(partner_id)
+    assert found is not None
+    return found
+
+
+def tiers_holding(key_id: str, stack: ProvisionedStack) -> list[str]:
+    apigateway = boto3.client("apigateway")
+    return sorted(
+        tier
+        for tier, plan_id in stack.plan_ids_by_tier.items()
+        if any(item["id"] == key_id for item in apigateway.get_usage_plan_keys(usagePlanId=plan_id)["items"])
+    )
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def remaining_today(stack: ProvisionedStack, tier: str, key_id: str) -> int:
+    usage = boto3.client("apigateway").get_usage(
+        usagePlanId=stack.plan_ids_by_tier[tier], keyId=key_id, startDate=today(), endDate=today()
+    )
+    return int(usage["items"][key_id][-1][1])
+
+
+def use(stack: ProvisionedStack, tier: str, key_id: str, requests: int) -> None:
+    """`requests` calls the gateway admitted today for the key in the tier's plan (what GetUsage counts)."""
+    apigateway_fidelity.ledger().record(stack.plan_ids_by_tier[tier], key_id, datetime.now(UTC).date(), requests)
+
+
+def key_enabled(key_id: str) -> bool:
+    return bool(boto3.client("apigateway").get_api_key(apiKey=key_id)["enabled"])
+
+
+def quota(template: StackTemplate, tier: str) -> int:
+    return int(template.parameters[f"{tier.capitalize()}QuotaLimit"])
+
+
+# --- Moves and usage carry-over ------------------------------------------------------------------------------
+
+
+def test_upgrade_free_to_pro_moves_the_same_key_and_carries_usage(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given a free partner that made 40 calls today
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 40)
+
+    # When Stripe says its subscription is now on the price whose lookup_key is "pro"
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    status, answer = send_stripe(secrets, event)
+
+    # Then the same key sits in the pro plan only, and the 40 calls count against the pro quota
+    assert status == HTTPStatus.OK, answer
+    assert answer["status"] == "applied"
+    assert (answer["previous_tier"], answer["tier"]) == ("free", "pro")
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro") - 40
+    assert key_enabled(partner.api_key_id)
+    # And the partner record says pro, with the event it applied
+    record, state = partner_of(partner.partner_id)
+    assert (record.tier, record.status) == ("pro", PartnerStatus.ACTIVE)
+    assert state.tier_event_id == event["id"]
+    assert state.tier_change is None
+    # And the operators were told: partner, old tier, new tier, event id
+    [message] = operator_messages(operator_inbox)
+    assert message["partner_id"] == partner.partner_id
+    assert (message["previous_tier"], message["tier"], message["event_id"]) == ("free", "pro", event["id"])
+    assert message["subject"] == f"Tier change: {partner.partner_id} free -> pro"
+
+
+def test_downgrade_pro_to_free_with_usage_over_the_free_quota_leaves_zero_remaining(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str]
+) -> None:
+    # Given a pro partner (moved there by a generic event) that made more calls today than free allows
+    partner = sign_up()
+    status, _ = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="pro"))
+    assert status == HTTPStatus.OK
+    use(stack, "pro", partner.api_key_id, quota(template, "free") + 500)
+
+    # When the billing system downgrades it to free
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    status, answer = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="free", at=later))
+
+    # Then the key is on the free plan with nothing left today: no fresh quota from the move
+    assert (status, answer["status"], answer["tier"]) == (HTTPStatus.OK, "applied", "free")
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+    assert remaining_today(stack, "free", partner.api_key_id) == 0
+    assert partner_of(partner.partner_id)[0].tier == "free"
+
+
+def test_an_upgrade_counts_this_periods_earlier_usage_and_keeps_usage_carried_before(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str]
+) -> None:
+    # Given a free partner moved to pro with 40 calls carried over, that then made 60 calls on pro
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 40)
+    assert send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="pro"))[0] == HTTPStatus.OK
+    use(stack, "pro", partner.api_key_id, 60)
+
+    # When it moves on to enterprise (same MONTH period as pro)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    status, _ = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="enterprise", at=later))
+
+    # Then enterprise counts all 100 calls of the period: the 60 on pro and the 40 carried into pro
+    assert status == HTTPStatus.OK
+    assert remaining_today(stack, "enterprise", partner.api_key_id) == quota(template, "enterprise") - 100
+
+
+# --- Fail closed ---------------------------------------------------------------------------------------------
+
+
+def _forged(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return stripe_headers(body, generate_signing_secret())
+
+
+def _stale_stripe(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return stripe_headers(body, secrets["stripe"], int(time.time()) - 330)
+
+
+def _future_stripe(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return stripe_headers(body, secrets["stripe"], int(time.time()) + 400)
+
+
+def _stale_standard(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return standard_headers(body, secrets["standard"], timestamp=datetime.now(UTC) - timedelta(minutes=6))
+
+
+def _future_standard(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return standard_headers(body, secrets["standard"], timestamp=datetime.now(UTC) + timedelta(minutes=6))
+
+
+def _tampered(secrets: dict[str, str], body: str) -> dict[str, str]:
+    # Signed for the free tier; the body sent asks for pro.
+    return stripe_headers(body.replace('"lookup_key":"pro"', '"lookup_key":"free"'), secrets["stripe"])
+
+
+def _missing(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return {}
+
+
+def _standard_without_signature(secrets: dict[str, str], body: str) -> dict[str, str]:
+    headers = standard_headers(body, secrets["standard"])
+    del headers["webhook-signature"]
+    return headers
+
+
+def _both_schemes(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return {**stripe_headers(body, secrets["stripe"]), **standard_headers(body, secrets["standard"])}
+
+
+def _malformed_stripe(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return {"Stripe-Signature": "sha256=deadbeef"}
+
+
+def _malformed_standard(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return {**standard_headers(body, secrets["standard"]), "webhook-signature": "v1"}
+
+
+REFUSED_SIGNATURES = [
+    (_forged, "does not match"),
+    (_stale_stripe, "outside the 5-minute tolerance"),
+    (_future_stripe, "outside the 5-minute tolerance"),
+    (_stale_standard, "outside the 5-minute tolerance"),
+    (_future_standard, "outside the 5-minute tolerance"),
+    (_tampered, "does not match"),
+    (_missing, "missing signature"),
+    (_standard_without_signature, "missing webhook-signature"),
+    (_both_schemes, "not both"),
+    (_malformed_stripe, "malformed"),
+    (_malformed_standard, "malformed"),
+]
+
+
+def test_a_delivery_whose_signature_does_not_verify_is_refused_and_changes_nothing(
+    stack: ProvisionedStack, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given a free partner, and an upgrade to pro
+    partner = sign_up()
+    body = body_of(stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro"))
+
+    for sign, message in REFUSED_SIGNATURES:
+        # When it is delivered with a bad, stale, forged, tampered or missing signature
+        status, answer = post(body, sign(secrets, body))
+
+        # Then it is refused with a clear reason
+        assert status == HTTPStatus.UNAUTHORIZED, sign.__name__
+        assert answer["error"]["code"] == "invalid_signature", sign.__name__
+        assert message in answer["error"]["message"], sign.__name__
+
+    # And nothing changed anywhere: plan, record, notifications, processed events
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+    record, state = partner_of(partner.partner_id)
+    assert (record.tier, state.tier_event_id, state.tier_change) == ("free", None, None)
+    assert operator_messages(operator_inbox) == []
+    idempotency = boto3.client("dynamodb").scan(TableName=stack.physical_ids["IdempotencyTable"])["Items"]
+    assert [item for item in idempotency if "tier_changes" in item["id"]["S"]] == []
+
+
+def test_the_signature_is_checked_on_the_raw_body_of_a_base64_delivery(
+    stack: ProvisionedStack, secrets: dict[str, str]
+) -> None:
+    # Given API Gateway passing the body base64-encoded (isBase64Encoded)
+    partner = sign_up()
+    body = body_of(stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro"))
+
+    # When it is delivered with a valid signature over the raw bytes
+    status, answer = post(body, stripe_headers(body, secrets["stripe"]), base64_body=True)
+
+    # Then it verifies and applies
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")
+
+
+def test_secrets_being_rotated_are_all_accepted_and_a_removed_one_is_not(
+    stack: ProvisionedStack, secrets: dict[str, str]
+) -> None:
+    # Given two active Standard Webhooks secrets (the old one and its replacement)
+    partner = sign_up()
+    old, new = secrets["standard"], generate_signing_secret()
+    secret_arn = stack.secrets["BillingWebhookSecret"]
+    manager = boto3.client("secretsmanager")
+    manager.put_secret_value(
+        SecretId=secret_arn, SecretString=json.dumps({"stripe": [secrets["stripe"]], "standard": [new, old]})
+    )
+    tier_change_service.cache_clear()
+
+    # When events arrive signed with either
+    now = datetime.now(UTC)
+    first = body_of(generic_event(partner_id=partner.partner_id, tier="pro", at=now))
+    second = body_of(generic_event(partner_id=partner.partner_id, tier="enterprise", at=now + timedelta(seconds=1)))
+    assert post(first, standard_headers(first, old))[0] == HTTPStatus.OK
+    assert post(second, standard_headers(second, new))[0] == HTTPStatus.OK
+
+    # Then, once the old one is removed (and the cached secret expired), it no longer verifies
+    manager.put_secret_value(SecretId=secret_arn, SecretString=json.dumps({"stripe": [], "standard": [new]}))
+    tier_change_service.cache_clear()
+    third = body_of(generic_event(partner_id=partner.partner_id, tier="free", at=now + timedelta(seconds=2)))
+    assert post(third, standard_headers(third, old))[0] == HTTPStatus.UNAUTHORIZED
+    # And a scheme with no secret at all is unavailable (503, retried later), never accepted
+    status, answer = send_stripe(secrets, stripe_subscription_event(partner_id=partner.partner_id))
+    assert (status, answer["error"]["code"]) == (HTTPStatus.SERVICE_UNAVAILABLE, "signing_secret_unavailable")
+    assert partner_of(partner.partner_id)[0].tier == "enterprise"
+
+
+def test_event_types_we_do_not_handle_are_acknowledged_and_ignored(
+    stack: ProvisionedStack, secrets: dict[str, str], powertools_log: io.StringIO
+) -> None:
+    partner = sign_up()
+    invoice = stripe_subscription_event(partner_id=partner.partner_id, event_type="invoice.paid")
+    incomplete = stripe_subscription_event(partner_id=partner.partner_id, status="incomplete")
+    other = generic_event(partner_id=partner.partner_id, event_type="subscription.trial_will_end")
+
+    answers = [send_stripe(secrets, invoice), send_stripe(secrets, incomplete), send_generic(secrets, other)]
+
+    assert [(status, answer["status"]) for status, answer in answers] == [(HTTPStatus.OK, "ignored")] * 3
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+    assert partner_of(partner.partner_id)[1].tier_event_id is None
+    lines = [json.loads(line) for line in powertools_log.getvalue().splitlines()]
+    ignored = [line for line in lines if line["message"] == "ignored billing event"]
+    assert [line["level"] for line in ignored] == ["INFO"] * 3
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"lookup_key": "gold", "price_id": "price_gold"}, "unprocessable_event"),
+        ({"lookup_key": None, "price_id": "price_unmapped"}, "unprocessable_event"),
+    ],
+)
+def test_a_subscription_whose_price_maps_to_no_tier_is_unprocessable(
+    stack: ProvisionedStack, secrets: dict[str, str], payload: dict[str, Any], code: str
+) -> None:
+    partner = sign_up()
+    status, answer = send_stripe(secrets, stripe_subscription_event(partner_id=partner.partner_id, **payload))
+
+    assert (status, answer["error"]["code"]) == (HTTPStatus.UNPROCESSABLE_ENTITY, code)
+    assert "lookup_key" in answer["error"]["message"]
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+
+
+def test_a_verified_body_that_is_not_an_event_is_a_400(stack: ProvisionedStack, secrets: dict[str, str]) -> None:
+    body = '{"type": "subscription.updated", "data": {"tier": "pro"}}'
+    status, answer = post(body, standard_headers(body, secrets["standard"]))
+
+    assert (status, answer["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "invalid_request")
+    assert {detail["field"] for detail in answer["error"]["details"]} == {"timestamp", "data.partner_id"}
+
+
+# --- Exactly once, in order ----------------------------------------------------------------------------------
+
+
+def test_a_duplicate_delivery_changes_nothing_the_second_time(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given an upgrade applied once
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 10)
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    assert send_stripe(secrets, event)[0] == HTTPStatus.OK
+    use(stack, "pro", partner.api_key_id, 5)
+
+    # When Stripe delivers the same event again (re-signed, as a retry is), and a Standard Webhooks
+    # sender repeats a message id
+    status, answer = send_stripe(secrets, event)
+    generic = generic_event(partner_id=partner.partner_id, tier="enterprise")
+    first_generic = send_generic(secrets, generic, message_id="msg_once")
+    again_generic = send_generic(secrets, generic, message_id="msg_once")
+
+    # Then the repeats answer 200 and change nothing: one move each, usage not carried twice, one message each
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")  # the stored answer of the first delivery
+    assert (first_generic[1]["status"], again_generic[1]["status"]) == ("applied", "applied")
+    assert remaining_today(stack, "enterprise", partner.api_key_id) == quota(template, "enterprise") - 15
+    assert [message["tier"] for message in operator_messages(operator_inbox)] == ["pro", "enterprise"]
+
+
+def test_a_duplicate_after_the_processed_record_expired_is_still_recognised(
+    stack: ProvisionedStack, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given an applied event whose processed-event record is gone (expired by TTL)
+    partner = sign_up()
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    assert send_stripe(secrets, event)[0] == HTTPStatus.OK
+    dynamodb = boto3.client("dynamodb")
+    table = stack.physical_ids["IdempotencyTable"]
+    for item in dynamodb.scan(TableName=table)["Items"]:
+        dynamodb.delete_item(TableName=table, Key={"id": item["id"]})
+
+    # When it is delivered again
+    status, answer = send_stripe(secrets, event)
+
+    # Then the partner record recognises it by its id
+    assert (status, answer["status"]) == (HTTPStatus.OK, "duplicate")
+    assert len(operator_messages(operator_inbox)) == 1
+
+
+@pytest.mark.parametrize("order", [("older", "newer"), ("newer", "older")])
+def test_events_out_of_order_never_roll_the_tier_back(
+    stack: ProvisionedStack, secrets: dict[str, str], order: tuple[str, str]
+) -> None:
+    # Given an upgrade to pro and a later one to enterprise
+    partner = sign_up()
+    now = int(time.time())
+    events = {
+        "older": stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro", created=now - 60),
+        "newer": stripe_subscription_event(partner_id=partner.partner_id, lookup_key="enterprise", created=now - 30),
+    }
+
+    # When they arrive in either order
+    answers = [send_stripe(secrets, events[name])[1]["status"] for name in order]
+
+    # Then the newer one wins, and the older one, if last, is acknowledged as stale
+    assert tiers_holding(partner.api_key_id, stack) == ["enterprise"]
+    assert partner_of(partner.partner_id)[0].tier == "enterprise"
+    assert answers == (["applied", "applied"] if order[0] == "older" else ["applied", "stale"])
+
+
+def test_a_change_in_progress_for_the_partner_makes_another_event_wait(
+    stack: ProvisionedStack, secrets: dict[str, str]
+) -> None:
+    # Given another event's change holding the partner's lock
+    partner = sign_up()
+    first = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    with dies_before("api-gateway", "DeleteUsagePlanKey"), pytest.raises(LambdaTimedOut):
+        send_stripe(secrets, first)
+
+    # When a second event for the partner arrives
+    second = generic_event(partner_id=partner.partner_id, tier="enterprise")
+    status, answer = send_generic(secrets, second)
+
+    # Then it is told to retry after the lock's lease, and changed nothing
+    assert (status, answer["error"]["code"]) == (HTTPStatus.CONFLICT, "change_in_progress")
+    assert 0 < int(answer["_headers"]["Retry-After"]) <= 60
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+
+
+# --- Failures half-way ---------------------------------------------------------------------------------------
+
+
+def test_an_attach_failure_puts_the_key_back_on_its_old_plan(
+    stack: ProvisionedStack, secrets: dict[str, str], operator_inbox: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a free partner
+    partner = sign_up()
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+
+    # When API Gateway refuses to attach the key to the pro plan
+    with fails_once("api-gateway", "CreateUsagePlanKey", "BadRequestException") as injected:
+        status, answer = send_stripe(secrets, event)
+
+    # Then the key is back on the free plan, nothing else changed, and the sender is told to retry
+    assert injected() == 1
+    assert (status, answer["error"]["code"]) == (HTTPStatus.SERVICE_UNAVAILABLE, "tier_change_failed")
+    assert "Retry-After" in answer["_headers"]
+    assert '"TierChangeFailures"' in capsys.readouterr().out
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+    assert key_enabled(partner.api_key_id)
+    assert partner_of(partner.partner_id)[0].tier == "free"
+    assert operator_messages(operator_inbox) == []
+
+    # And the retry (the lock was released) applies it
+    status, answer = send_stripe(secrets, event)
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+
+
+def _expire_leases(stack: ProvisionedStack, partner_id: str) -> None:
+    """What the passing of time does after a killed invocation: its lock and its in-progress record expire."""
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.update_item(
+        TableName=stack.physical_ids["PartnersTable"],
+        Key={"pk": {"S": f"PARTNER#{partner_id}"}},
+        UpdateExpression="SET tier_change.lease_until = :past",
+        ExpressionAttributeValues={":past": {"N": "0"}},
+    )
+    table = stack.physical_ids["IdempotencyTable"]
+    for item in dynamodb.scan(TableName=table)["Items"]:
+        if item.get("status", {}).get("S") == "INPROGRESS":
+            dynamodb.delete_item(TableName=table, Key={"id": item["id"]})
+
+
+def test_a_change_killed_between_detach_and_attach_is_finished_by_the_retry(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str]
+) -> None:
+    # Given a free partner with 40 calls today, and an upgrade killed right after the key left its plan
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 40)
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    with dies_before("api-gateway", "CreateUsagePlanKey"), pytest.raises(LambdaTimedOut):
+        send_stripe(secrets, event)
+    assert tiers_holding(partner.api_key_id, stack) == []
+
+    # When Stripe retries after the dead invocation's lease
+    _expire_leases(stack, partner.partner_id)
+    status, answer = send_stripe(secrets, event)
+
+    # Then the key lands on pro with the usage the dead attempt had journaled
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro") - 40
+    assert partner_of(partner.partner_id)[1].tier_change is None
+
+
+def test_a_change_killed_before_carrying_usage_is_finished_by_the_retry(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str]
+) -> None:
+    # Given an upgrade killed after the move, before UpdateUsage
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 25)
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    with dies_before("api-gateway", "UpdateUsage"), pytest.raises(LambdaTimedOut):
+        send_stripe(secrets, event)
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro")
+
+    # When it is retried
+    _expire_leases(stack, partner.partner_id)
+    assert send_stripe(secrets, event)[0] == HTTPStatus.OK
+
+    # Then the usage is carried over once
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro") - 25
+
+
+def test_a_failed_notification_is_sent_by_the_retry(
+    stack: ProvisionedStack, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given an upgrade whose notification SNS refused
+    partner = sign_up()
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    with fails_once("sns", "Publish", "InternalError", 500):
+        status, _ = send_stripe(secrets, event)
+    assert status == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+
+    # When the billing system retries
+    status, answer = send_stripe(secrets, event)
+
+    # Then the change is not made again, and the operators get their one message
+    assert (status, answer["status"]) == (HTTPStatus.OK, "duplicate")
+    [message] = operator_messages(operator_inbox)
+    assert (message["previous_tier"], message["tier"]) == ("free", "pro")
+
+
+# --- Cancel and return ---------------------------------------------------------------------------------------
+
+
+def test_cancellation_disables_the_key_and_a_new_subscription_enables_it_on_its_plan(
+    stack: ProvisionedStack, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given a pro partner
+    partner = sign_up()
+    now = int(time.time())
+    upgrade = stripe_subscription_event(partner_id=partner.partner_id, created=now - 60)
+    assert send_stripe(secrets, upgrade)[0] == HTTPStatus.OK
+
+    # When its subscription is deleted
+    deleted = stripe_subscription_event(
+        partner_id=partner.partner_id, event_type="customer.subscription.deleted", status="canceled", created=now - 30
+    )
+    status, answer = send_stripe(secrets, deleted)
+
+    # Then its key is disabled (it stays in its plan) and the record says so
+    assert (status, answer["partner_status"]) == (HTTPStatus.OK, "DISABLED")
+    assert not key_enabled(partner.api_key_id)
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert partner_of(partner.partner_id)[0].status is PartnerStatus.DISABLED
+
+    # When it subscribes again, to enterprise
+    created = stripe_subscription_event(
+        partner_id=partner.partner_id, event_type="customer.subscription.created", lookup_key="enterprise"
+    )
+    status, answer = send_stripe(secrets, created)
+
+    # Then the same key is enabled again, on the enterprise plan
+    assert (status, answer["tier"], answer["partner_status"]) == (HTTPStatus.OK, "enterprise", "ACTIVE")
+    assert key_enabled(partner.api_key_id)
+    assert tiers_holding(partner.api_key_id, stack) == ["enterprise"]
+    subjects = [message["subject"] for message in operator_messages(operator_inbox)]
+    assert subjects[1:] == [
+        f"Tier change: {partner.partner_id} disabled",
+        f"Tier change: {partner.partner_id} enabled again on enterprise",
+    ]
+
+
+def test_cancellation_moves_the_key_to_free_when_the_stack_says_so(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given CancellationMode=move-to-free and a pro partner that used more than free allows today
+    monkeypatch.setenv("CANCELLATION_MODE", "move-to-free")
+    tier_webhook_settings.cache_clear()
+    tier_change_service.cache_clear()
+    partner = sign_up()
+    assert send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="pro"))[0] == HTTPStatus.OK
+    use(stack, "pro", partner.api_key_id, quota(template, "free") + 1)
+
+    # When the subscription is cancelled
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    cancel = generic_event(partner_id=partner.partner_id, tier=None, event_type="subscription.canceled", at=later)
+    status, answer = send_generic(secrets, cancel)
+
+    # Then the key stays enabled, on free, with no fresh quota
+    assert (status, answer["tier"], answer["partner_status"]) == (HTTPStatus.OK, "free", "ACTIVE")
+    assert key_enabled(partner.api_key_id)
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+    assert remaining_today(stack, "free", partner.api_key_id) == 0
+
+
+# --- Finding the partner -------------------------------------------------------------------------------------
+
+
+def test_the_billing_customer_finds_the_partner_once_an_event_linked_them(
+    stack: ProvisionedStack, secrets: dict[str, str]
+) -> None:
+    # Given an event with metadata.partner_id and a customer id
+    partner = sign_up()
+    now = int(time.time())
+    first = stripe_subscription_event(partner_id=partner.partner_id, customer="cus_LINKED1", created=now - 60)
+    assert send_stripe(secrets, first)[0] == HTTPStatus.OK
+
+    # When a later event names only the customer
+    later = stripe_subscription_event(partner_id=None, customer="cus_LINKED1", lookup_key="enterprise", created=now)
+    status, answer = send_stripe(secrets, later)
+
+    # Then it applies to the same partner
+    assert (status, answer["partner_id"], answer["tier"]) == (HTTPStatus.OK, partner.partner_id, "enterprise")
+
+
+def _sign_up_as(partner_id: str, monkeypatch: pytest.MonkeyPatch) -> Partner:
+    """Signup, with the partner id it will draw fixed in advance (a partner the billing system already knows)."""
+    hex_id = partner_id.removeprefix("p_")
+    monkeypatch.setattr(core.signup, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=hex_id)))
+    return sign_up()
+
+
+def test_an_event_for_a_partner_not_known_yet_is_recorded_and_applied_on_a_retry(
+    stack: ProvisionedStack,
+    secrets: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an upgrade for a partner whose signup has not finished yet
+    partner_id = f"p_{uuid.uuid4().hex}"
+    event = stripe_subscription_event(partner_id=partner_id, lookup_key="pro")
+
+    # When it is delivered
+    status, answer = send_stripe(secrets, event)
+
+    # Then it is recorded, counted, and the sender is told to retry
+    assert (status, answer["error"]["code"]) == (HTTPStatus.CONFLICT, "partner_not_found_yet")
+    assert int(answer["_headers"]["Retry-After"]) > 0
+    unmatched = boto3.client("dynamodb").get_item(
+        TableName=stack.physical_ids["PartnersTable"], Key={"pk": {"S": f"UNMATCHED#stripe#{event['id']}"}}
+    )["Item"]
+    assert (unmatched["deliveries"]["N"], unmatched["event"]["M"]["tier"]["S"]) == ("1", "pro")
+    assert '"UnknownPartnerEvents"' in capsys.readouterr().out
+
+    # When the partner exists and the billing system retries
+    partner = _sign_up_as(partner_id, monkeypatch)
+    status, answer = send_stripe(secrets, event)
+
+    # Then the event applies, and its record is gone
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert "Item" not in boto3.client("dynamodb").get_item(
+        TableName=stack.physical_ids["PartnersTable"], Key={"pk": {"S": f"UNMATCHED#stripe#{event['id']}"}}
+    )
+
+
+def test_an_event_still_unknown_after_the_retry_window_is_parked_and_acknowledged(
+    stack: ProvisionedStack,
+    secrets: dict[str, str],
+    operator_inbox: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given the retry window over (UnknownPartnerRetrySeconds=0)
+    monkeypatch.setenv("UNKNOWN_PARTNER_RETRY_SECONDS", "0")
+    tier_webhook_settings.cache_clear()
+    tier_change_service.cache_clear()
+    partner_id = f"p_{uuid.uuid4().hex}"
+    event = generic_event(partner_id=partner_id, tier="pro")
+
+    # When an event for an unknown partner arrives
+    status, answer = send_generic(secrets, event, message_id="msg_unknown")
+
+    # Then it is acknowledged as recorded (the sender stops), operators are alerted, the alarm's metric counts
+    assert (status, answer["status"]) == (HTTPStatus.ACCEPTED, "recorded")
+    [message] = operator_messages(operator_inbox)
+    assert (message["kind"], message["partner_id"], message["event_id"]) == (
+        "billing-event-unmatched",
+        partner_id,
+        "msg_unknown",
+    )
+    assert '"UnmatchedBillingEvents"' in capsys.readouterr().out
+
+    # And once the partner exists, a redelivery (an operator's resend) is applied, not answered from memory
+    partner = _sign_up_as(partner_id, monkeypatch)
+    status, answer = send_generic(secrets, event, message_id="msg_unknown")
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+
+
+# --- Secrets stay secret -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def powertools_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield stream
+    logger.removeHandler(handler)
+
+
+def test_no_secret_signature_or_key_value_reaches_the_logs(
+    stack: ProvisionedStack,
+    secrets: dict[str, str],
+    powertools_log: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    result = signup_service().sign_up(SignupRequest(name="Acme", email="leak@acme.example"))
+    body = body_of(stripe_subscription_event(partner_id=result.partner_id, lookup_key="pro"))
+    headers = stripe_headers(body, secrets["stripe"])
+    post(body, headers)
+    post(body, stripe_headers(body, generate_signing_secret()))  # refused
+    standard = body_of(generic_event(partner_id=result.partner_id, tier="enterprise"))
+    standard_signed = standard_headers(standard, secrets["standard"])
+    post(standard, standard_signed)
+
+    everything = powertools_log.getvalue() + caplog.text + capsys.readouterr().out
+    assert "applied tier change" in everything
+    assert result.api_key is not None
+    for secret in (*secrets.values(), headers["Stripe-Signature"], standard_signed["webhook-signature"]):
+        assert secret not in everything
+    assert result.api_key.get_secret_value() not in everything

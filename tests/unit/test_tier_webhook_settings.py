@@ -1,0 +1,41 @@
+"""The tier webhook's settings, read from the environment the template sets."""
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import TierWebhookSettings
+
+BASE = {
+    "STACK_NAME": "stack",
+    "PARTNERS_TABLE": "partners",
+    "IDEMPOTENCY_TABLE": "idempotency",
+    "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook",
+    "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
+}
+
+
+def settings(monkeypatch: pytest.MonkeyPatch, **values: str) -> TierWebhookSettings:
+    for name, value in {**BASE, **values}.items():
+        monkeypatch.setenv(name, value)
+    return TierWebhookSettings()
+
+
+def test_the_template_defaults_give_disable_key_and_no_price_map(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = settings(monkeypatch, STRIPE_PRICE_TIERS="", CANCELLATION_MODE="disable-key", SELF_SERVICE_TIERS="free")
+
+    assert (loaded.cancellation_mode, loaded.stripe_price_tiers, loaded.free_tier) == ("disable-key", {}, "free")
+
+
+def test_the_price_map_and_the_free_tier_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = settings(
+        monkeypatch, STRIPE_PRICE_TIERS="price_1=pro, price_2=enterprise", SELF_SERVICE_TIERS="basic,free"
+    )
+
+    assert loaded.stripe_price_tiers == {"price_1": "pro", "price_2": "enterprise"}
+    assert loaded.free_tier == "basic"
+
+
+@pytest.mark.parametrize(("name", "value"), [("STRIPE_PRICE_TIERS", "price_1"), ("CANCELLATION_MODE", "delete-key")])
+def test_bad_values_fail_at_start(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    with pytest.raises(ValidationError):
+        settings(monkeypatch, **{name: value})
