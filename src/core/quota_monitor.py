@@ -1,0 +1,436 @@
+"""The quota monitor: one pass over every tier's usage (GetUsage, a page of up to 500 keys at a time, paced),
+each key's standing and reading, per-tier metrics, and alerts that go out once per key, threshold and period.
+
+A run in order:
+1. tiers are the stack's usage plans (by name); each plan with a quota is read for its current period. A plan
+   that fails (throttled after botocore's retries, gone, denied) is reported and the others carry on;
+2. the AI API's token counters and the previous readings come from the metering table in batches;
+3. a key alerts when it reaches a threshold above the highest it was alerted for this period: only the
+   highest threshold it reached, so 40% -> 100% is one alert. Each alert is claimed with a conditional write
+   first, so a duplicated or overlapping run cannot send it again;
+4. operators get one message per alert, paced, or digests when many keys cross in one run; partners that
+   opted in get their own email through SES;
+5. readings that changed are written, per-key numbers are logged, per-tier metrics published.
+The run fails at the end (QuotaMonitorRunFailed, raised by the handler) if a plan could not be read or an
+alert could not be delivered, so Lambda's retry policy and the DLQ see it.
+"""
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core.adapters.apigateway import ApiGateway
+from core.adapters.dynamodb import PartnersTable
+from core.adapters.quota_table import QuotaTable
+from core.adapters.ses import SesEmail
+from core.adapters.sns import AlertTopic
+from core.adapters.tier_metrics import TierMetricsEmf
+from core.config import QuotaMonitorSettings, quota_monitor_settings
+from core.errors import DomainError, EmailRejected
+from core.models import Tier
+from core.observability import logger
+from core.pacing import TokenBucket
+from core.periods import QuotaPeriod, period_bounds, period_key
+from core.ports import AlertPublisher, EmailSender, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
+from core.quota import (
+    AlertClaim,
+    AlertState,
+    KeyQuotaReading,
+    PeriodRecords,
+    PlanUsage,
+    QuotaStanding,
+    plan_usage,
+    standing,
+    summarise,
+)
+from core.quota_alerts import QuotaAlert, digest_messages, operator_message, partner_email
+from core.tiers import TierCatalog
+
+# A reading outlives its period by this much (like the AI API's ledger), an alert record by a day.
+READING_RETENTION = timedelta(days=35)
+ALERT_RETENTION = timedelta(days=1)
+
+# Alert claims (conditional writes) in flight at once.
+CLAIM_CONCURRENCY = 8
+
+# What a failed plan read can raise once botocore has given up.
+_PLAN_FAILURES = (DomainError, ClientError, BotoCoreError)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunReport:
+    """What one run did; `failed` makes the handler raise after everything else was done."""
+
+    as_of: datetime
+    tiers: list[str] = field(default_factory=list)
+    failed_plans: dict[str, str] = field(default_factory=dict)
+    keys: int = 0
+    readings_written: int = 0
+    alerts: int = 0
+    operator_messages: int = 0
+    digests: int = 0
+    partner_emails_sent: int = 0
+    partner_emails_failed: int = 0
+    undelivered: int = 0
+    deferred: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failed_plans) or self.undelivered > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "tiers": self.tiers,
+            "failed_plans": self.failed_plans,
+            "keys": self.keys,
+            "readings_written": self.readings_written,
+            "alerts": self.alerts,
+            "operator_messages": self.operator_messages,
+            "digests": self.digests,
+            "partner_emails_sent": self.partner_emails_sent,
+            "partner_emails_failed": self.partner_emails_failed,
+            "undelivered": self.undelivered,
+            "deferred": self.deferred,
+            "failed": self.failed,
+        }
+
+
+@dataclass(frozen=True)
+class _PlanRead:
+    tier: Tier
+    bounds: tuple[datetime, datetime]
+    usage: PlanUsage
+
+
+class QuotaMonitor:
+    def __init__(
+        self,
+        settings: QuotaMonitorSettings,
+        *,
+        plans: UsageReader,
+        records: QuotaRecords,
+        partners: PartnerDirectory,
+        topic: AlertPublisher,
+        email: EmailSender | None,
+        tier_metrics: TierMetricsSink,
+        clock: Callable[[], datetime] = _utc_now,
+        wall: Callable[[], float] = time.time,
+        operator_pacer: TokenBucket | None = None,
+        email_pacer: TokenBucket | None = None,
+    ) -> None:
+        self._settings = settings
+        self._plans = plans
+        self._records = records
+        self._partners = partners
+        self._topic = topic
+        self._email = email
+        self._tier_metrics = tier_metrics
+        self._clock = clock
+        self._wall = wall
+        self._operator_pacer = operator_pacer or TokenBucket(settings.operator_messages_per_second, 1)
+        self._email_pacer = email_pacer or TokenBucket(settings.partner_emails_per_second, 1)
+        # Tiers change only with a deploy, but runs are minutes apart: read them every run.
+        self._tiers = TierCatalog(settings.stack_name, plans, ttl_seconds=0)
+
+    def run(self, as_of: datetime | None = None, time_left: Callable[[], float] = lambda: math.inf) -> RunReport:
+        """One pass as of `as_of` (the schedule's time; default now). `time_left`: seconds the invocation has."""
+        as_of = (as_of or self._clock()).astimezone(UTC)
+        report = RunReport(as_of=as_of)
+        reads = self._read_plans(as_of, report)
+        # A key nothing passed this period has no token counters (no request reached the AI API) and needs no
+        # reading: only the others are looked up, which is most of the cost of a run with many idle keys.
+        records = {(read.usage.api_key_id, read.bounds[0]): PeriodRecords() for read in reads if _idle(read)}
+        records |= self._records.read_period(
+            (read.usage.api_key_id, read.bounds[0]) for read in reads if not _idle(read)
+        )
+        budgets = self._settings.token_budgets
+        standings = [
+            standing(
+                read.usage,
+                tier=read.tier.name,
+                period=_period(read.tier),
+                bounds=read.bounds,
+                as_of=as_of,
+                plan_limit=read.tier.limits.quota_limit or 0,
+                tokens=records[(read.usage.api_key_id, read.bounds[0])].tokens,
+                token_budget=budgets.get(read.tier.name),
+            )
+            for read in reads
+        ]
+        report.keys = len(standings)
+        alerted = self._alert(standings, records, report, time_left)
+        self._write_readings(reads, standings, records, alerted, report)
+        self._log_standings([item for read, item in zip(reads, standings, strict=True) if not _idle(read)])
+        self._tier_metrics.publish(
+            summarise(report.tiers, standings, self._settings.alert_thresholds), self._settings.alert_thresholds
+        )
+        log = logger.error if report.failed else logger.info
+        log("quota monitor run finished", **report.as_dict())
+        return report
+
+    # --- 1. Usage ------------------------------------------------------------------------------------------
+
+    def _read_plans(self, as_of: datetime, report: RunReport) -> list[_PlanRead]:
+        reads: list[_PlanRead] = []
+        for tier in sorted(self._tiers.all().values(), key=lambda tier: tier.name):
+            if tier.limits.quota_limit is None or tier.limits.quota_period is None:
+                logger.info("tier has no quota; not monitored", tier=tier.name)
+                continue
+            bounds = period_bounds(tier.limits.quota_period, as_of)
+            try:
+                usage = list(self._plan_usage(tier, bounds, as_of))
+            except _PLAN_FAILURES as exc:
+                reason = exc.message if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+                report.failed_plans[tier.name] = reason
+                logger.warning("could not read a plan's usage", tier=tier.name, plan_id=tier.plan_id, reason=reason)
+                continue
+            report.tiers.append(tier.name)
+            reads += [_PlanRead(tier, bounds, item) for item in usage]
+        return reads
+
+    def _plan_usage(self, tier: Tier, bounds: tuple[datetime, datetime], as_of: datetime) -> Iterator[PlanUsage]:
+        pages = self._plans.usage_pages(
+            tier.plan_id, bounds[0].date(), as_of.date(), self._settings.get_usage_page_size
+        )
+        for page in pages:
+            for key_id, daily in page.items():
+                yield plan_usage(key_id, daily)
+
+    # --- 3, 4. Alerts -------------------------------------------------------------------------------------
+
+    def _alert(
+        self,
+        standings: Sequence[QuotaStanding],
+        records: dict[tuple[str, datetime], PeriodRecords],
+        report: RunReport,
+        time_left: Callable[[], float],
+    ) -> dict[tuple[str, datetime], int]:
+        """Claim and deliver the new crossings; the threshold now known to be alerted, per key and period."""
+        alerted: dict[tuple[str, datetime], int] = {}
+        candidates = []
+        for item in standings:
+            threshold = item.highest_threshold(self._settings.alert_thresholds)
+            previous = records[(item.api_key_id, item.period_start)].reading
+            if threshold is None or (previous and (previous.alerted_threshold or 0) >= threshold):
+                continue
+            candidates.append((item, threshold))
+        if not candidates:
+            return alerted
+        partners = self._partners.partners_by_api_key_ids([item.api_key_id for item, _ in candidates])
+        alerts = [QuotaAlert(item, threshold, partners.get(item.api_key_id)) for item, threshold in candidates]
+        claimed: list[tuple[QuotaAlert, AlertState]] = []
+        # One conditional write per alert; when many keys cross at once, a few at a time (boto3 clients are
+        # thread-safe), which keeps a mass crossing within seconds.
+        with ThreadPoolExecutor(CLAIM_CONCURRENCY) as pool:
+            results = pool.map(
+                lambda alert: self._records.claim_alert(
+                    self._claim(alert), now=self._wall(), lease_seconds=self._settings.alert_claim_seconds
+                ),
+                alerts,
+            )
+            for alert, result in zip(alerts, results, strict=True):
+                if result.state is not None:
+                    claimed.append((alert, result.state))
+                elif result.already_sent:
+                    alerted[(alert.standing.api_key_id, alert.standing.period_start)] = alert.threshold
+        for alert, state in claimed:
+            if state.partner_email is None and not self._wants_email(alert):
+                state.partner_email = "not_requested"
+        delivered = self._notify_operators(claimed, report)
+        # Recorded before the partner emails, so a run that dies while sending them does not tell operators again.
+        self._records.record_alerts([state for _, state in delivered], self._clock())
+        emailed = self._email_partners(delivered, report, time_left)
+        self._records.record_alerts(emailed, self._clock())
+        for alert, state in delivered:
+            if state.done:
+                alerted[(alert.standing.api_key_id, alert.standing.period_start)] = alert.threshold
+        return alerted
+
+    def _claim(self, alert: QuotaAlert) -> AlertClaim:
+        item = alert.standing
+        return AlertClaim(
+            api_key_id=item.api_key_id,
+            period_start=item.period_start,
+            threshold=alert.threshold,
+            tier=item.tier,
+            partner_id=alert.partner_id,
+            utilisation=item.utilisation,
+            expires_at=int((item.resets_at + ALERT_RETENTION).timestamp()),
+        )
+
+    def _notify_operators(
+        self, claimed: list[tuple[QuotaAlert, AlertState]], report: RunReport
+    ) -> list[tuple[QuotaAlert, AlertState]]:
+        """Publish what operators were not told yet; the claims that are now delivered (released otherwise)."""
+        states = {id(alert): state for alert, state in claimed}
+        pending = [alert for alert, state in claimed if not state.operator_sent]
+        delivered = [(alert, state) for alert, state in claimed if state.operator_sent]
+        as_digest = len(pending) > self._settings.alert_digest_after
+        if as_digest:
+            batches = digest_messages(pending, self._settings.alert_digest_size)
+        else:
+            batches = [(operator_message(alert), [alert]) for alert in pending]
+        for message, alerts in batches:
+            self._operator_pacer.take()
+            try:
+                self._topic.publish_message(message)
+            except (ClientError, BotoCoreError) as exc:
+                logger.error(
+                    "could not publish quota alerts; released for the next run", alerts=len(alerts), error=str(exc)
+                )
+                report.undelivered += len(alerts)
+                for alert in alerts:
+                    self._records.release_alert(states[id(alert)])
+                continue
+            report.operator_messages += 1
+            report.digests += 1 if as_digest else 0
+            report.alerts += len(alerts)
+            for alert in alerts:
+                states[id(alert)].operator_sent = True
+                delivered.append((alert, states[id(alert)]))
+                logger.info(
+                    "quota alert sent",
+                    api_key_id=alert.standing.api_key_id,
+                    partner_id=alert.partner_id,
+                    tier=alert.standing.tier,
+                    threshold=alert.threshold,
+                    digest=as_digest,
+                )
+        return delivered
+
+    def _wants_email(self, alert: QuotaAlert) -> bool:
+        return self._email is not None and alert.partner is not None and alert.partner.alert_emails
+
+    def _email_partners(
+        self, delivered: list[tuple[QuotaAlert, AlertState]], report: RunReport, time_left: Callable[[], float]
+    ) -> list[AlertState]:
+        """Send the partners' own emails that are due; the states that changed."""
+        changed = []
+        for alert, state in delivered:
+            partner = alert.partner
+            if state.partner_email is not None or self._email is None or partner is None:
+                continue
+            if time_left() < self._settings.reserve_seconds:
+                # The claim stays held until its lease ends; the next run after that sends this email.
+                report.deferred += 1
+                continue
+            self._email_pacer.take()
+            try:
+                self._email.send(partner.email, partner_email(alert))
+            except EmailRejected as exc:
+                logger.warning("partner alert email refused", partner_id=partner.partner_id, error=exc.message)
+                state.partner_email = "failed"
+                report.partner_emails_failed += 1
+            except (ClientError, BotoCoreError) as exc:
+                logger.error("could not send a partner alert email", partner_id=partner.partner_id, error=str(exc))
+                report.undelivered += 1
+                continue
+            else:
+                state.partner_email = "sent"
+                report.partner_emails_sent += 1
+            changed.append(state)
+        return changed
+
+    # --- 5. Readings, logs ----------------------------------------------------------------------------------
+
+    def _write_readings(
+        self,
+        reads: Sequence[_PlanRead],
+        standings: Sequence[QuotaStanding],
+        records: dict[tuple[str, datetime], PeriodRecords],
+        alerted: dict[tuple[str, datetime], int],
+        report: RunReport,
+    ) -> None:
+        changed = []
+        for read, item in zip(reads, standings, strict=True):
+            key = (item.api_key_id, item.period_start)
+            previous = records[key].reading
+            thresholds = [t for t in (alerted.get(key), previous.alerted_threshold if previous else None) if t]
+            reading = KeyQuotaReading(
+                api_key_id=item.api_key_id,
+                period_start=item.period_start,
+                tier=item.tier,
+                used=item.consumed,
+                remaining=item.remaining,
+                limit=item.limit,
+                as_of=item.as_of.isoformat(),
+                requests=item.used,
+                tokens_used=item.tokens_used,
+                alerted_threshold=max(thresholds) if thresholds else None,
+                expires_at=int((item.resets_at + READING_RETENTION).timestamp()),
+            )
+            if reading.same_values(previous) or (previous is None and _untouched(reading, read.tier)):
+                continue
+            changed.append(reading)
+        self._records.write_readings(changed)
+        report.readings_written = len(changed)
+
+    def _log_standings(self, standings: Sequence[QuotaStanding]) -> None:
+        # One record per key that used anything this period (an idle key's would only say 0%): CloudWatch Logs
+        # Insights can query them (`filter message = "key quota"`), with the key id as a field, which costs
+        # nothing per key the way a metric dimension would.
+        for item in standings:
+            exhaustion = item.projected_exhaustion
+            logger.info(
+                "key quota",
+                api_key_id=item.api_key_id,
+                partner_id=item.partner_id,
+                tier=item.tier,
+                period_start=period_key(item.period_start),
+                resets_at=period_key(item.resets_at),
+                requests=item.used,
+                used=item.consumed,
+                remaining=item.remaining,
+                limit=item.limit,
+                utilisation_pct=round(item.request_utilisation, 2),
+                tokens_used=item.tokens_used,
+                token_budget=item.token_budget,
+                token_utilisation_pct=None if item.token_utilisation is None else round(item.token_utilisation, 2),
+                projected_exhaustion=exhaustion.isoformat() if exhaustion else None,
+            )
+
+
+def _period(tier: Tier) -> QuotaPeriod:
+    assert tier.limits.quota_period is not None
+    return tier.limits.quota_period
+
+
+def _idle(read: _PlanRead) -> bool:
+    """Nothing used this period, and the plan's full quota left (no extension, nothing taken away)."""
+    return read.usage.used == 0 and read.usage.remaining == (read.tier.limits.quota_limit or 0)
+
+
+def _untouched(reading: KeyQuotaReading, tier: Tier) -> bool:
+    """Nothing consumed, the plan's own limit, no tokens, no alert: what no reading at all already says."""
+    return (
+        reading.used == 0
+        and reading.limit == (tier.limits.quota_limit or 0)
+        and not reading.tokens_used
+        and reading.alerted_threshold is None
+    )
+
+
+@cache
+def quota_monitor() -> QuotaMonitor:
+    settings = quota_monitor_settings()
+    return QuotaMonitor(
+        settings,
+        plans=ApiGateway(pacer=TokenBucket(settings.management_api_rate, settings.management_api_burst)),
+        records=QuotaTable(settings.metering_table),
+        partners=PartnersTable(settings.partners_table),
+        topic=AlertTopic(settings.alert_topic_arn),
+        email=SesEmail(settings.partner_alert_sender) if settings.partner_alert_sender else None,
+        tier_metrics=TierMetricsEmf(settings.stack_name),
+    )

@@ -1,0 +1,200 @@
+"""The quota monitor's decisions with in-memory fakes of its ports: when operators get single messages or a
+digest, what happens when the invocation runs out of time, which tiers are read, how the schedule's event
+is read. The fakes keep the contracts of what they stand for: GetUsage's daily [used, remaining] pages, and
+a claim that succeeds once per alert (DynamoDB's conditional write)."""
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import QuotaMonitorSettings
+from core.models import Partner, PartnerStatus, TierLimits, UsagePlan
+from core.pacing import TokenBucket
+from core.quota import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
+from core.quota_alerts import Message
+from core.quota_monitor import QuotaMonitor
+from handlers.quota_monitor import MonitorEvent
+
+AS_OF = datetime(2026, 3, 11, 12, tzinfo=UTC)
+
+
+class FakePlans:
+    """GetUsagePlans and GetUsage: every key's days of the period, the last one today."""
+
+    def __init__(self, plans: list[UsagePlan], usage: dict[str, dict[str, int]]) -> None:
+        self.plans = plans
+        self.usage = usage  # plan id -> key id -> requests today
+        self.pages_read: list[str] = []
+
+    def list_usage_plans(self) -> list[UsagePlan]:
+        return self.plans
+
+    def usage_pages(self, plan_id: str, start: date, end: date, page_size: int) -> Iterator[dict[str, list[list[int]]]]:
+        limit = next(plan.limits.quota_limit for plan in self.plans if plan.id == plan_id) or 0
+        keys = sorted(self.usage.get(plan_id, {}).items())
+        for first in range(0, max(len(keys), 1), page_size):
+            self.pages_read.append(plan_id)
+            days = (end - start).days
+            yield {key: [[0, limit]] * days + [[used, limit - used]] for key, used in keys[first : first + page_size]}
+
+
+class FakeRecords:
+    """The metering table: a claim is granted once per alert, as the conditional write does."""
+
+    def __init__(self) -> None:
+        self.claimed: set[tuple[str, int]] = set()
+        self.recorded: dict[tuple[str, int], AlertState] = {}
+        self.readings: list[KeyQuotaReading] = []
+
+    def read_period(self, keys: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], PeriodRecords]:
+        return {key: PeriodRecords() for key in keys}
+
+    def write_readings(self, readings: list[KeyQuotaReading]) -> None:
+        self.readings += readings
+
+    def claim_alert(self, claim: AlertClaim, now: float, lease_seconds: int) -> ClaimResult:
+        if (claim.api_key_id, claim.threshold) in self.claimed:
+            return ClaimResult(state=None, already_sent=True)
+        self.claimed.add((claim.api_key_id, claim.threshold))
+        return ClaimResult(state=AlertState(claim=claim, claimed_until=int(now) + lease_seconds))
+
+    def record_alerts(self, states: list[AlertState], now: datetime) -> None:
+        for state in states:
+            self.recorded[(state.claim.api_key_id, state.claim.threshold)] = state
+
+    def release_alert(self, state: AlertState) -> None:
+        self.claimed.discard((state.claim.api_key_id, state.claim.threshold))
+
+
+class FakePartners:
+    def partners_by_api_key_ids(self, api_key_ids: list[str]) -> dict[str, Partner]:
+        return {
+            key: Partner(
+                partner_id=f"p_{key}",
+                name=f"Partner {key}",
+                email=f"{key}@partner.example",
+                tier="free",
+                api_key_id=key,
+                key_prefix="AbCd",
+                status=PartnerStatus.ACTIVE,
+                created_at="2026-03-01T00:00:00+00:00",
+                updated_at="2026-03-01T00:00:00+00:00",
+                alert_emails=True,
+            )
+            for key in api_key_ids
+        }
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.published: list[Message] = []
+        self.emailed: list[tuple[str, Message]] = []
+
+    def publish_message(self, message: Message) -> str:
+        self.published.append(message)
+        return "m"
+
+    def send(self, to: str, message: Message) -> str:
+        self.emailed.append((to, message))
+        return "e"
+
+
+class NoMetrics:
+    def publish(self, summaries: list[TierSummary], thresholds: tuple[int, ...]) -> None:
+        self.summaries = summaries
+
+
+def plan(plan_id: str, name: str, limit: int | None) -> UsagePlan:
+    quota = {"quota_limit": limit, "quota_period": "DAY"} if limit else {}
+    return UsagePlan(id=plan_id, name=name, limits=TierLimits(**quota))
+
+
+def monitor(plans: FakePlans, outbox: Outbox, records: FakeRecords | None = None, **settings: Any) -> QuotaMonitor:
+    values: dict[str, Any] = {
+        "stack_name": "stack",
+        "partners_table": "partners",
+        "metering_table": "metering",
+        "alert_topic_arn": "arn:aws:sns:us-east-1:123456789012:alerts",
+        **settings,
+    }
+    never_waits = TokenBucket(rate=1e9, burst=1e9)
+    return QuotaMonitor(
+        QuotaMonitorSettings.model_validate(values),
+        plans=plans,
+        records=records or FakeRecords(),
+        partners=FakePartners(),
+        topic=outbox,
+        email=outbox,
+        tier_metrics=NoMetrics(),
+        operator_pacer=never_waits,
+        email_pacer=never_waits,
+    )
+
+
+def crossing(count: int) -> FakePlans:
+    return FakePlans([plan("plan-free", "stack-free", 10)], {"plan-free": {f"k{n:02}": 9 for n in range(count)}})
+
+
+@pytest.mark.parametrize(("crossings", "messages"), [(10, 10), (11, 1)])
+def test_up_to_ten_crossings_are_single_messages_and_more_become_a_digest(crossings: int, messages: int) -> None:
+    outbox = Outbox()
+
+    report = monitor(crossing(crossings), outbox).run(as_of=AS_OF)
+
+    assert len(outbox.published) == report.operator_messages == messages
+    assert report.alerts == crossings
+    assert report.digests == (1 if messages == 1 else 0)
+    assert len(outbox.emailed) == crossings
+
+
+def test_partner_emails_left_when_time_runs_out_are_not_lost() -> None:
+    # Given three crossings and an invocation with less time left than the reserve
+    outbox, records = Outbox(), FakeRecords()
+
+    # When the run comes to the partner emails
+    report = monitor(crossing(3), outbox, records).run(as_of=AS_OF, time_left=lambda: 5.0)
+
+    # Then operators were told, the partner emails are deferred (not failed), and their alerts stay open
+    assert (report.alerts, report.deferred, report.failed) == (3, 3, False)
+    assert outbox.emailed == []
+    assert all(state.operator_sent and not state.done for state in records.recorded.values())
+
+
+def test_tiers_are_this_stacks_plans_with_a_quota() -> None:
+    # Given plans of this stack (one without a quota) and of another stack
+    plans = FakePlans(
+        [plan("p1", "stack-free", 10), plan("p2", "stack-unmetered", None), plan("p3", "other-free", 10)],
+        {"p1": {"k1": 1}, "p2": {"k2": 1}, "p3": {"k3": 9}},
+    )
+
+    report = monitor(plans, Outbox()).run(as_of=AS_OF)
+
+    assert report.tiers == ["free"]
+    assert plans.pages_read == ["p1"]
+
+
+def test_get_usage_is_read_in_pages_not_per_key() -> None:
+    plans = FakePlans([plan("p1", "stack-free", 10)], {"p1": {f"k{n:04}": 1 for n in range(1200)}})
+
+    report = monitor(plans, Outbox()).run(as_of=AS_OF)
+
+    assert report.keys == 1200
+    assert plans.pages_read == ["p1"] * 3
+
+
+def test_the_schedules_event_gives_the_instant_to_evaluate() -> None:
+    assert MonitorEvent.model_validate({"scheduled_time": "2026-03-11T12:00:00Z"}).as_of == AS_OF
+    # An EventBridge rule's Scheduled Event works too
+    assert (
+        MonitorEvent.model_validate({"time": "2026-03-11T12:00:00Z", "detail-type": "Scheduled Event"}).as_of == AS_OF
+    )
+    # No time, or the placeholder itself (a test event, sam local invoke): now
+    assert MonitorEvent.model_validate({}).as_of is None
+    assert MonitorEvent.model_validate({"scheduled_time": "<aws.scheduler.scheduled-time>"}).as_of is None
+    with pytest.raises(ValidationError):
+        MonitorEvent.model_validate({"scheduled_time": "yesterday"})
+    with pytest.raises(ValueError, match="time zone"):
+        _ = MonitorEvent.model_validate({"scheduled_time": "2026-03-11T12:00:00"}).as_of
