@@ -90,10 +90,13 @@ def _limits(limits: dict[str, Any]) -> str:
 
 
 def walkthrough(info: dict[str, Any]) -> list[str]:
-    """Three curl lines: sign up (a public POST route), call a key route, then see 403 and 429."""
+    """curl lines: sign up (a public POST route), call a key route (and a chat completion), then see 403 and 429."""
     routes = info["routes"]
-    signup = next((route for route in routes if route["method"] == "POST" and not route["api_key_required"]), None)
-    metered = next((route for route in routes if route["method"] == "GET" and route["api_key_required"]), None)
+    public_posts = [route for route in routes if route["method"] == "POST" and not route["api_key_required"]]
+    metered_gets = [route for route in routes if route["method"] == "GET" and route["api_key_required"]]
+    # This template's own routes first (signup, the models list); any public POST / key GET otherwise.
+    signup = next((route for route in public_posts if route["path"] == "/signup"), next(iter(public_posts), None))
+    metered = next((route for route in metered_gets if route["path"] == "/v1/models"), next(iter(metered_gets), None))
     if signup is None or metered is None:
         return ["  (the template has no public POST route and key-protected GET route to demonstrate)"]
     # Enough calls to empty the smallest burst (the free tier's, which a signup gets by default).
@@ -101,13 +104,24 @@ def walkthrough(info: dict[str, Any]) -> list[str]:
     body = shlex.quote('{"name":"Ada","email":"ada@example.com"}')
     extract = shlex.quote('import json,sys; print(json.load(sys.stdin)["api_key"])')
     url = shlex.quote(metered["url"])
-    return [
+    lines = [
         f"  KEY=$(curl -s -X POST {signup['url']} -H 'content-type: application/json' -d {body}"
         f" | python3 -c {extract})",
         f'  curl -s {url} -H "x-api-key: $KEY"; echo',
-        f"  curl -s {url}; echo; for i in $(seq {burst + 2}); do "
-        f"curl -s -o /dev/null -w '%{{http_code}} ' {url} -H \"x-api-key: $KEY\"; done; echo",
     ]
+    chat = next((route for route in routes if route["path"] == "/v1/chat/completions"), None)
+    if chat is not None:
+        # The AI routes also take the key as a bearer token, as OpenAI clients send it.
+        message = shlex.quote('{"model":"nova-micro","messages":[{"role":"user","content":"hello offline"}]}')
+        lines.append(
+            f'  curl -s {shlex.quote(chat["url"])} -H "Authorization: Bearer $KEY"'
+            f" -H 'content-type: application/json' -d {message}; echo"
+        )
+    lines.append(
+        f"  curl -s {url}; echo; for i in $(seq {burst + 2}); do "
+        f"curl -s -o /dev/null -w '%{{http_code}} ' {url} -H \"x-api-key: $KEY\"; done; echo"
+    )
+    return lines
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -2,8 +2,9 @@
 
 Keys and plans are read straight from moto's API Gateway backend in this process, as API Gateway's data
 plane reads its own configuration: no management call per request, so nothing here counts against the
-management-API rate limits. The key source is the one place to add `Authorization: Bearer <key>`
-(ApiKeySourceType AUTHORIZER, where an authorizer returns the key as usageIdentifierKey).
+management-API rate limits. The key source follows the API's ApiKeySourceType: HEADER reads `x-api-key`;
+AUTHORIZER applies the rule of the template's key authorizer (core.api_key_source, the code that authorizer
+runs), which returns the key from `x-api-key` or `Authorization: Bearer` as usageIdentifierKey.
 """
 
 import threading
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 
 from moto.apigateway.models import APIGatewayBackend, apigateway_backends
 
+from core.api_key_source import key_from_headers
 from offline.template import ACCOUNT_ID, TemplateError
 
 API_KEY_HEADER = "x-api-key"
@@ -31,11 +33,23 @@ class HeaderKeySource:
         return headers.get(API_KEY_HEADER) or None
 
 
+class AuthorizerKeySource:
+    """ApiKeySourceType AUTHORIZER, with the template's key authorizer (handlers.api_key_authorizer): the
+    usageIdentifierKey it would return. The authorizer function itself is not invoked per request offline;
+    its rule is, being the same code. Like the authorizer, it never refuses: a request without a key gets
+    API Gateway's own 403 from the key check."""
+
+    def key_value(self, headers: Mapping[str, str]) -> str | None:
+        return key_from_headers(headers)
+
+
 def key_source_for(api_key_source_type: str) -> KeySource:
     """The key source of an API's ApiKeySourceType."""
     if api_key_source_type == "HEADER":
         return HeaderKeySource()
-    raise TemplateError(f"ApiKeySourceType {api_key_source_type} is not emulated offline (only HEADER)")
+    if api_key_source_type == "AUTHORIZER":
+        return AuthorizerKeySource()
+    raise TemplateError(f"ApiKeySourceType {api_key_source_type} is not emulated offline (HEADER or AUTHORIZER)")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@
 - CreateUsagePlanKey refuses a second plan on the same API stage (ConflictException), DeleteUsagePlanKey
   and DeleteUsagePlan answer NotFoundException, and DeleteApiKey removes the key from its usage plans;
 - management calls are throttled as AWS throttles them (429 TooManyRequestsException).
-`ledger()` gives the local gateway and tests the usage ledger; `TokenBucket` is the throttle they share.
+`ledger()` gives the local gateway and tests the usage ledger; `TokenBucket` (core.pacing) is the throttle
+they share.
 
 Facts and their sources (AWS docs unless noted):
 - GetUsage: GET /usageplans/{id}/usage, dates are yyyy-MM-dd, `limit` defaults to 25 and is at most 500,
@@ -46,6 +47,8 @@ from moto.apigateway.models import APIGatewayBackend, UsagePlan, apigateway_back
 from moto.apigateway.responses import APIGatewayResponse
 from moto.core.common_types import TYPE_RESPONSE
 
+# One token bucket for the limits emulated here, the local gateway's throttles and the functions' pacing.
+from core.pacing import TokenBucket
 from core.periods import QuotaPeriod, effective_limit, is_first_period, parse_quota_period, period_bounds
 
 RATE_LIMITS_ENV: Final = "METERED_AI_OFFLINE_MGMT_RATE_LIMITS"
@@ -54,50 +57,6 @@ GET_USAGE_MAX_LIMIT: Final = 500
 
 MonotonicClock = Callable[[], float]
 WallClock = Callable[[], datetime]
-
-
-class TokenBucket:
-    """Thread-safe token bucket: holds at most `burst` tokens, refilled at `rate` per second, starts full."""
-
-    # Tolerates float rounding in refills such as 0.2 s x 5/s.
-    _EPSILON: Final = 1e-9
-
-    def __init__(self, rate: float, burst: float, clock: MonotonicClock = time.monotonic) -> None:
-        if rate < 0 or burst < 0:
-            raise ValueError("rate and burst must not be negative")
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._updated = clock()
-        self._lock = threading.Lock()
-
-    def try_take(self, n: float = 1.0) -> bool:
-        """Take `n` tokens if they are there; never blocks."""
-        with self._lock:
-            self._refill()
-            if self._tokens + self._EPSILON < n:
-                return False
-            self._tokens = max(self._tokens - n, 0.0)
-            return True
-
-    def seconds_until_available(self, n: float = 1.0) -> float:
-        """How long until `n` tokens will be there (0.0 if they are now, inf if they never will be)."""
-        with self._lock:
-            self._refill()
-            missing = n - self._tokens
-            if missing <= self._EPSILON:
-                return 0.0
-            if self.rate == 0 or n > self.burst:
-                return math.inf
-            return missing / self.rate
-
-    def _refill(self) -> None:
-        now = self._clock()
-        # A clock that steps back (a fake one in a test) must not drain the bucket.
-        elapsed = max(now - self._updated, 0.0)
-        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-        self._updated = now
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from typing import Any
 
 from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 
+from core.pacing import TokenBucket
 from offline.api_keys import KeyRegistry, KeySource, PlanForKey, Throttle
-from offline.apigateway_fidelity import TokenBucket, UsageLedger, UsagePlanKeyNotFound
+from offline.apigateway_fidelity import UsageLedger, UsagePlanKeyNotFound
 from offline.events import Caller, IncomingRequest, MalformedProxyResponse, proxy_event, read_proxy_response
 from offline.functions import FunctionRuntime
 from offline.gateway_responses import REFUSALS, GatewayResponses, Refusal, ResponseType

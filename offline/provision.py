@@ -2,10 +2,13 @@
 
 moto's CloudFormation cannot create usage plans, keys or stages, so the offline stack provisions them from
 the SAM-resolved template itself: tables, topics and their subscriptions, the REST APIs and their stages,
-the usage plans with the template's throttle and quota values, and any API keys the template declares.
+the usage plans with the template's throttle and quota values, any API keys the template declares, its
+Secrets Manager secrets, and its SES email identities (verified at once).
 """
 
 import json
+import secrets
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +33,7 @@ class ProvisionedStack:
     stage_names: dict[str, str] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     topics: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)  # logical id -> ARN (what Ref gives)
 
     def resolve(self, value: Any) -> Any:
         """Turn a reference left by the resolver (a logical id, or `Api.Stage`) into what CloudFormation gives."""
@@ -84,10 +88,12 @@ def provision(
     stack = ProvisionedStack(stack_name=template.stack_name, region=template.region)
     _create_tables(template, stack, client("dynamodb"))
     _create_topics(template, stack, client("sns"))
+    _create_secrets(template, stack, client("secretsmanager"))
     apigateway = client("apigateway")
     _create_rest_apis(template, stack, apigateway, routes)
     _create_usage_plans(template, stack, apigateway)
     _create_api_keys(template, stack, apigateway)
+    _verify_email_identities(template, stack, client("ses"))
     return stack
 
 
@@ -241,3 +247,57 @@ def _create_api_keys(template: StackTemplate, stack: ProvisionedStack, apigatewa
             keyType=props["KeyType"],
         )
         stack.physical_ids[logical_id] = stack.resolve(props["KeyId"])
+
+
+def _verify_email_identities(template: StackTemplate, stack: ProvisionedStack, ses: Any) -> None:
+    """SES identities the template declares are verified at once: offline, nobody clicks the link."""
+    for logical_id, props in template.of_type("AWS::SES::EmailIdentity").items():
+        identity = str(props["EmailIdentity"])
+        if "@" in identity:
+            ses.verify_email_identity(EmailAddress=identity)
+        else:
+            ses.verify_domain_identity(Domain=identity)
+        stack.physical_ids[logical_id] = identity
+
+
+def _create_secrets(template: StackTemplate, stack: ProvisionedStack, secretsmanager: Any) -> None:
+    """Secrets Manager secrets, with their SecretString or a value made as GenerateSecretString describes."""
+    for logical_id, props in template.of_type("AWS::SecretsManager::Secret").items():
+        create: dict[str, Any] = {"Name": str(props.get("Name") or f"{template.stack_name}-{logical_id}")}
+        if "Description" in props:
+            create["Description"] = str(props["Description"])
+        if "SecretString" in props:
+            create["SecretString"] = str(props["SecretString"])
+        else:
+            create["SecretString"] = generated_secret_string(props.get("GenerateSecretString") or {})
+        if tags := props.get("Tags"):
+            create["Tags"] = [{"Key": tag["Key"], "Value": str(tag["Value"])} for tag in tags]
+        arn = secretsmanager.create_secret(**create)["ARN"]
+        stack.physical_ids[logical_id] = arn
+        stack.secrets[logical_id] = arn
+
+
+def generated_secret_string(spec: dict[str, Any]) -> str:
+    """A random value as CloudFormation's GenerateSecretString makes it (length, character classes, and a
+    JSON template with the value under GenerateStringKey)."""
+    alphabet = ""
+    if str(spec.get("ExcludeLowercase", "false")).lower() != "true":
+        alphabet += string.ascii_lowercase
+    if str(spec.get("ExcludeUppercase", "false")).lower() != "true":
+        alphabet += string.ascii_uppercase
+    if str(spec.get("ExcludeNumbers", "false")).lower() != "true":
+        alphabet += string.digits
+    if str(spec.get("ExcludePunctuation", "false")).lower() != "true":
+        alphabet += string.punctuation
+    if str(spec.get("IncludeSpace", "false")).lower() == "true":
+        alphabet += " "
+    excluded = set(str(spec.get("ExcludeCharacters", "")))
+    alphabet = "".join(char for char in alphabet if char not in excluded)
+    if not alphabet:
+        raise TemplateError("GenerateSecretString excludes every character")
+    value = "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+    if "SecretStringTemplate" in spec and "GenerateStringKey" in spec:
+        document = json.loads(str(spec["SecretStringTemplate"]))
+        document[str(spec["GenerateStringKey"])] = value
+        return json.dumps(document)
+    return value

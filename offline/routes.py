@@ -1,6 +1,7 @@
 """The REST APIs and routes the template declares, read with SAM CLI's ApiProvider, and matching a request
 path to a route the way API Gateway does (literal segments before {param}, before {proxy+})."""
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,10 @@ from offline.template import StackTemplate, TemplateError
 SERVERLESS_API = "AWS::Serverless::Api"
 # SAM's logical id for the API it creates from functions' Api events that name no RestApiId.
 IMPLICIT_API = "ServerlessRestApi"
+
+# SAM CLI warns on every read of an API with a Lambda authorizer that `sam local` runs authorizers with
+# limited fidelity. The offline stack does not run them: what it does instead is in docs/offline.md.
+logging.getLogger("samcli.lib.providers.api_collector").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,8 @@ def scheduled_invocations(specs: dict[str, FunctionSpec], stack_name: str) -> li
 
 
 def _payload(kind: str, props: dict[str, Any], spec: FunctionSpec, rule_name: str) -> Callable[[datetime], Any]:
+    if props.get("Input") is not None and kind == "ScheduleV2":
+        return _with_context_attributes(str(props["Input"]), spec, rule_name)
     if props.get("Input") is not None:
         constant = json.loads(str(props["Input"]))
         return lambda _: constant
@@ -198,6 +200,27 @@ def _payload(kind: str, props: dict[str, Any], spec: FunctionSpec, rule_name: st
         }
 
     return scheduled_event
+
+
+def _with_context_attributes(text: str, spec: FunctionSpec, schedule_name: str) -> Callable[[datetime], Any]:
+    """EventBridge Scheduler replaces its context attributes in the Input on every invocation."""
+    json.loads(text)  # an Input that is not JSON fails the start, as it would fail the deploy
+
+    arn = f"arn:aws:scheduler:{spec.region}:{ACCOUNT_ID}:schedule/default/{schedule_name}"
+
+    def payload(at: datetime) -> Any:
+        values = {
+            "<aws.scheduler.schedule-arn>": arn,
+            "<aws.scheduler.scheduled-time>": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "<aws.scheduler.execution-id>": uuid.uuid4().hex[:16],
+            "<aws.scheduler.attempt-number>": "1",
+        }
+        replaced = text
+        for name, value in values.items():
+            replaced = replaced.replace(name, value)
+        return json.loads(replaced)
+
+    return payload
 
 
 class Scheduler:

@@ -16,6 +16,7 @@ from moto.server import ThreadedMotoServer
 
 from offline import apigateway_fidelity, dynamodb_fidelity, outbox
 from offline.api_keys import KeyRegistry, key_source_for
+from offline.clock import OfflineClock
 from offline.functions import FunctionRuntime, InvocationResult, function_specs
 from offline.gateway import ApiStage, LocalGateway, body_validators, stage_method_throttles
 from offline.gateway_responses import GatewayResponses
@@ -33,6 +34,7 @@ from offline.template import (
     TemplateError,
     load_template,
 )
+from offline.webhook_secrets import ensure_webhook_secrets
 
 LOCALHOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -72,6 +74,8 @@ class OfflineStack:
         self.runtime: FunctionRuntime | None = None
         self.gateway: LocalGateway | None = None
         self.schedules: list[ScheduledInvocation] = []
+        # The account's date (quota periods, usage days, scheduled times); movable through the control endpoint.
+        self.clock = OfflineClock()
         self._server: GatewayServer | None = None
         self._moto: ThreadedMotoServer | None = None
         self._scheduler: Scheduler | None = None
@@ -112,6 +116,9 @@ class OfflineStack:
             provisioned = provision(template, endpoint, routes)
         finally:
             apigateway_fidelity.set_management_rate_limits(self.options.management_rate_limits)
+        apigateway_fidelity.set_wall_clock(self.clock.now)
+        # Generated unless PARAMS gave them, before the gateway serves the webhook route; stack.json has them.
+        webhook_secrets = ensure_webhook_secrets(provisioned, endpoint)
         self.template = template = template.with_physical_ids(provisioned.attributes())
         specs = function_specs(template)
         self.runtime = FunctionRuntime(specs, {})
@@ -122,6 +129,7 @@ class OfflineStack:
             self.runtime,
             KeyRegistry(template.region),
             apigateway_fidelity.ledger(ACCOUNT_ID, template.region),
+            now=self.clock.now,
         )
         if CONTROL_PREFIX in self.gateway.stages:
             raise TemplateError(f"a stage named {CONTROL_PREFIX} would hide the offline control endpoint")
@@ -133,9 +141,11 @@ class OfflineStack:
         self._server.control = self._control
         self._server.start()
         if self.options.schedules:
-            self._scheduler = Scheduler(self.schedules, self._run_scheduled)
+            self._scheduler = Scheduler(self.schedules, self._run_scheduled, now=self.clock.now)
             self._scheduler.start()
         self.info = self._describe(template, provisioned, apis, routes, endpoint)
+        if webhook_secrets is not None:
+            self.info["webhook_secrets"] = webhook_secrets
         self.options.state_dir.write_stack(self.info)
 
     def _start_emulator(self, region: str) -> str:
@@ -167,6 +177,7 @@ class OfflineStack:
             self._moto = None
         outbox.uninstall()
         apigateway_fidelity.set_management_rate_limits(None)
+        apigateway_fidelity.set_wall_clock(None)
         for name, value in self._saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -183,14 +194,16 @@ class OfflineStack:
             raise KeyError(logical_id)
         if event is None:
             schedule = next((item for item in self.schedules if item.function_id == logical_id), None)
-            event = schedule.payload(datetime.now(UTC)) if schedule else {}
+            event = schedule.payload(self.clock.now()) if schedule else {}
         return self.runtime.invoke(logical_id, event)
 
     def _control(self, verb: str, name: str, payload: Any) -> tuple[int, Any]:
         if verb == "stack":
             return 200, self.info
+        if verb == "clock":
+            return self.clock.control(payload)
         if verb != "invoke":
-            return 404, {"message": f"unknown control action {verb!r}; try invoke/<LogicalId> or stack"}
+            return 404, {"message": f"unknown control action {verb!r}; try invoke/<LogicalId>, clock or stack"}
         try:
             result = self.invoke(name, payload)
         except KeyError:

@@ -20,6 +20,9 @@ DEFAULT_STACK_NAME = "metered-ai-local"
 DEFAULT_REGION = "us-east-1"
 # moto's default account, which is also SAM CLI's value of AWS::AccountId.
 ACCOUNT_ID = "123456789012"
+# What the offline stack deploys with when PARAMS does not say otherwise (and the template declares the
+# parameter): nothing that needs a real AWS service. The template's defaults are for AWS.
+OFFLINE_PARAMETER_DEFAULTS = {"ModelProvider": "offline"}
 
 # What a resolved resource attribute can be: a plain value (Ref) or one value per attribute.
 PhysicalIds = Mapping[str, str | Mapping[str, str]]
@@ -132,6 +135,7 @@ def load_template(
     if unknown:
         raise TemplateError(f"unknown template parameter(s): {', '.join(unknown)}; declared: {', '.join(declared)}")
     values = {name: str(spec.get("Default", "")) for name, spec in declared.items()}
+    values.update({name: value for name, value in OFFLINE_PARAMETER_DEFAULTS.items() if name in declared})
     values.update(overrides or {})
     for name, spec in declared.items():
         _check_value(name, values[name], spec)

@@ -12,7 +12,12 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_apigateway import APIGatewayClient
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_ses import SESClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_ssm import SSMClient
 
 # Six attempts ride out a burst against API Gateway's 5 req/s CreateApiKey limit well inside the
 # function's timeout; timeouts keep one stuck call from eating the whole invocation.
@@ -34,4 +39,34 @@ def apigateway_client() -> "APIGatewayClient":
 
 def dynamodb_client() -> "DynamoDBClient":
     client: DynamoDBClient = _client("dynamodb")
+    return client
+
+
+def secretsmanager_client() -> "SecretsManagerClient":
+    client: SecretsManagerClient = _client("secretsmanager")
+    return client
+
+
+def sns_client() -> "SNSClient":
+    client: SNSClient = _client("sns")
+    return client
+
+
+def ses_client() -> "SESClient":
+    client: SESClient = _client("ses")
+    return client
+
+
+def ssm_client() -> "SSMClient":
+    client: SSMClient = _client("ssm")
+    return client
+
+
+def bedrock_runtime_client(read_timeout_seconds: float) -> "BedrockRuntimeClient":
+    """Bedrock's runtime with one attempt: a retried model call could outlast API Gateway's 29 s, so
+    throttling goes back to the caller as 429 (with Retry-After), whose client retries."""
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=3, read_timeout=read_timeout_seconds
+    )
+    client: BedrockRuntimeClient = boto3.client("bedrock-runtime", config=config)
     return client

@@ -12,9 +12,10 @@ class DomainError(Exception):
 class InvalidRequest(DomainError):
     """The request is malformed or fails validation."""
 
-    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.details = details or []
+        self.param = param  # the offending field, for OpenAI-shaped errors (`error.param`)
 
 
 class UnknownTier(DomainError):
@@ -68,3 +69,132 @@ class ManagementApiThrottled(DomainError):
 
     def __init__(self, operation: str) -> None:
         super().__init__(f"API Gateway throttled {operation}; retry later")
+
+
+# --- Tier-change webhook -------------------------------------------------------------------------------
+
+
+class InvalidSignature(DomainError):
+    """A webhook whose signature is missing, malformed, does not verify, or is outside the timestamp tolerance."""
+
+
+class SigningSecretUnavailable(DomainError):
+    """No signing secret is configured for the webhook's scheme, or the secret cannot be read."""
+
+
+class PayloadTooLarge(DomainError):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"request body is larger than {limit_bytes} bytes")
+
+
+class UnprocessableEvent(DomainError):
+    """A verified billing event we cannot apply as sent (no price maps to a tier, an unknown tier...)."""
+
+
+class PartnerNotFoundYet(DomainError):
+    """A billing event for a partner we do not know (yet): recorded, and the sender should retry."""
+
+    def __init__(self, partner_ref: str, retry_after_seconds: int) -> None:
+        super().__init__(
+            f"no partner matches {partner_ref} yet; the event is recorded, retry in {retry_after_seconds} s"
+        )
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TierChangeInProgress(DomainError):
+    """Another billing event for the same partner is being applied; the sender should retry shortly."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"another change for this partner is in progress; retry in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TierChangeFailed(DomainError):
+    """API Gateway refused part of a plan change; the key was put back on its old plan and nothing changed."""
+
+
+# --- AI API (OpenAI-compatible routes) ---------------------------------------------------------------
+
+
+class ApiKeyMissing(DomainError):
+    """The request context carries no API key id (API Gateway always sets one on a key-required route)."""
+
+    def __init__(self) -> None:
+        super().__init__("no API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`")
+
+
+class KeyNotRegistered(DomainError):
+    """API Gateway accepted the key, but no partner owns it (a key made by hand, or a signup undone)."""
+
+    def __init__(self) -> None:
+        super().__init__("this API key is not registered to a partner")
+
+
+class PartnerDisabled(DomainError):
+    def __init__(self) -> None:
+        super().__init__("this partner account is disabled")
+
+
+class TierPolicyMissing(DomainError):
+    """A partner's tier has no entry in the AI functions' TIERS: a deployment error, not the caller's."""
+
+    def __init__(self, tier: str) -> None:
+        super().__init__(f"tier {tier!r} has no AI API policy (TIERS)")
+
+
+class ModelNotFound(DomainError):
+    def __init__(self, model: str) -> None:
+        super().__init__(f"the model {model!r} does not exist")
+        self.model = model
+
+
+class ModelNotInTier(DomainError):
+    def __init__(self, model: str, tier: str, allowed: list[str]) -> None:
+        super().__init__(
+            f"the model {model!r} is not available on the {tier} tier; models of this tier: {', '.join(allowed)}"
+        )
+        self.model = model
+
+
+class TokenBudgetExceeded(DomainError):
+    """The request's token reservation does not fit in what is left of the key's budget for the period."""
+
+    def __init__(self, needed: int, remaining: int, resets_at: str) -> None:
+        super().__init__(
+            f"token budget exhausted for this period: this request reserves {needed} tokens (prompt estimate + "
+            f"max_tokens) and {remaining} remain; lower max_tokens, or wait until {resets_at}"
+        )
+        self.needed = needed
+        self.remaining = remaining
+
+
+class UpstreamRejected(DomainError):
+    """The model provider refused the request as invalid (too long for the model, a bad parameter...)."""
+
+
+class UpstreamThrottled(DomainError):
+    def __init__(self, retry_after_seconds: int = 1) -> None:
+        super().__init__("the model provider is rate limiting requests; retry shortly")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class UpstreamFailed(DomainError):
+    """The model provider failed or answered something we cannot use."""
+
+
+class UpstreamTimedOut(DomainError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the model did not answer within {seconds:g} s")
+
+
+class ProviderMisconfigured(DomainError):
+    """The deployment's model provider cannot be used as configured (no base URL, unreadable secret...)."""
+
+
+class EmailRejected(DomainError):
+    """SES refused a message for good (an unverified sender or recipient, a suppressed address): not retried."""
+
+
+class QuotaMonitorRunFailed(DomainError):
+    """A quota monitor run finished with plans it could not read or alerts it could not deliver. Raised at the
+    end of the run (everything else was evaluated and alerted), so Lambda's retry policy and the DLQ see it."""

@@ -39,6 +39,12 @@ def period_bounds(period: QuotaPeriod, at: datetime) -> tuple[datetime, datetime
     return start, start + timedelta(days=monthrange(start.year, start.month)[1])
 
 
+def period_key(start: datetime) -> str:
+    """A period start as the metering table's sort keys spell it (`PERIOD#<this>`, `QUOTA#<this>`):
+    ISO 8601 UTC to the second with a `Z`, e.g. `2026-03-01T00:00:00Z`."""
+    return _utc(start).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def days_in_period(period: QuotaPeriod, at: datetime) -> list[date]:
     """Every UTC calendar day of the quota period containing `at`, in order."""
     start, reset = period_bounds(period, at)

@@ -1,8 +1,31 @@
 """Ports: what the domain needs from the outside world, as small Protocols. Adapters live in core.adapters."""
 
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+from typing import Any, Protocol
 
-from core.models import IssuedKey, Partner, Reservation, UsagePlan
+from core.chat import ModelReply, ModelRequest
+from core.ledger import LedgerEntry, LedgerReading, QuotaReading
+from core.models import (
+    BillingEvent,
+    BillingState,
+    DailyUsage,
+    IssuedKey,
+    Partner,
+    PartnerStatus,
+    PendingTierChange,
+    Reservation,
+    UnmatchedSighting,
+    UsagePlan,
+)
+from core.quota import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
+from core.quota_alerts import Message
+
+
+class UsagePlanLister(Protocol):
+    """What tier discovery needs: the account's usage plans."""
+
+    def list_usage_plans(self) -> list[UsagePlan]: ...
 
 
 class UsagePlanGateway(Protocol):
@@ -22,6 +45,17 @@ class UsagePlanGateway(Protocol):
 
     def read_key_value(self, key_id: str) -> str: ...
 
+    # Tier changes (the billing webhook): move a key between plans and carry its usage over.
+    def plans_of_key(self, key_id: str) -> list[str]: ...
+
+    def detach_key(self, plan_id: str, key_id: str) -> None: ...
+
+    def disable_key(self, key_id: str) -> None: ...
+
+    def key_usage(self, plan_id: str, key_id: str, start: date, end: date) -> list[DailyUsage]: ...
+
+    def set_remaining_quota(self, plan_id: str, key_id: str, remaining: int) -> None: ...
+
 
 class PartnerStore(Protocol):
     """The partners table."""
@@ -35,3 +69,128 @@ class PartnerStore(Protocol):
     def get(self, partner_id: str) -> Partner | None: ...
 
     def get_by_api_key_id(self, api_key_id: str) -> Partner | None: ...
+
+
+class TierChangeStore(Protocol):
+    """The partners table, as the billing webhook uses it: partners, their billing state, customer ids, and
+    events recorded for a partner we do not know yet."""
+
+    def get_with_billing(self, partner_id: str) -> tuple[Partner, BillingState] | None: ...
+
+    def partner_for_customer(self, customer_id: str) -> str | None: ...
+
+    def link_customer(self, customer_id: str, partner_id: str) -> None: ...
+
+    def begin_tier_change(self, partner_id: str, change: PendingTierChange, seen: BillingState, now: float) -> None: ...
+
+    def release_tier_change(self, partner_id: str, event_id: str) -> None: ...
+
+    def finish_tier_change(
+        self,
+        partner_id: str,
+        event: BillingEvent,
+        *,
+        tier: str,
+        status: PartnerStatus,
+        updated_at: str,
+        previous_tier: str,
+        notified: bool,
+    ) -> None: ...
+
+    def mark_notified(self, partner_id: str, event_id: str) -> None: ...
+
+    def record_unmatched(self, event: BillingEvent, now: float) -> UnmatchedSighting: ...
+
+    def forget_unmatched(self, event: BillingEvent) -> None: ...
+
+
+class Notifier(Protocol):
+    """The operators' topic."""
+
+    def publish(self, subject: str, message: dict[str, Any], attributes: dict[str, str] | None = None) -> str: ...
+
+
+class SecretSource(Protocol):
+    """A JSON secret (the webhook signing secrets)."""
+
+    def read(self) -> dict[str, Any]: ...
+
+
+class ModelProvider(Protocol):
+    """A model behind the AI API (Bedrock, an OpenAI-compatible upstream, the offline provider).
+
+    `complete` raises UpstreamRejected, UpstreamThrottled, UpstreamFailed, UpstreamTimedOut or
+    ProviderMisconfigured (core.errors); no other outcome is charged or expected.
+    """
+
+    def estimate_prompt_tokens(self, request: ModelRequest) -> int: ...
+
+    def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply: ...
+
+
+class TokenLedger(Protocol):
+    """The AI API's per-key, per-period ledger in the metering table, and the quota monitor's readings."""
+
+    def count_request(self, entry: LedgerEntry) -> LedgerReading: ...
+
+    def reserve(self, entry: LedgerEntry, tokens: int, budget: int | None) -> tuple[bool, LedgerReading]:
+        """Count the request and hold `tokens` if they fit in `budget` (None: unlimited): whether they were
+        held, and the counters after. The request is counted either way."""
+        ...
+
+    def settle(self, entry: LedgerEntry, reserved: int, prompt_tokens: int, completion_tokens: int) -> None: ...
+
+    def release(self, entry: LedgerEntry, reserved: int) -> None: ...
+
+    def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None: ...
+
+
+# --- The quota monitor --------------------------------------------------------------------------------------
+
+
+class UsageReader(Protocol):
+    """API Gateway's usage plans and GetUsage, paced to the monitor's share of the management-API pool."""
+
+    def list_usage_plans(self) -> list[UsagePlan]: ...
+
+    def usage_pages(
+        self, plan_id: str, start: date, end: date, page_size: int
+    ) -> Iterator[dict[str, list[list[int]]]]: ...
+
+
+class QuotaRecords(Protocol):
+    """The quota monitor's view of the metering table: ledger counters, its readings, its sent alerts."""
+
+    def read_period(self, keys: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], PeriodRecords]: ...
+
+    def write_readings(self, readings: list[KeyQuotaReading]) -> None: ...
+
+    def claim_alert(self, claim: AlertClaim, now: float, lease_seconds: int) -> ClaimResult: ...
+
+    def record_alerts(self, states: list[AlertState], now: datetime) -> None: ...
+
+    def release_alert(self, state: AlertState) -> None: ...
+
+
+class PartnerDirectory(Protocol):
+    """Partners by API key id, many at once."""
+
+    def partners_by_api_key_ids(self, api_key_ids: list[str]) -> dict[str, Partner]: ...
+
+
+class AlertPublisher(Protocol):
+    """The operators' topic, for text messages with filterable attributes."""
+
+    def publish_message(self, message: Message) -> str: ...
+
+
+class EmailSender(Protocol):
+    """Email to one address (raises EmailRejected when the provider refuses it for good)."""
+
+    def send(self, to: str, message: Message) -> str: ...
+
+
+class TierMetricsSink(Protocol):
+    """Per-tier metrics: cardinality grows with tiers and thresholds, never with partners."""
+
+    def publish(self, summaries: list[TierSummary], thresholds: tuple[int, ...]) -> None: ...

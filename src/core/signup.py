@@ -149,6 +149,7 @@ class SignupService:
             status=PartnerStatus.ACTIVE,
             created_at=now,
             updated_at=now,
+            alert_emails=request.alert_emails,
         )
 
     def _delete_keys(self, name: str) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from core.errors import UnknownTier
 from core.models import Tier
-from core.ports import UsagePlanGateway
+from core.ports import UsagePlanLister
 
 _TIER_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 
@@ -29,7 +29,7 @@ class TierCatalog:
     def __init__(
         self,
         stack_name: str,
-        plans: UsagePlanGateway,
+        plans: UsagePlanLister,
         ttl_seconds: int = 300,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

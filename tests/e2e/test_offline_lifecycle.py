@@ -74,10 +74,17 @@ def test_bad_parameter_overrides_are_refused_before_anything_starts(
     assert not (tmp_path / "offline.pid").exists()
 
 
-def test_invoke_runs_a_function_of_the_running_stack(metered_stack: RunningStack) -> None:
-    # Given the running stack and the sample API Gateway event of GET /v1/models
+def test_invoke_runs_a_function_of_the_running_stack(metered_stack: RunningStack, tmp_path: Path) -> None:
+    # Given the running stack, a partner, and the sample API Gateway event of GET /v1/models for its key
+    # (the function answers for partners only: the sample's own key id belongs to nobody here)
+    signed_up = http("POST", metered_stack.url("/signup"), body={"name": "Ada", "email": "ada-invoke@example.com"})
+    event = json.loads((PROJECT_ROOT / "events" / "get_models.json").read_text())
+    event["requestContext"]["identity"]["apiKeyId"] = signed_up.body["api_key_id"]
+    event_file = tmp_path / "get_models.json"
+    event_file.write_text(json.dumps(event))
+
     # When the function is invoked on demand
-    result = invoke(metered_stack, "ModelsFunction", "--event", "events/get_models.json")
+    result = invoke(metered_stack, "ModelsFunction", "--event", str(event_file))
 
     # Then its result is printed as JSON and the command succeeds
     assert result.returncode == 0, result.stderr

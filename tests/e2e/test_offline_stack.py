@@ -46,11 +46,12 @@ def test_a_partner_signs_up_and_lists_models_with_its_key(metered_stack: Running
     # When it lists the models with its key
     answer = list_models(metered_stack, partner["api_key"])
 
-    # Then the function answered, in OpenAI's list shape, and the call counted once
+    # Then the function answered with the free tier's models (FreeModels), in OpenAI's list shape, and the
+    # call counted once
     assert answer.status == HTTPStatus.OK
     assert answer.body == {
         "object": "list",
-        "data": [{"id": "offline-echo", "object": "model", "created": 0, "owned_by": "metered-ai"}],
+        "data": [{"id": "nova-micro", "object": "model", "created": 0, "owned_by": "metered-ai"}],
     }
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.headers["x-amzn-RequestId"]

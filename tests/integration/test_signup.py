@@ -308,3 +308,20 @@ def test_no_key_value_reaches_logs_or_tables(
         items = table_items(stack, logical_id)
         assert items, f"{logical_id} should hold records"
         assert key not in json.dumps(items)
+
+
+def test_a_partner_may_opt_in_to_quota_alert_emails_at_signup(stack: ProvisionedStack) -> None:
+    # Given one partner asking for quota alert emails, one not saying
+    status, opted_in = call({"name": "Acme", "email": "dev@acme.example", "alert_emails": True})
+    other_status, _ = call({"name": "Other", "email": "other@acme.example"})
+
+    # Then both are signed up, and the record says who gets emails (the quota monitor reads it)
+    assert (status, other_status) == (HTTPStatus.CREATED, HTTPStatus.CREATED)
+    choices = {record["email"]["S"]: record["alert_emails"]["BOOL"] for record in partner_items(stack)}
+    assert choices == {"dev@acme.example": True, "other@acme.example": False}
+    assert "alert_emails" not in opted_in
+
+    # And anything but a JSON boolean is refused, as the API's model refuses it
+    status, answer = call({"name": "Third", "email": "third@acme.example", "alert_emails": "yes"})
+    assert status == HTTPStatus.BAD_REQUEST
+    assert [detail["field"] for detail in answer["error"]["details"]] == ["alert_emails"]

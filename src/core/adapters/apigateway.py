@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -9,10 +10,14 @@ from pydantic import SecretStr
 
 from core.aws import apigateway_client
 from core.errors import KeyAlreadyInPlan, ManagementApiThrottled, NotFound
-from core.models import IssuedKey, TierLimits, UsagePlan
+from core.models import DailyUsage, IssuedKey, TierLimits, UsagePlan
+from core.pacing import TokenBucket
 
 if TYPE_CHECKING:
     from mypy_boto3_apigateway import APIGatewayClient
+
+# GetUsage returns at most this many keys per page.
+GET_USAGE_MAX_PAGE_SIZE = 500
 
 
 @contextmanager
@@ -51,10 +56,17 @@ def usage_plan_from_api(item: Any) -> UsagePlan:
 class ApiGateway:
     """The UsagePlanGateway port on API Gateway."""
 
-    def __init__(self, client: "APIGatewayClient | None" = None) -> None:
+    def __init__(self, client: "APIGatewayClient | None" = None, pacer: TokenBucket | None = None) -> None:
         self._client = client or apigateway_client()
+        # A batch caller (the quota monitor) paces itself to its share of the account's management-API pool.
+        self._pacer = pacer
+
+    def _pace(self) -> None:
+        if self._pacer is not None:
+            self._pacer.take()
 
     def list_usage_plans(self) -> list[UsagePlan]:
+        self._pace()
         with _translated_errors("GetUsagePlans"):
             pages = self._client.get_paginator("get_usage_plans").paginate(PaginationConfig={"PageSize": 500})
             return [usage_plan_from_api(item) for page in pages for item in page.get("items", [])]
@@ -94,3 +106,67 @@ class ApiGateway:
     def read_key_value(self, key_id: str) -> str:
         with _translated_errors("GetApiKey"):
             return self._client.get_api_key(apiKey=key_id, includeValue=True)["value"]
+
+    def plans_of_key(self, key_id: str) -> list[str]:
+        """Ids of the usage plans the key is in (GetUsagePlans filtered by keyId)."""
+        with _translated_errors("GetUsagePlans"):
+            pages = self._client.get_paginator("get_usage_plans").paginate(
+                keyId=key_id, PaginationConfig={"PageSize": 500}
+            )
+            return [item["id"] for page in pages for item in page.get("items", [])]
+
+    def detach_key(self, plan_id: str, key_id: str) -> None:
+        with _translated_errors("DeleteUsagePlanKey"):
+            self._client.delete_usage_plan_key(usagePlanId=plan_id, keyId=key_id)
+
+    def disable_key(self, key_id: str) -> None:
+        with _translated_errors("UpdateApiKey"):
+            self._client.update_api_key(
+                apiKey=key_id, patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
+            )
+
+    def key_usage(self, plan_id: str, key_id: str, start: date, end: date) -> list[DailyUsage]:
+        """One key's usage in one plan, one entry per UTC day from `start` to `end` inclusive (GetUsage)."""
+        with _translated_errors("GetUsage"):
+            found = self._client.get_usage(
+                usagePlanId=plan_id, keyId=key_id, startDate=start.isoformat(), endDate=end.isoformat()
+            )
+        # boto3 names the wire's "values" map "items": key id -> [[used, remaining], ...] per day.
+        days = found.get("items", {}).get(key_id, [])
+        return [DailyUsage(used=int(day[0]), remaining=int(day[1])) for day in days]
+
+    def set_remaining_quota(self, plan_id: str, key_id: str, remaining: int) -> None:
+        """Make the key's remaining quota for the current period `remaining` (UpdateUsage)."""
+        with _translated_errors("UpdateUsage"):
+            self._client.update_usage(
+                usagePlanId=plan_id,
+                keyId=key_id,
+                patchOperations=[{"op": "replace", "path": "/remaining", "value": str(remaining)}],
+            )
+
+    def usage_pages(
+        self, plan_id: str, start: date, end: date, page_size: int = GET_USAGE_MAX_PAGE_SIZE
+    ) -> Iterator[dict[str, list[list[int]]]]:
+        """Every key's daily `[used, remaining]` in the plan from `start` to `end` (UTC days, inclusive), one
+        GetUsage page at a time: never one call per key."""
+        position: str | None = None
+        while True:
+            self._pace()
+            request: dict[str, Any] = {
+                "usagePlanId": plan_id,
+                "startDate": start.isoformat(),
+                "endDate": end.isoformat(),
+                "limit": page_size,
+            }
+            if position:
+                request["position"] = position
+            with _translated_errors("GetUsage"):
+                page = self._client.get_usage(**request)
+            # boto3 names the wire's "values" map "items": key id -> [[used, remaining], ...] per day.
+            yield {
+                key_id: [[int(used), int(left)] for used, left in days]
+                for key_id, days in page.get("items", {}).items()
+            }
+            position = page.get("position")
+            if not position:
+                return

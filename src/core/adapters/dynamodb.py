@@ -3,16 +3,29 @@
 Three kinds of item share the table (see docs/CONTRACTS.md): `EMAIL#<email>` locks an address while its
 signup runs and after it succeeds; `PARTNER#<id>` is the partner record, written only once the partner's
 key is in its plan; `APIKEY#<key id>` finds the partner of a key. None ever holds an API key value.
+The billing webhook adds `CUSTOMER#<billing customer id>` (finds a partner from its billing customer),
+`UNMATCHED#<scheme>#<event id>` (an event for a partner we do not know yet) and, on the partner record,
+its billing state (the last applied event, and the lock of a change in progress).
 """
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from core.aws import dynamodb_client
-from core.errors import EmailAlreadyRegistered, SignupInProgress
-from core.models import Partner, PartnerStatus, Reservation
+from core.errors import EmailAlreadyRegistered, SignupInProgress, TierChangeInProgress
+from core.models import (
+    BillingEvent,
+    BillingState,
+    Partner,
+    PartnerStatus,
+    PendingTierChange,
+    Reservation,
+    UnmatchedSighting,
+)
+from core.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -39,6 +52,14 @@ def partner_pk(partner_id: str) -> str:
 
 def api_key_pk(api_key_id: str) -> str:
     return f"APIKEY#{api_key_id}"
+
+
+def customer_pk(customer_id: str) -> str:
+    return f"CUSTOMER#{customer_id}"
+
+
+def unmatched_pk(scheme: str, event_id: str) -> str:
+    return f"UNMATCHED#{scheme}#{event_id}"
 
 
 def _failed_condition(exc: ClientError) -> bool:
@@ -163,3 +184,194 @@ class PartnersTable:
         if "Item" not in found:
             return None
         return Partner.model_validate(_plain(found["Item"]))
+
+    # --- The quota monitor (the PartnerDirectory port) -------------------------------------------------------
+
+    def partners_by_api_key_ids(self, api_key_ids: list[str]) -> dict[str, Partner]:
+        """The partner of each key that has one, in BatchGetItem calls of 100 (key index, then records)."""
+        index = self._batch_get([{"pk": api_key_pk(key_id)} for key_id in dict.fromkeys(api_key_ids)])
+        partner_of = {str(item["pk"]).removeprefix("APIKEY#"): str(item["partner_id"]) for item in index}
+        records = self._batch_get([{"pk": partner_pk(partner_id)} for partner_id in dict.fromkeys(partner_of.values())])
+        partners = {str(item["partner_id"]): Partner.model_validate(item) for item in records}
+        return {key_id: partners[pid] for key_id, pid in partner_of.items() if pid in partners}
+
+    def _batch_get(self, keys: list[dict[str, Any]], attempts: int = 8) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {self._table: {"Keys": [_item(key) for key in keys[start : start + 100]]}}
+            for attempt in range(attempts):
+                answer = self._client.batch_get_item(RequestItems=request)
+                found += [_plain(item) for item in answer.get("Responses", {}).get(self._table, [])]
+                request = dict(answer.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                # DynamoDB's advice for unprocessed keys: back off exponentially, then retry.
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise RuntimeError(f"DynamoDB left keys of {self._table} unprocessed after {attempts} attempts")
+        return found
+
+    # --- The billing webhook (the TierChangeStore port) ----------------------------------------------------
+
+    def get_with_billing(self, partner_id: str) -> tuple[Partner, BillingState] | None:
+        found = self._client.get_item(
+            TableName=self._table, Key=_item({"pk": partner_pk(partner_id)}), ConsistentRead=True
+        )
+        if "Item" not in found:
+            return None
+        item = _plain(found["Item"])
+        return Partner.model_validate(item), BillingState.model_validate(item)
+
+    def partner_for_customer(self, customer_id: str) -> str | None:
+        found = self._client.get_item(
+            TableName=self._table, Key=_item({"pk": customer_pk(customer_id)}), ConsistentRead=True
+        )
+        return str(_plain(found["Item"])["partner_id"]) if "Item" in found else None
+
+    def link_customer(self, customer_id: str, partner_id: str) -> None:
+        """Remember which partner a billing customer is; the first link wins (a later one is logged, not applied)."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_item({"pk": customer_pk(customer_id), "partner_id": partner_id}),
+                ConditionExpression="attribute_not_exists(pk) OR partner_id = :partner_id",
+                ExpressionAttributeValues=_item({":partner_id": partner_id}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise
+            linked = _plain(dict(exc.response.get("Item", {})))  # type: ignore[call-overload]
+            logger.warning(
+                "billing customer already linked to another partner",
+                customer_id=customer_id,
+                partner_id=partner_id,
+                linked_partner_id=linked.get("partner_id"),
+            )
+
+    def begin_tier_change(self, partner_id: str, change: PendingTierChange, seen: BillingState, now: float) -> None:
+        """Take the partner's change lock, if nothing moved since `seen` was read (or its holder's lease expired)."""
+        conditions = ["attribute_exists(pk)"]
+        values: dict[str, Any] = {":change": change.model_dump(mode="json")}
+        if seen.tier_event_at is None:
+            conditions.append("attribute_not_exists(tier_event_at)")
+        else:
+            conditions.append("tier_event_at = :seen_at AND tier_event_id = :seen_id")
+            values.update({":seen_at": seen.tier_event_at, ":seen_id": seen.tier_event_id})
+        if seen.tier_change is None:
+            conditions.append("attribute_not_exists(tier_change)")
+        else:
+            conditions.append(
+                "tier_change.event_id = :seen_event AND tier_change.lease_until = :seen_lease "
+                "AND tier_change.lease_until < :now"
+            )
+            values.update(
+                {
+                    ":seen_event": seen.tier_change.event_id,
+                    ":seen_lease": seen.tier_change.lease_until,
+                    ":now": int(now),
+                }
+            )
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression="SET tier_change = :change",
+                ConditionExpression=" AND ".join(f"({condition})" for condition in conditions),
+                ExpressionAttributeValues=_item(values),
+            )
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise
+            # Another event for this partner got there first: the sender's retry will see its result.
+            raise TierChangeInProgress(retry_after_seconds=5) from exc
+
+    def release_tier_change(self, partner_id: str, event_id: str) -> None:
+        """Let the next attempt take the lock at once; the journal (usage to carry) stays for it to finish."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression="SET tier_change.lease_until = :expired",
+                ConditionExpression="tier_change.event_id = :event_id",
+                ExpressionAttributeValues=_item({":expired": 0, ":event_id": event_id}),
+            )
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise
+
+    def finish_tier_change(
+        self,
+        partner_id: str,
+        event: BillingEvent,
+        *,
+        tier: str,
+        status: PartnerStatus,
+        updated_at: str,
+        previous_tier: str,
+        notified: bool,
+    ) -> None:
+        """Record the applied event and the partner's new tier and status, and drop the lock, in one write."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression=(
+                    "SET tier = :tier, #status = :status, tier_event_at = :at, tier_event_id = :event_id, "
+                    "tier_event_previous_tier = :previous_tier, tier_event_notified = :notified, "
+                    "updated_at = :updated_at REMOVE tier_change"
+                ),
+                ConditionExpression="tier_change.event_id = :event_id",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_item(
+                    {
+                        ":tier": tier,
+                        ":status": status.value,
+                        ":at": event.occurred_at_us,
+                        ":event_id": event.event_id,
+                        ":previous_tier": previous_tier,
+                        ":notified": notified,
+                        ":updated_at": updated_at,
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise
+            raise TierChangeInProgress(retry_after_seconds=5) from exc
+
+    def mark_notified(self, partner_id: str, event_id: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression="SET tier_event_notified = :true",
+                ConditionExpression="tier_event_id = :event_id",
+                ExpressionAttributeValues=_item({":true": True, ":event_id": event_id}),
+            )
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise
+
+    def record_unmatched(self, event: BillingEvent, now: float) -> UnmatchedSighting:
+        """Record (or count again) an event whose partner we do not know; kept until it is applied or removed."""
+        recorded = self._client.update_item(
+            TableName=self._table,
+            Key=_item({"pk": unmatched_pk(event.scheme, event.event_id)}),
+            UpdateExpression=(
+                "SET first_seen_at = if_not_exists(first_seen_at, :now), last_seen_at = :now, #event = :event "
+                "ADD deliveries :one"
+            ),
+            ExpressionAttributeNames={"#event": "event"},
+            ExpressionAttributeValues=_item(
+                {":now": int(now), ":event": event.model_dump(mode="json", exclude_none=True), ":one": 1}
+            ),
+            ReturnValues="ALL_NEW",
+        )
+        attributes = _plain(recorded["Attributes"])
+        return UnmatchedSighting(
+            first_seen_at=int(attributes["first_seen_at"]), deliveries=int(attributes["deliveries"])
+        )
+
+    def forget_unmatched(self, event: BillingEvent) -> None:
+        self._client.delete_item(TableName=self._table, Key=_item({"pk": unmatched_pk(event.scheme, event.event_id)}))
