@@ -15,6 +15,8 @@ os.environ.update(
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
+import io
+import logging
 from collections.abc import Iterator
 
 import boto3
@@ -22,6 +24,7 @@ import pytest
 from moto import mock_aws
 
 from core.config import signup_settings
+from core.observability import logger
 from core.signup import signup_service
 from offline import apigateway_fidelity, dynamodb_fidelity
 from offline.provision import ProvisionedStack, provision
@@ -73,3 +76,14 @@ def apigateway(aws: None) -> object:
 @pytest.fixture
 def dynamodb(aws: None) -> object:
     return boto3.client("dynamodb")
+
+
+@pytest.fixture
+def powertools_log() -> Iterator[io.StringIO]:
+    """What our Powertools logger writes, as JSON lines (it writes to the stream it was created with)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield stream
+    logger.removeHandler(handler)

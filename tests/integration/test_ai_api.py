@@ -20,7 +20,6 @@ from core.adapters.metering_table import MeteringTable
 from core.ai_api import AiApi, chat_api
 from core.chat import ModelReply, ModelRequest
 from core.errors import TokenBudgetExceeded, UpstreamFailed
-from core.observability import logger
 from core.offline_model import OfflineModel
 from core.periods import period_bounds, period_key
 from core.signup import signup_service
@@ -527,17 +526,6 @@ def test_a_budget_refusal_is_a_metric_too(ai_stack: ProvisionedStack, capsys: py
 
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"TokenBudgetRefusals"' in line]
     assert [record["TokenBudgetRefusals"] for record in records] == [[1.0]]
-
-
-@pytest.fixture
-def powertools_log() -> Iterator[io.StringIO]:
-    """What our Powertools logger writes, as JSON lines (it writes to the stream it was created with)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
-    yield stream
-    logger.removeHandler(handler)
 
 
 def test_a_failed_upstream_is_logged_for_operators_without_the_callers_content(

@@ -3,7 +3,6 @@
 import io
 import json
 import logging
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
@@ -13,7 +12,6 @@ import pytest
 
 from core.adapters.dynamodb import PartnersTable
 from core.models import SignupRequest
-from core.observability import logger
 from core.signup import signup_service
 from handlers import signup
 from offline.provision import ProvisionedStack
@@ -275,17 +273,6 @@ def test_twenty_concurrent_signups_get_twenty_distinct_keys_each_in_one_plan(sta
     for key_id in key_ids:
         assert plans_of(key_id, stack) == ["free"]
     assert len(partner_items(stack)) == 20
-
-
-@pytest.fixture
-def powertools_log() -> Iterator[io.StringIO]:
-    """What our Powertools logger writes, as JSON lines (it writes to the stream it was created with)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
-    yield stream
-    logger.removeHandler(handler)
 
 
 def test_no_key_value_reaches_logs_or_tables(

@@ -20,7 +20,7 @@ import core.signup
 from core.adapters.dynamodb import PartnersTable
 from core.config import tier_webhook_settings
 from core.models import BillingState, Partner, PartnerStatus, SignupRequest
-from core.observability import logger, metrics
+from core.observability import metrics
 from core.signup import signup_service
 from core.tier_changes import tier_change_service
 from handlers import tier_webhook
@@ -757,16 +757,6 @@ def test_an_event_still_unknown_after_the_retry_window_is_parked_and_acknowledge
 
 
 # --- Secrets stay secret -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def powertools_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
-    yield stream
-    logger.removeHandler(handler)
 
 
 def test_no_secret_signature_or_key_value_reaches_the_logs(
