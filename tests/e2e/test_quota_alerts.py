@@ -117,8 +117,8 @@ def test_one_email_per_crossed_threshold_per_key_then_none_then_again_next_perio
     # Then operators and Ada each got one email for 50%
     assert alerts(stack) == sorted(
         [
-            (OPS, "Quota 50% reached: Ada (free)"),
-            (ada["email"], "You have used 50% of your free quota"),
+            (OPS, "Quota 50% used: Ada (free)"),
+            (ada["email"], "You have used 50% of your free plan's request quota"),
         ]
     )
     operator = next(mail for mail in mails(stack) if mail["To"] == OPS)
@@ -140,11 +140,11 @@ def test_one_email_per_crossed_threshold_per_key_then_none_then_again_next_perio
     assert sum(report["alerts"] for report in reports) == 2
     assert alerts(stack) == sorted(
         [
-            (OPS, "Quota 50% reached: Ada (free)"),
-            (OPS, "Quota 80% reached: Ada (free)"),
-            (OPS, "Quota 100% reached: Bob (free)"),
-            (ada["email"], "You have used 50% of your free quota"),
-            (ada["email"], "You have used 80% of your free quota"),
+            (OPS, "Quota 50% used: Ada (free)"),
+            (OPS, "Quota 80% used: Ada (free)"),
+            (OPS, "Quota 100% used: Bob (free)"),
+            (ada["email"], "You have used 50% of your free plan's request quota"),
+            (ada["email"], "You have used 80% of your free plan's request quota"),
         ]
     )
 
@@ -166,7 +166,7 @@ def test_one_email_per_crossed_threshold_per_key_then_none_then_again_next_perio
     assert alerts(stack) == sorted(
         [
             *before,
-            (OPS, "Quota 50% reached: Ada (free)"),
-            (ada["email"], "You have used 50% of your free quota"),
+            (OPS, "Quota 50% used: Ada (free)"),
+            (ada["email"], "You have used 50% of your free plan's request quota"),
         ]
     )
