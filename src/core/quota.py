@@ -95,15 +95,22 @@ class QuotaStanding:
     def projected_exhaustion(self) -> datetime | None:
         return self.projection().at
 
+    @property
+    def request_percent(self) -> int:
+        """Whole percent of the allowance consumed, floored (exact integer arithmetic): at or above a threshold
+        exactly when the threshold is reached, and 100 only when nothing is left."""
+        return self.consumed * 100 // self.limit if self.limit else 100
+
+    @property
+    def token_percent(self) -> int | None:
+        """Whole percent of the token budget used, floored, where both exist."""
+        if self.tokens_used is None or not self.token_budget:
+            return None
+        return self.tokens_used * 100 // self.token_budget
+
     def reached(self, threshold: int) -> bool:
-        """Whether utilisation is at or above `threshold` percent (exact integer arithmetic)."""
-        requests = self.consumed * 100 >= threshold * self.limit if self.limit else True
-        tokens = (
-            self.tokens_used is not None
-            and bool(self.token_budget)
-            and self.tokens_used * 100 >= threshold * (self.token_budget or 0)
-        )
-        return requests or tokens
+        """Whether utilisation is at or above `threshold` percent."""
+        return self.request_percent >= threshold or (self.token_percent or 0) >= threshold
 
     def highest_threshold(self, thresholds: Sequence[int]) -> int | None:
         """The highest threshold reached, or None: a key that jumps from 40% to 100% reached only 100."""

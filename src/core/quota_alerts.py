@@ -52,28 +52,25 @@ class QuotaAlert:
 
     @property
     def requests_reached(self) -> bool:
-        standing = self.standing
-        return standing.consumed * 100 >= self.threshold * standing.limit if standing.limit else True
+        return self.standing.request_percent >= self.threshold
 
     @property
     def tokens_reached(self) -> bool:
-        standing = self.standing
-        budget = standing.token_budget or 0
-        return standing.tokens_used is not None and budget > 0 and standing.tokens_used * 100 >= self.threshold * budget
+        return (self.standing.token_percent or 0) >= self.threshold
 
     @property
     def measure(self) -> str:
         if self.requests_reached and self.tokens_reached:
             return "request quota and token budget"
-        return "token budget" if self.tokens_reached and not self.requests_reached else "request quota"
+        return "token budget" if self.tokens_reached else "request quota"
 
     @property
     def percent(self) -> int:
         """The figure subject and body give: the highest floored share among what reached the threshold."""
-        shares = [_request_percent(self.standing)] if self.requests_reached else []
+        shares = [self.standing.request_percent] if self.requests_reached else []
         if self.tokens_reached:
-            shares.append(_token_percent(self.standing) or 0)
-        return max(shares, default=_request_percent(self.standing))
+            shares.append(self.standing.token_percent or 0)
+        return max(shares, default=self.standing.request_percent)
 
     @property
     def projection(self) -> Projection:
@@ -214,12 +211,12 @@ def partner_email(alert: QuotaAlert, support_contact: str = "") -> Message:
 def _figures(alert: QuotaAlert) -> list[str]:
     standing = alert.standing
     lines = [
-        f"Requests:          {_requests(standing)} used ({_request_percent(standing)}%), {standing.remaining:,} left"
+        f"Requests:          {_requests(standing)} used ({standing.request_percent}%), {standing.remaining:,} left"
     ]
     if standing.token_budget and standing.tokens_used is not None:
         lines.append(
             f"Tokens:            {standing.tokens_used:,} of {standing.token_budget:,} tokens used "
-            f"({_token_percent(standing)}%)"
+            f"({standing.token_percent}%)"
         )
     lines += [
         f"Quota period:      {_period(standing.period)}, {_time(standing.period_start)} to {_time(standing.resets_at)}",
@@ -238,16 +235,6 @@ def _tokens_inline(standing: QuotaStanding) -> str:
     if not standing.token_budget or standing.tokens_used is None:
         return ""
     return f"; {standing.tokens_used:,} of {standing.token_budget:,} tokens"
-
-
-def _request_percent(standing: QuotaStanding) -> int:
-    return standing.consumed * 100 // standing.limit if standing.limit else 100
-
-
-def _token_percent(standing: QuotaStanding) -> int | None:
-    if standing.tokens_used is None or not standing.token_budget:
-        return None
-    return standing.tokens_used * 100 // standing.token_budget
 
 
 def _subject_measure(alert: QuotaAlert) -> str:
