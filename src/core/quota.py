@@ -8,6 +8,8 @@ How a standing is read from GetUsage (see README, "Quota monitoring"):
 - consumed = allowance - remaining. Usually that is `used`; it is more when quota was taken away (a tier move
   that carried usage over, a removal, or a plan's first-period `offset`, which API Gateway subtracts from the
   first period's limit: the monitor cannot see a plan's creation time, so it counts the offset as consumed).
+On AWS, GetUsage can be up to 30 minutes behind while API Gateway enforces quotas in real time: a standing
+may trail the real usage, which is why the projection never claims a time less than an hour ahead.
 """
 
 from collections.abc import Sequence
@@ -90,10 +92,6 @@ class QuotaStanding:
         return project(
             self.used, self.remaining, self.period_start, self.resets_at, self.as_of, active_since=active_since
         )
-
-    @property
-    def projected_exhaustion(self) -> datetime | None:
-        return self.projection().at
 
     @property
     def request_percent(self) -> int:
@@ -192,13 +190,6 @@ def project(
     if runs_out - as_of < SOON:
         return Projection(Outlook.SOON)
     return Projection(Outlook.AT, runs_out)
-
-
-def projected_exhaustion(
-    used: int, remaining: int, period_start: datetime, resets_at: datetime, as_of: datetime
-) -> datetime | None:
-    """The projected time, where the data supports one (see `project`): `as_of` if the quota is used up."""
-    return project(used, remaining, period_start, resets_at, as_of).at
 
 
 def _percent(part: int, whole: int) -> float:

@@ -14,7 +14,6 @@ from core.quota import (
     TokenCounters,
     plan_usage,
     project,
-    projected_exhaustion,
     standing,
     summarise,
 )
@@ -152,7 +151,7 @@ def test_projection_is_linear_at_the_periods_rate_so_far(
 ) -> None:
     start, reset = period_bounds("MONTH", as_of)
 
-    assert projected_exhaustion(used, remaining, start, reset, as_of) == expected
+    assert project(used, remaining, start, reset, as_of).at == expected
 
 
 def test_projection_on_a_daily_quota_in_a_leap_february() -> None:
@@ -162,7 +161,7 @@ def test_projection_on_a_daily_quota_in_a_leap_february() -> None:
 
     # Then it runs out at 20:00, before the reset at midnight into March 1
     assert item.resets_at == utc(2028, 3, 1)
-    assert item.projected_exhaustion == as_of + timedelta(hours=8)
+    assert item.projection().at == as_of + timedelta(hours=8)
 
 
 def test_projection_on_a_weekly_quota_crossing_the_year() -> None:
@@ -171,7 +170,7 @@ def test_projection_on_a_weekly_quota_crossing_the_year() -> None:
     item = a_standing(350, 100, period="WEEK", as_of=as_of)
 
     assert (item.period_start, item.resets_at) == (utc(2026, 12, 28), utc(2027, 1, 4))
-    assert item.projected_exhaustion == utc(2027, 1, 1, 12)
+    assert item.projection().at == utc(2027, 1, 1, 12)
 
 
 @pytest.mark.parametrize(
