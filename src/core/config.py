@@ -192,6 +192,9 @@ class QuotaMonitorSettings(StackSettings):
     alert_thresholds: Annotated[tuple[int, ...], NoDecode] = (50, 80, 95, 100)
     # PartnerAlertSender: the verified SES sender of partners' own alerts; empty: partners get none.
     partner_alert_sender: str = ""
+    # PartnerSupportContact: where partners' alerts send them to upgrade or get help, an email address or an
+    # http(s) URL; empty: a generic sentence.
+    partner_support_contact: str = Field(default="", pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$|^https?://\S+$")
     # TIERS (Globals, the AI API's tier policies as JSON): only `token_budget` is read here (0: unlimited).
     tiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # The monitor's share of the account's management-API pool (10 requests/s, burst 40, shared with signup

@@ -8,11 +8,14 @@ How a standing is read from GetUsage (see README, "Quota monitoring"):
 - consumed = allowance - remaining. Usually that is `used`; it is more when quota was taken away (a tier move
   that carried usage over, a removal, or a plan's first-period `offset`, which API Gateway subtracts from the
   first period's limit: the monitor cannot see a plan's creation time, so it counts the offset as consumed).
+On AWS, GetUsage can be up to 30 minutes behind while API Gateway enforces quotas in real time: a standing
+may trail the real usage, which is why the projection never claims a time less than an hour ahead.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from core.periods import QuotaPeriod
 
@@ -84,19 +87,28 @@ class QuotaStanding:
         """The higher of request-quota and token-budget utilisation: what alerts are about."""
         return max(self.request_utilisation, self.token_utilisation or 0.0)
 
+    def projection(self, active_since: datetime | None = None) -> "Projection":
+        """When the quota runs out at this period's rate; `active_since`: when the key came to be, if known."""
+        return project(
+            self.used, self.remaining, self.period_start, self.resets_at, self.as_of, active_since=active_since
+        )
+
     @property
-    def projected_exhaustion(self) -> datetime | None:
-        return projected_exhaustion(self.used, self.remaining, self.period_start, self.resets_at, self.as_of)
+    def request_percent(self) -> int:
+        """Whole percent of the allowance consumed, floored (exact integer arithmetic): at or above a threshold
+        exactly when the threshold is reached, and 100 only when nothing is left."""
+        return self.consumed * 100 // self.limit if self.limit else 100
+
+    @property
+    def token_percent(self) -> int | None:
+        """Whole percent of the token budget used, floored, where both exist."""
+        if self.tokens_used is None or not self.token_budget:
+            return None
+        return self.tokens_used * 100 // self.token_budget
 
     def reached(self, threshold: int) -> bool:
-        """Whether utilisation is at or above `threshold` percent (exact integer arithmetic)."""
-        requests = self.consumed * 100 >= threshold * self.limit if self.limit else True
-        tokens = (
-            self.tokens_used is not None
-            and bool(self.token_budget)
-            and self.tokens_used * 100 >= threshold * (self.token_budget or 0)
-        )
-        return requests or tokens
+        """Whether utilisation is at or above `threshold` percent."""
+        return self.request_percent >= threshold or (self.token_percent or 0) >= threshold
 
     def highest_threshold(self, thresholds: Sequence[int]) -> int | None:
         """The highest threshold reached, or None: a key that jumps from 40% to 100% reached only 100."""
@@ -131,18 +143,53 @@ def standing(
     )
 
 
-def projected_exhaustion(
-    used: int, remaining: int, period_start: datetime, resets_at: datetime, as_of: datetime
-) -> datetime | None:
-    """When the quota runs out if requests keep coming at this period's average rate so far: `as_of` if it
-    already has, None if it would not before the reset (or nothing was used yet)."""
+# A rate is only extrapolated from at least this much time and this many requests: a burst of seconds, or a
+# handful of calls, says nothing about when the rest goes (an average of 10 is still ~30% uncertain).
+MIN_PROJECTION_WINDOW = timedelta(hours=1)
+MIN_PROJECTION_REQUESTS = 10
+# Closer than this, a clock time is false precision: GetUsage can lag 30 minutes and runs are minutes apart.
+SOON = timedelta(hours=1)
+
+
+class Outlook(StrEnum):
+    EXHAUSTED = "exhausted"  # nothing left now
+    SOON = "soon"  # less than SOON ahead at the current rate
+    AT = "at"  # at a projected time before the reset
+    NOT_BEFORE_RESET = "not_before_reset"  # not this period at the current rate (or nothing used)
+    TOO_EARLY = "too_early"  # too little time or too few requests to extrapolate
+
+
+@dataclass(frozen=True)
+class Projection:
+    outlook: Outlook
+    at: datetime | None = None  # only for EXHAUSTED (now) and AT
+
+
+def project(
+    used: int,
+    remaining: int,
+    period_start: datetime,
+    resets_at: datetime,
+    as_of: datetime,
+    *,
+    active_since: datetime | None = None,
+) -> Projection:
+    """Linear, at the average rate since the later of the period start and `active_since` (a key created
+    mid-period has had less time): a time only when that span is at least an hour and holds at least 10
+    requests, and the time is at least an hour ahead."""
     if remaining <= 0:
-        return as_of
-    elapsed = (as_of - period_start).total_seconds()
-    if used <= 0 or elapsed <= 0:
-        return None
-    runs_out = as_of + timedelta(seconds=remaining * elapsed / used)
-    return runs_out if runs_out < resets_at else None
+        return Projection(Outlook.EXHAUSTED, as_of)
+    if used <= 0:
+        return Projection(Outlook.NOT_BEFORE_RESET)
+    window = as_of - max(period_start, active_since or period_start)
+    if window < MIN_PROJECTION_WINDOW or used < MIN_PROJECTION_REQUESTS:
+        return Projection(Outlook.TOO_EARLY)
+    runs_out = as_of + window * remaining / used
+    if runs_out >= resets_at:
+        return Projection(Outlook.NOT_BEFORE_RESET)
+    if runs_out - as_of < SOON:
+        return Projection(Outlook.SOON)
+    return Projection(Outlook.AT, runs_out)
 
 
 def _percent(part: int, whole: int) -> float:

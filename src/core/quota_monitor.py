@@ -328,7 +328,7 @@ class QuotaMonitor:
                 continue
             self._email_pacer.take()
             try:
-                self._email.send(partner.email, partner_email(alert))
+                self._email.send(partner.email, partner_email(alert, self._settings.partner_support_contact))
             except EmailRejected as exc:
                 logger.warning("partner alert email refused", partner_id=partner.partner_id, error=exc.message)
                 state.partner_email = "failed"
@@ -382,7 +382,7 @@ class QuotaMonitor:
         # Insights can query them (`filter message = "key quota"`), with the key id as a field, which costs
         # nothing per key the way a metric dimension would.
         for item in standings:
-            exhaustion = item.projected_exhaustion
+            projection = item.projection()
             logger.info(
                 "key quota",
                 api_key_id=item.api_key_id,
@@ -398,7 +398,9 @@ class QuotaMonitor:
                 tokens_used=item.tokens_used,
                 token_budget=item.token_budget,
                 token_utilisation_pct=None if item.token_utilisation is None else round(item.token_utilisation, 2),
-                projected_exhaustion=exhaustion.isoformat() if exhaustion else None,
+                # A time only where the data supports one (core.quota.project); `exhaustion` says why not.
+                projected_exhaustion=projection.at.isoformat() if projection.at else None,
+                exhaustion=projection.outlook.value,
             )
 
 

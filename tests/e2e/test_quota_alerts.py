@@ -117,8 +117,8 @@ def test_one_email_per_crossed_threshold_per_key_then_none_then_again_next_perio
     # Then operators and Ada each got one email for 50%
     assert alerts(stack) == sorted(
         [
-            (OPS, "Quota 50% reached: Ada (free)"),
-            (ada["email"], "You have used 50% of your free quota"),
+            (OPS, "Quota 50% used: Ada (free)"),
+            (ada["email"], "You have used 50% of your free plan's request quota"),
         ]
     )
     operator = next(mail for mail in mails(stack) if mail["To"] == OPS)
@@ -126,6 +126,15 @@ def test_one_email_per_crossed_threshold_per_key_then_none_then_again_next_perio
     assert operator["X-SNS-Attribute-threshold"] == "50"
     assert operator["X-SNS-Attribute-partner_id"] == ada["partner_id"]
     assert ada["api_key"] not in operator.get_payload()
+    # And Ada's email reads as one: greeting, the figure of its subject, the reset, what to do; her 5 requests
+    # of a few seconds are too little to claim when the quota runs out
+    [ada_mail] = [mail for mail in mails(stack) if mail["To"] == ada["email"]]
+    body = ada_mail.get_payload(decode=True).decode()
+    for expected in ("Hello Ada,", "has used 50% of its request quota", "5 of 10 requests used (50%), 5 left"):
+        assert expected in body
+    assert "Requests run out:  too early to tell" in body
+    assert "2031-03-12 00:00 UTC" in body and "HTTP 429" in body and "upgrade" in body
+    assert ada["api_key"] not in body
 
     # When Ada passes 80% and Bob goes from nothing to his limit (the 11th call is refused), and the monitor
     # runs twice at once (a duplicated delivery, or two overlapping runs)
@@ -140,11 +149,11 @@ def test_one_email_per_crossed_threshold_per_key_then_none_then_again_next_perio
     assert sum(report["alerts"] for report in reports) == 2
     assert alerts(stack) == sorted(
         [
-            (OPS, "Quota 50% reached: Ada (free)"),
-            (OPS, "Quota 80% reached: Ada (free)"),
-            (OPS, "Quota 100% reached: Bob (free)"),
-            (ada["email"], "You have used 50% of your free quota"),
-            (ada["email"], "You have used 80% of your free quota"),
+            (OPS, "Quota 50% used: Ada (free)"),
+            (OPS, "Quota 80% used: Ada (free)"),
+            (OPS, "Quota 100% used: Bob (free)"),
+            (ada["email"], "You have used 50% of your free plan's request quota"),
+            (ada["email"], "You have used 80% of your free plan's request quota"),
         ]
     )
 
@@ -161,12 +170,12 @@ def test_one_email_per_crossed_threshold_per_key_then_none_then_again_next_perio
     call(stack, ada, 6)
     next_day = run_monitor(stack)
 
-    # Then the alerts are re-armed: 50% once more, to operators and to Ada
+    # Then the alerts are re-armed: the 50% threshold once more (she is at 60%), to operators and to Ada
     assert next_day["as_of"].startswith("2031-03-12T09:")
     assert alerts(stack) == sorted(
         [
             *before,
-            (OPS, "Quota 50% reached: Ada (free)"),
-            (ada["email"], "You have used 50% of your free quota"),
+            (OPS, "Quota 60% used: Ada (free)"),
+            (ada["email"], "You have used 60% of your free plan's request quota"),
         ]
     )

@@ -43,6 +43,7 @@ SENDER = "alerts@example.com"
 PARAMS = {
     "AlertEmail": OPS,
     "PartnerAlertSender": SENDER,
+    "PartnerSupportContact": "https://acme-api.example/help",
     "FreeQuotaLimit": "10",
     "FreeQuotaPeriod": "DAY",
     "FreeTokenBudget": "1000",
@@ -186,6 +187,12 @@ def subjects(mails: list[EmailMessage]) -> list[str]:
     return sorted(str(mail["Subject"]) for mail in mails)
 
 
+def text(mail: EmailMessage) -> str:
+    payload = mail.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(mail.get_content_charset() or "utf-8")
+
+
 def test_each_crossed_threshold_alerts_once_and_a_rerun_adds_nothing(monitored: Monitored) -> None:
     # Given a free key (quota 10 a day) at 50%, whose partner opted in to alert emails
     acme = monitored.partner_key("free", name="Acme AI")
@@ -196,10 +203,10 @@ def test_each_crossed_threshold_alerts_once_and_a_rerun_adds_nothing(monitored: 
 
     # Then operators get one alert for 50%, and the partner its own email
     assert not report.failed
-    assert subjects(monitored.operator_mails()) == ["Quota 50% reached: Acme AI (free)"]
+    assert subjects(monitored.operator_mails()) == ["Quota 50% used: Acme AI (free)"]
     partner_mail = monitored.partner_mails()
     assert [(mail["To"], mail["From"], mail["Subject"]) for mail in partner_mail] == [
-        ("dev1@partner.example", SENDER, "You have used 50% of your free quota")
+        ("dev1@partner.example", SENDER, "You have used 50% of your free plan's request quota")
     ]
     operator = monitored.operator_mails()[0]
     assert operator["X-SNS-Attribute-tier"] == "free"
@@ -213,8 +220,8 @@ def test_each_crossed_threshold_alerts_once_and_a_rerun_adds_nothing(monitored: 
 
     # Then only the 80% alert was added, once to each
     assert subjects(monitored.operator_mails()) == [
-        "Quota 50% reached: Acme AI (free)",
-        "Quota 80% reached: Acme AI (free)",
+        "Quota 50% used: Acme AI (free)",
+        "Quota 80% used: Acme AI (free)",
     ]
     assert len(monitored.partner_mails()) == 2
     # And each alert is recorded once for the period, complete
@@ -226,6 +233,53 @@ def test_each_crossed_threshold_alerts_once_and_a_rerun_adds_nothing(monitored: 
     assert all("sent_at" in item and item["partner_email"]["S"] == "sent" for item in alerts)
 
 
+def test_the_partners_email_reads_as_an_email_and_sends_them_to_the_support_contact(monitored: Monitored) -> None:
+    # Given a free key (quota 10 a day) at 80% by noon; the stack's PartnerSupportContact is a help page
+    key = monitored.partner_key("free", name="Acme AI")
+    monitored.use("free", key, 8)
+
+    # When the monitor runs
+    monitored.monitor().run(as_of=AS_OF)
+
+    # Then the partner's email greets them, gives the numbers with units, the reset, and where to upgrade
+    [mail] = monitored.partner_mails()
+    body = text(mail)
+    assert mail["Subject"] == "You have used 80% of your free plan's request quota"
+    for expected in (
+        "Hello Acme AI,",
+        "has used 80% of its request quota on the free plan today",
+        "8 of 10 requests used (80%), 2 left",
+        "2026-03-12 00:00 UTC, in 12 hours",
+        "HTTP 429",
+        "see https://acme-api.example/help",
+    ):
+        assert expected in body
+    # And with 8 requests, too few to extrapolate, no time is claimed for the quota running out
+    assert "Requests run out:  too early to tell" in body
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Evil Co\r\nBcc: victim@example.com\r\n\r\nFree money", "Nul\x00 \x1b[31mRed\x1b[0m Co", "Good \u202eoC liveE"],
+)
+def test_hostile_partner_names_reach_neither_operators_nor_partners_raw(monitored: Monitored, name: str) -> None:
+    # Given a partner record whose name carries CR/LF, NUL, an ANSI escape or a bidi override
+    key = monitored.partner_key("free", name=name)
+    monitored.use("free", key, 5)
+
+    # When the monitor alerts operators (SNS) and the partner (SES)
+    report = monitored.monitor().run(as_of=AS_OF)
+
+    # Then both emails arrive with no extra header, and neither subject nor body carries those characters
+    assert (report.operator_messages, report.partner_emails_sent) == (1, 1)
+    for mail in monitored.mails():
+        assert mail["Bcc"] is None
+        body = text(mail)
+        for hostile in ("\r", "\x00", "\x1b", "\u202e"):
+            assert hostile not in str(mail["Subject"]) and hostile not in body
+        assert not any(line.startswith(("Bcc:", "Free money")) for line in body.splitlines())
+
+
 def test_a_key_that_jumps_to_its_limit_gets_one_alert_for_the_highest_threshold(monitored: Monitored) -> None:
     # Given a pro key (quota 20 a month) whose partner did not opt in, from 0 to 100% between two runs
     key = monitored.partner_key("pro", alert_emails=False, name="Jumpy")
@@ -235,7 +289,7 @@ def test_a_key_that_jumps_to_its_limit_gets_one_alert_for_the_highest_threshold(
     monitored.monitor().run(as_of=AS_OF)
 
     # Then one alert, for 100%, and no partner email
-    assert subjects(monitored.operator_mails()) == ["Quota 100% reached: Jumpy (pro)"]
+    assert subjects(monitored.operator_mails()) == ["Quota 100% used: Jumpy (pro)"]
     assert "now: the quota is used up until the reset" in monitored.operator_mails()[0].get_payload()
     assert monitored.partner_mails() == []
     assert [item["sk"]["S"] for item in monitored.items("ALERT#")] == ["ALERT#2026-03-01T00:00:00Z#100"]
@@ -252,8 +306,8 @@ def test_two_overlapping_runs_send_each_alert_once(monitored: Monitored) -> None
     with ThreadPoolExecutor(2) as pool:
         reports = list(pool.map(lambda _: monitored.monitor().run(as_of=AS_OF), range(2)))
 
-    # Then each key's 80% alert went out once, to operators and to the partner
-    assert subjects(monitored.operator_mails()) == sorted(f"Quota 80% reached: Partner {n} (free)" for n in (1, 2, 3))
+    # Then each key's 80% alert went out once, to operators and to the partner, saying the 90% it is at
+    assert subjects(monitored.operator_mails()) == sorted(f"Quota 90% used: Partner {n} (free)" for n in (1, 2, 3))
     assert len(monitored.partner_mails()) == 3
     assert sum(report.alerts for report in reports) == 3
     assert not any(report.failed for report in reports)
@@ -271,7 +325,7 @@ def test_a_new_quota_period_rearms_the_alerts(monitored: Monitored) -> None:
     monitored.monitor().run(as_of=tomorrow)
 
     # Then it is alerted again, for the new period
-    assert subjects(monitored.operator_mails()) == ["Quota 50% reached: Daily (free)"] * 2
+    assert subjects(monitored.operator_mails()) == ["Quota 50% used: Daily (free)", "Quota 60% used: Daily (free)"]
     assert sorted(item["sk"]["S"] for item in monitored.items("ALERT#")) == [
         "ALERT#2026-03-11T00:00:00Z#50",
         "ALERT#2026-03-12T00:00:00Z#50",
@@ -302,7 +356,7 @@ def test_five_hundred_keys_crossing_at_once_reach_operators_as_a_paced_digest(mo
     assert max(sum(1 for t in topic.sent_at if start <= t < start + 1) for start in topic.sent_at) <= 10
     # And no crossing is lost: every key is listed once, and recorded as sent
     bodies = "\n".join(str(mail.get_payload()) for mail in monitored.operator_mails())
-    assert all(bodies.count(f"key {key_id}):") == 1 for key_id in keys)
+    assert all(bodies.count(f"key {key_id}), ") == 1 for key_id in keys)
     alerts = monitored.items("ALERT#")
     assert len(alerts) == 500 and all("sent_at" in item for item in alerts)
     assert report.alerts == 500 and not report.failed
@@ -335,7 +389,7 @@ def test_a_throttled_plan_is_reported_and_the_other_plans_are_still_evaluated(
             )
 
     # Then free was evaluated and alerted, and the run failed naming the two plans (Lambda retries it)
-    assert subjects(monitored.operator_mails()) == ["Quota 80% reached: Free Co (free)"]
+    assert subjects(monitored.operator_mails()) == ["Quota 80% used: Free Co (free)"]
     assert "pro" in failed.value.message and "enterprise" in failed.value.message
     assert [item["pk"]["S"] for item in monitored.items("QUOTA#")] == [f"KEY#{free}"]
 
@@ -357,7 +411,7 @@ def test_an_alert_sns_refused_is_released_and_sent_by_the_next_run(monitored: Mo
     # And the next run sends it, once
     second = monitored.monitor().run(as_of=AS_OF)
     assert not second.failed
-    assert subjects(monitored.operator_mails()) == ["Quota 50% reached: Retry Co (free)"]
+    assert subjects(monitored.operator_mails()) == ["Quota 60% used: Retry Co (free)"]
     assert len(monitored.partner_mails()) == 1
 
 
@@ -418,11 +472,11 @@ def test_token_budget_crossings_alert_from_the_ai_apis_ledger(monitored: Monitor
     # When the monitor runs
     monitored.monitor().run(as_of=AS_OF)
 
-    # Then the 95% alert is about the token budget
+    # Then the 95% alert is about the token budget, with the figure reached in subject and body alike
     [mail] = monitored.operator_mails()
-    assert mail["Subject"] == "Quota 95% reached: Tokens Co (free)"
-    assert "95% of its token budget" in str(mail.get_payload())
-    assert "960 / 1000 (96.0%)" in str(mail.get_payload())
+    assert mail["Subject"] == "Token budget 96% used: Tokens Co (free)"
+    assert "has used 96% of its token budget" in str(mail.get_payload())
+    assert "960 of 1,000 tokens used (96%)" in str(mail.get_payload())
 
 
 def test_readings_are_written_for_the_ai_api_and_only_when_they_change(monitored: Monitored) -> None:
@@ -475,7 +529,7 @@ def test_an_extension_granted_with_update_usage_lowers_utilisation(monitored: Mo
         "remaining": "22",
         "limit": "40",
     }
-    assert subjects(monitored.operator_mails()) == ["Quota 80% reached: Extended (pro)"]
+    assert subjects(monitored.operator_mails()) == ["Quota 90% used: Extended (pro)"]
 
 
 def test_the_handler_runs_the_schedules_period_and_returns_its_report(monitored: Monitored) -> None:
@@ -492,7 +546,7 @@ def test_the_handler_runs_the_schedules_period_and_returns_its_report(monitored:
     assert result["as_of"] == AS_OF.isoformat()
     assert result["alerts"] == 1 and result["failed"] is False
     assert result["tiers"] == ["enterprise", "free", "pro"]
-    assert subjects(monitored.operator_mails()) == ["Quota 50% reached: Scheduled (free)"]
+    assert subjects(monitored.operator_mails()) == ["Quota 50% used: Scheduled (free)"]
 
 
 def test_ses_identities_of_the_template_are_verified_at_provisioning(aws: None) -> None:

@@ -8,11 +8,12 @@ import pytest
 
 from core.periods import QuotaPeriod, effective_limit, is_first_period, period_bounds, period_key
 from core.quota import (
+    Outlook,
     PlanUsage,
     QuotaStanding,
     TokenCounters,
     plan_usage,
-    projected_exhaustion,
+    project,
     standing,
     summarise,
 )
@@ -150,7 +151,7 @@ def test_projection_is_linear_at_the_periods_rate_so_far(
 ) -> None:
     start, reset = period_bounds("MONTH", as_of)
 
-    assert projected_exhaustion(used, remaining, start, reset, as_of) == expected
+    assert project(used, remaining, start, reset, as_of).at == expected
 
 
 def test_projection_on_a_daily_quota_in_a_leap_february() -> None:
@@ -160,7 +161,7 @@ def test_projection_on_a_daily_quota_in_a_leap_february() -> None:
 
     # Then it runs out at 20:00, before the reset at midnight into March 1
     assert item.resets_at == utc(2028, 3, 1)
-    assert item.projected_exhaustion == as_of + timedelta(hours=8)
+    assert item.projection().at == as_of + timedelta(hours=8)
 
 
 def test_projection_on_a_weekly_quota_crossing_the_year() -> None:
@@ -169,7 +170,69 @@ def test_projection_on_a_weekly_quota_crossing_the_year() -> None:
     item = a_standing(350, 100, period="WEEK", as_of=as_of)
 
     assert (item.period_start, item.resets_at) == (utc(2026, 12, 28), utc(2027, 1, 4))
-    assert item.projected_exhaustion == utc(2027, 1, 1, 12)
+    assert item.projection().at == utc(2027, 1, 1, 12)
+
+
+@pytest.mark.parametrize(
+    ("used", "remaining", "as_of", "active_since"),
+    [
+        # A daily quota, 800 of 1000 used in the first five minutes of the day.
+        (800, 200, utc(2026, 3, 11, 0, 5), None),
+        # A month well under way, but the key was created ten minutes ago and used 800 since.
+        (800, 200, utc(2026, 3, 11, 12), utc(2026, 3, 11, 11, 50)),
+        # 59 minutes 59 seconds of usage: still under the hour.
+        (800, 200, utc(2026, 3, 11, 12), utc(2026, 3, 11, 11, 0, 1)),
+        # Hours of period, but only 9 requests: an average over so few says nothing about the rate.
+        (9, 1, utc(2026, 3, 11, 12), None),
+    ],
+)
+def test_no_time_is_claimed_when_the_usage_spans_too_little_time_or_too_few_requests(
+    used: int, remaining: int, as_of: datetime, active_since: datetime | None
+) -> None:
+    # Given a key whose usage so far covers less than an hour, or fewer than 10 requests
+    start, reset = period_bounds("DAY" if as_of.hour == 0 else "MONTH", as_of)
+
+    # When its exhaustion is projected
+    projection = project(used, remaining, start, reset, as_of, active_since=active_since)
+
+    # Then it is "too early to tell", with no time
+    assert (projection.outlook, projection.at) == (Outlook.TOO_EARLY, None)
+
+
+def test_a_projection_less_than_an_hour_ahead_is_very_soon_without_a_time() -> None:
+    # Given a daily quota at noon, 1200 requests used so far (100 an hour)
+    as_of = utc(2026, 3, 11, 12)
+    start, reset = period_bounds("DAY", as_of)
+
+    # When 99 are left (59.4 minutes at that rate)
+    soon = project(1200, 99, start, reset, as_of)
+
+    # Then it runs out "soon", with no time claimed: readings lag and runs are minutes apart
+    assert (soon.outlook, soon.at) == (Outlook.SOON, None)
+    # And with 100 left (exactly an hour) the time is given
+    in_an_hour = project(1200, 100, start, reset, as_of)
+    assert (in_an_hour.outlook, in_an_hour.at) == (Outlook.AT, as_of + timedelta(hours=1))
+
+
+def test_exactly_an_hour_and_ten_requests_are_enough_to_project() -> None:
+    # Given a key created exactly an hour ago that used 10 requests (10 an hour), 20 left
+    as_of = utc(2026, 3, 11, 12)
+    start, reset = period_bounds("MONTH", as_of)
+    projection = project(10, 20, start, reset, as_of, active_since=as_of - timedelta(hours=1))
+
+    # Then the time is projected from that hour, not from the month's start
+    assert (projection.outlook, projection.at) == (Outlook.AT, as_of + timedelta(hours=2))
+
+
+def test_an_exhausted_key_is_out_now_and_an_idle_one_not_this_period() -> None:
+    # Given a daily quota one minute into the day
+    as_of = utc(2026, 3, 11, 0, 1)
+    start, reset = period_bounds("DAY", as_of)
+
+    # Then a key with nothing left is out now, however short its usage, and one with nothing used is not
+    exhausted = project(10, 0, start, reset, as_of)
+    assert (exhausted.outlook, exhausted.at) == (Outlook.EXHAUSTED, as_of)
+    assert project(0, 1000, start, reset, as_of).outlook is Outlook.NOT_BEFORE_RESET
 
 
 def test_period_keys_are_iso_utc_to_the_second() -> None:

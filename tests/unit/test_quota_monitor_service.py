@@ -198,3 +198,35 @@ def test_the_schedules_event_gives_the_instant_to_evaluate() -> None:
         MonitorEvent.model_validate({"scheduled_time": "yesterday"})
     with pytest.raises(ValueError, match="time zone"):
         _ = MonitorEvent.model_validate({"scheduled_time": "2026-03-11T12:00:00"}).as_of
+
+
+@pytest.mark.parametrize("contact", ["support@acme-api.example", "https://acme-api.example/help", ""])
+def test_the_support_contact_is_an_address_a_url_or_nothing(contact: str) -> None:
+    # Given the stack's PartnerSupportContact, as the template passes it
+    # When the monitor's settings are read
+    settings = QuotaMonitorSettings.model_validate(
+        {
+            "stack_name": "stack",
+            "partners_table": "partners",
+            "metering_table": "metering",
+            "alert_topic_arn": "arn:aws:sns:us-east-1:123456789012:alerts",
+            "partner_support_contact": contact,
+        }
+    )
+
+    # Then it is kept as given
+    assert settings.partner_support_contact == contact
+
+
+@pytest.mark.parametrize("contact", ["javascript:alert(1)", "call us", "help@\r\nBcc: x@example.com"])
+def test_a_support_contact_that_is_neither_address_nor_url_is_refused(contact: str) -> None:
+    with pytest.raises(ValidationError, match="partner_support_contact"):
+        QuotaMonitorSettings.model_validate(
+            {
+                "stack_name": "stack",
+                "partners_table": "partners",
+                "metering_table": "metering",
+                "alert_topic_arn": "arn:aws:sns:us-east-1:123456789012:alerts",
+                "partner_support_contact": contact,
+            }
+        )
