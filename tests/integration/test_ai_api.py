@@ -183,6 +183,34 @@ def test_the_budget_runs_out_with_429_insufficient_quota(ai_stack: ProvisionedSt
     assert ledger(ai_stack, partner)["requests"] == 3
 
 
+def test_a_reservation_of_exactly_the_whole_budget_is_admitted(ai_stack: ProvisionedStack) -> None:
+    # Given a free partner (budget 200) that has used nothing
+    partner = sign_up()
+
+    # When it asks for a completion that reserves exactly 200 tokens (10 prompt + 190 max_tokens)
+    answer = chat(partner.api_key_id, words=10, max_tokens=190)
+
+    # Then it is served
+    assert answer.status == HTTPStatus.OK, answer.body
+
+
+def test_reserving_exactly_what_remains_succeeds_and_one_token_more_fails(ai_stack: ProvisionedStack) -> None:
+    # Given a free partner (budget 200) that has used 20 tokens (10 in, 10 out): 180 remain
+    partner = sign_up()
+    assert chat(partner.api_key_id, words=10, max_tokens=10).status == HTTPStatus.OK
+
+    # When it reserves exactly the 180 left (10 + 170), then, with 160 left, one token more than that (10 + 151)
+    exact = chat(partner.api_key_id, words=10, max_tokens=170)
+    over = chat(partner.api_key_id, words=10, max_tokens=151)
+
+    # Then the first is served and the second refused, with nothing charged for it
+    assert exact.status == HTTPStatus.OK, exact.body
+    assert_openai_error(over, HTTPStatus.TOO_MANY_REQUESTS, "insufficient_quota", "insufficient_quota")
+    assert "161 tokens" in over.body["error"]["message"]
+    assert "160 remain" in over.body["error"]["message"]
+    assert ledger(ai_stack, partner)["committed_tokens"] == 40
+
+
 def test_without_max_tokens_the_tiers_default_is_reserved_and_sent(ai_stack: ProvisionedStack) -> None:
     # Given a free partner (FreeDefaultMaxTokens=5)
     partner = sign_up()
