@@ -163,7 +163,7 @@ class AiApi:
         try:
             request = parse_chat_request(body)
             model = self._model_for(caller, request.model)
-            prompt = model_request(request, model.provider_model_id, caller.policy.default_max_tokens)
+            prompt = model_request(request, model, caller.policy.default_max_tokens)
             provider = self._require_provider()
             tokens = provider.estimate_prompt_tokens(prompt) + prompt.max_tokens
         except DomainError:

@@ -2,6 +2,7 @@
 through parameter overrides), with partners made by the signup function: OpenAI-shaped answers, token
 budgets under concurrency, upstream failures that charge nothing, tier allow-lists, /v1/usage and metrics."""
 
+import base64
 import copy
 import io
 import json
@@ -427,6 +428,37 @@ def test_invalid_requests_are_400_in_openais_shape(ai_stack: ProvisionedStack, b
     assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
     assert answer.body["error"]["param"] == param
     assert ledger(ai_stack, partner) == {"requests": 1}
+
+
+@pytest.mark.parametrize("max_tokens", [10**40, 5001])
+def test_max_tokens_beyond_the_models_limit_is_400_even_on_an_unlimited_budget(
+    ai_stack: ProvisionedStack, max_tokens: int
+) -> None:
+    # Given an enterprise partner (no token budget) and nova-micro, which writes at most 5000 tokens
+    partner = sign_up("enterprise")
+
+    # When it asks for more (40 digits overflowed DynamoDB's numbers: a 500 before)
+    answer = chat(partner.api_key_id, model="nova-micro", max_tokens=max_tokens)
+
+    # Then 400 names max_tokens, in OpenAI's shape, and nothing is reserved
+    assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
+    assert answer.body["error"]["param"] == "max_tokens"
+    assert "at most 5000" in answer.body["error"]["message"]
+    assert ledger(ai_stack, partner, "MONTH") == {"requests": 1}
+
+
+def test_a_body_that_is_not_utf8_is_400_in_openais_shape(ai_stack: ProvisionedStack) -> None:
+    # Given a body API Gateway passes on base64-encoded because it is not UTF-8 text
+    partner = sign_up()
+    sent = event("chat_completions.json", partner.api_key_id)
+    sent["body"], sent["isBase64Encoded"] = base64.b64encode(b'{"model": "\xff\xfe"}').decode(), True
+
+    # When it reaches the function
+    answer = call(chat_completions.handler, sent)
+
+    # Then 400, not 500
+    assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
+    assert "UTF-8" in answer.body["error"]["message"]
 
 
 def test_a_key_without_a_partner_is_refused(ai_stack: ProvisionedStack) -> None:
