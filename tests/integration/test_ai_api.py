@@ -412,6 +412,27 @@ def test_models_lists_what_the_callers_tier_may_use(ai_stack: ProvisionedStack) 
     }
 
 
+def test_a_tier_change_applies_from_the_next_request(ai_stack: ProvisionedStack) -> None:
+    # Given a free partner whose tier the AI API has just read (and may keep)
+    partner = sign_up("free")
+    before = call(models.handler, event("get_models.json", partner.api_key_id)).body
+
+    # When its tier becomes pro in the partners table (as the billing webhook writes it), with no time passing
+    boto3.client("dynamodb").update_item(
+        TableName=ai_stack.physical_ids["PartnersTable"],
+        Key={"pk": {"S": f"PARTNER#{partner.partner_id}"}},
+        UpdateExpression="SET tier = :pro",
+        ExpressionAttributeValues={":pro": {"S": "pro"}},
+    )
+    after = call(models.handler, event("get_models.json", partner.api_key_id)).body
+    served = chat(partner.api_key_id, model="nova-lite", max_tokens=5)
+
+    # Then the very next requests see the pro tier's models
+    assert [model["id"] for model in before["data"]] == ["nova-micro"]
+    assert [model["id"] for model in after["data"]] == ["nova-micro", "nova-lite"]
+    assert served.status == HTTPStatus.OK, served.body
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
