@@ -176,7 +176,7 @@ class AiApi:
             self._meter.count_request(entry)  # API Gateway counted it: so do we
             raise
         try:
-            reservation = self._meter.reserve(entry, caller, tokens)
+            reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
         except TokenBudgetExceeded:
             self._record_metrics(ChatOutcome(caller.tier, model.name, "budget_refused"))
             raise
@@ -227,8 +227,15 @@ class AiApi:
         try:
             self._meter.settle(reservation, reply)
         except Exception:
-            # The caller has its answer; the reservation stays held (it errs on charging, never on overshooting).
-            logger.exception("could not settle a token reservation", api_key_id=caller.api_key_id)
+            # The caller has its answer. The hold keeps its tokens until this function's deadline has passed,
+            # then the next request that needs them gives them back (core.metering); this usage is not charged.
+            logger.exception(
+                "could not settle a token reservation",
+                api_key_id=caller.api_key_id,
+                reserved_tokens=reservation.tokens,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+            )
 
 
 def usage_body(

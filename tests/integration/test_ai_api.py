@@ -9,18 +9,22 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from core import ai_api, config
 from core.adapters.metering_table import MeteringTable
 from core.ai_api import AiApi, chat_api
 from core.chat import ModelReply, ModelRequest
 from core.errors import TokenBudgetExceeded, UpstreamFailed
+from core.metering import TokenMeter
 from core.offline_model import OfflineModel
 from core.periods import period_bounds, period_key
 from core.signup import signup_service
@@ -294,6 +298,96 @@ def test_an_underestimated_prompt_overshoots_by_no_more_than_the_estimate_missed
     assert used == served * 37
     assert used <= 200 + served * 7
     assert counters["reserved_tokens"] == 0
+
+
+class MovableClock:
+    """Now, or later: the AI API's wall clock, moved on by a test."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+@contextmanager
+def settle_throttled(table: MeteringTable) -> Iterator[list[str]]:
+    """Every UpdateItem that settles a reservation answers DynamoDB's throttling error (retries spent)."""
+    events = table._client.meta.events
+    refused: list[str] = []
+
+    def throttle(params: dict[str, Any], **_: Any) -> Any:
+        if b"prompt_tokens" not in params.get("body", b""):
+            return None
+        refused.append("UpdateItem")
+        parsed = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}}
+        return AWSResponse("https://injected", 400, {}, None), {**parsed, "ResponseMetadata": {"HTTPStatusCode": 400}}  # type: ignore[arg-type]
+
+    events.register("before-call.dynamodb.UpdateItem", throttle)
+    try:
+        yield refused
+    finally:
+        events.unregister("before-call.dynamodb.UpdateItem", throttle)
+
+
+def test_a_reservation_that_could_not_be_settled_is_given_back_after_the_functions_deadline(
+    ai_stack: ProvisionedStack,
+) -> None:
+    # Given a free partner (budget 200) and a completion whose settlement DynamoDB keeps throttling
+    partner = sign_up()
+    settings, clock = config.chat_settings(), MovableClock()
+    ledger_table = MeteringTable(settings.metering_table)
+    api = AiApi(
+        settings, signup_service()._partners, ledger_table, OfflineModel(), clock=clock, record_metrics=lambda _: None
+    )
+    caller = api.caller(partner.api_key_id)
+
+    def body(max_tokens: int) -> str:
+        return json.dumps(
+            {"model": "nova-micro", "messages": [{"role": "user", "content": "w " * 10}], "max_tokens": max_tokens}
+        )
+
+    with settle_throttled(ledger_table) as refused:
+        completion = api.complete(caller, body(90), seconds_left=20)
+
+    # Then the caller still has its answer, and its 100 tokens stay held while its function could settle them
+    assert (refused, completion.reply.completion_tokens) == (["UpdateItem"], 10)
+    assert ledger(ai_stack, partner)["reserved_tokens"] == 100
+    with pytest.raises(TokenBudgetExceeded):
+        api.complete(caller, body(140), seconds_left=20)  # 150 tokens, 100 left
+
+    # When that function's deadline has passed and a request needs the held tokens
+    clock.ahead = timedelta(seconds=30)
+    served = api.complete(caller, body(140), seconds_left=20)
+
+    # Then the stale hold is given back and the request served: nothing stays reserved, and only what was
+    # settled is charged
+    counters = ledger(ai_stack, partner)
+    assert served.reply.completion_tokens == 10
+    assert (counters["reserved_tokens"], counters["committed_tokens"], counters["requests"]) == (0, 20, 3)
+
+
+def test_a_settlement_retried_after_it_was_applied_is_not_charged_twice(ai_stack: ProvisionedStack) -> None:
+    # Given a served completion whose settlement DynamoDB applied (its answer lost, so botocore sends it again)
+    partner = sign_up()
+    settings = config.chat_settings()
+    table = MeteringTable(settings.metering_table)
+    api = AiApi(settings, signup_service()._partners, table, OfflineModel(), record_metrics=lambda _: None)
+    caller = api.caller(partner.api_key_id)
+    meter = TokenMeter(table)
+    entry = meter.entry(caller)
+    reservation = meter.reserve(entry, caller, tokens=30, seconds_left=20)
+    reply = ModelReply("a b", "stop", prompt_tokens=5, completion_tokens=2)
+
+    # When the same settlement arrives twice, and then a release of it
+    meter.settle(reservation, reply)
+    meter.settle(reservation, reply)
+    meter.release(reservation)
+
+    # Then it counted once
+    counters = ledger(ai_stack, partner)
+    assert (counters["reserved_tokens"], counters["prompt_tokens"], counters["completion_tokens"]) == (0, 5, 2)
+    assert counters["committed_tokens"] == 7
 
 
 @pytest.fixture
