@@ -265,8 +265,8 @@ def test_a_batch_that_never_drains_fails_after_bounded_retries(stubbed: Any) -> 
     # When the monitor writes the reading, Then it gives up after 8 attempts with a clear error
     with pytest.raises(RuntimeError, match="DynamoDB left 1 writes unprocessed"):
         QuotaTable("metering", client, sleep=clock.sleep).write_readings([reading_for("k1")])
-    # And it backed off exponentially in between, about 13 s in all
-    assert clock.slept == [0.05 * 2**attempt for attempt in range(8)]
+    # And it backed off exponentially in between (about 6 s in all), not after the last attempt
+    assert clock.slept == [0.05 * 2**attempt for attempt in range(7)]
 
 
 def test_the_partner_lookup_asks_again_for_unprocessed_keys(stubbed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,6 +298,22 @@ def test_the_partner_lookup_asks_again_for_unprocessed_keys(stubbed: Any, monkey
 
     # Then neither is lost
     assert {key_id: partner.partner_id for key_id, partner in partners.items()} == {"k1": "p_1", "k2": "p_2"}
+
+
+def test_the_partner_lookup_gives_up_after_bounded_retries(stubbed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the partners table hands the same key back unprocessed every time
+    client, stubber = stubbed("dynamodb")
+    slept: list[float] = []
+    monkeypatch.setattr("core.adapters.dynamodb.time.sleep", slept.append)
+    for _ in range(8):
+        stubber.add_response(
+            "batch_get_item", {"Responses": {}, "UnprocessedKeys": {"partners": {"Keys": [{"pk": {"S": "APIKEY#k1"}}]}}}
+        )
+
+    # When the monitor looks up its partner, Then it fails with a clear error after 8 backed-off attempts
+    with pytest.raises(RuntimeError, match="unprocessed after 8 attempts"):
+        PartnersTable("partners", client).partners_by_api_key_ids(["k1"])
+    assert slept[:7] == [0.05 * 2**attempt for attempt in range(7)]
 
 
 def reading_for(key_id: str) -> KeyQuotaReading:
