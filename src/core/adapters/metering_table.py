@@ -145,11 +145,10 @@ class MeteringTable:
 
     def _hold(self, entry: LedgerEntry, hold: TokenHold, budget: int | None, *, count: bool) -> LedgerReading:
         """One conditional UpdateItem: record the hold if what is committed leaves room for it."""
-        adds = (
-            "ADD requests :one, reserved_tokens :tokens, committed_tokens :tokens"
-            if count
-            else ("ADD reserved_tokens :tokens, committed_tokens :tokens")
-        )
+        # The retry after giving stale holds back does not count the request again.
+        adds = "ADD reserved_tokens :tokens, committed_tokens :tokens"
+        if count:
+            adds = "ADD requests :one, reserved_tokens :tokens, committed_tokens :tokens"
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": self._key(entry),
