@@ -157,6 +157,6 @@ def test_a_spent_request_quota_is_insufficient_quota_and_the_sdk_does_not_retry(
     assert refused.value.status_code == HTTPStatus.TOO_MANY_REQUESTS
     assert (refused.value.code, refused.value.type) == ("insufficient_quota", "insufficient_quota")
     assert refused.value.response.json()["message"] == "Limit Exceeded"
-    assert refused.value.response.headers["x-should-retry"] == "false"
     assert sum(path.endswith("/v1/chat/completions") for path in sent) == 1
+    assert refused.value.response.headers["x-should-retry"] == "false"
     assert len(sent) == FREE_QUOTA + 1
