@@ -44,7 +44,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 from core.ai_api import AiApi  # noqa: E402
 from core.chat import ModelReply, ModelRequest  # noqa: E402
 from core.config import ChatSettings  # noqa: E402
-from core.ledger import LedgerEntry, LedgerReading, QuotaReading  # noqa: E402
+from core.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold  # noqa: E402
 from core.models import Partner, PartnerStatus  # noqa: E402
 
 HANDLERS = ("handlers.api_key_authorizer", "handlers.models", "handlers.usage", "handlers.chat_completions")
@@ -110,13 +110,15 @@ class MemoryLedger:
         self.counters["requests"] = self.counters.get("requests", 0) + 1
         return LedgerReading(requests=self.counters["requests"])
 
-    def reserve(self, entry: LedgerEntry, tokens: int, budget: int | None) -> tuple[bool, LedgerReading]:
+    def reserve(
+        self, entry: LedgerEntry, hold: TokenHold, budget: int | None, now: float
+    ) -> tuple[bool, LedgerReading]:
         return True, self.count_request(entry)
 
-    def settle(self, entry: LedgerEntry, reserved: int, prompt_tokens: int, completion_tokens: int) -> None:
+    def settle(self, entry: LedgerEntry, hold: TokenHold, prompt_tokens: int, completion_tokens: int) -> None:
         self.counters["tokens"] = self.counters.get("tokens", 0) + prompt_tokens + completion_tokens
 
-    def release(self, entry: LedgerEntry, reserved: int) -> None:
+    def release(self, entry: LedgerEntry, hold: TokenHold) -> None:
         return None
 
     def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None:

@@ -78,8 +78,8 @@ class GatewayResponses:
             "error.message": refusal.message,
             "error.messageString": json.dumps(refusal.message),
             "error.responseType": refusal.type.value,
-            # Substituted as is, unquoted and unescaped, as API Gateway does.
-            "error.validationErrorString": refusal.validation_errors,
+            # JSON-escaped but not quoted, so a template puts it between quotes (docs/template-notes.md).
+            "error.validationErrorString": json.dumps(refusal.validation_errors)[1:-1],
             "requestId": request_id,
         }
         templates = override.get("ResponseTemplates") or {}

@@ -44,7 +44,11 @@ MIN_UPSTREAM_TIMEOUT_SECONDS = 0.5
 
 
 class PartnerDirectory:
-    """The partner and tier of an API key id, from the partners table, reused for `ttl_seconds`."""
+    """The partner and tier of an API key id, from the partners table.
+
+    Which partner owns a key never changes, so that is reused for `ttl_seconds`; the partner's record (tier,
+    status) is read on every request, so a tier change or a disabled partner applies from the next request.
+    """
 
     def __init__(
         self,
@@ -57,7 +61,7 @@ class PartnerDirectory:
         self._tiers = tiers
         self._ttl = ttl_seconds
         self._clock = clock
-        self._cache: dict[str, tuple[float, Partner | None]] = {}
+        self._owners: dict[str, tuple[float, str]] = {}
 
     def caller(self, api_key_id: str | None) -> AiCaller:
         if not api_key_id:
@@ -74,11 +78,13 @@ class PartnerDirectory:
 
     def _partner(self, api_key_id: str) -> Partner | None:
         now = self._clock()
-        cached = self._cache.get(api_key_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        owner = self._owners.get(api_key_id)
+        if owner is not None and owner[0] > now:
+            return self._partners.get(owner[1])
+        # A key no partner owns yet is not remembered: its signup may be finishing right now.
         partner = self._partners.get_by_api_key_id(api_key_id)
-        self._cache[api_key_id] = (now + self._ttl, partner)
+        if partner is not None:
+            self._owners[api_key_id] = (now + self._ttl, partner.partner_id)
         return partner
 
 
@@ -163,14 +169,14 @@ class AiApi:
         try:
             request = parse_chat_request(body)
             model = self._model_for(caller, request.model)
-            prompt = model_request(request, model.provider_model_id, caller.policy.default_max_tokens)
+            prompt = model_request(request, model, caller.policy.default_max_tokens)
             provider = self._require_provider()
             tokens = provider.estimate_prompt_tokens(prompt) + prompt.max_tokens
         except DomainError:
             self._meter.count_request(entry)  # API Gateway counted it: so do we
             raise
         try:
-            reservation = self._meter.reserve(entry, caller, tokens)
+            reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
         except TokenBudgetExceeded:
             self._record_metrics(ChatOutcome(caller.tier, model.name, "budget_refused"))
             raise
@@ -221,8 +227,15 @@ class AiApi:
         try:
             self._meter.settle(reservation, reply)
         except Exception:
-            # The caller has its answer; the reservation stays held (it errs on charging, never on overshooting).
-            logger.exception("could not settle a token reservation", api_key_id=caller.api_key_id)
+            # The caller has its answer. The hold keeps its tokens until this function's deadline has passed,
+            # then the next request that needs them gives them back (core.metering); this usage is not charged.
+            logger.exception(
+                "could not settle a token reservation",
+                api_key_id=caller.api_key_id,
+                reserved_tokens=reservation.tokens,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+            )
 
 
 def usage_body(

@@ -17,12 +17,25 @@ from core.periods import QuotaPeriod
 ALL_MODELS = "*"
 
 
+# The most a model writes in one answer, when the catalog does not say: a request's max_tokens may not ask for
+# more (it is also what a reservation holds). Known limits by provider model id, without a cross-Region
+# inference prefix (`us.`, `eu.`, `apac.`...): Amazon Nova v1 writes at most 5,000 tokens.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+KNOWN_MAX_OUTPUT_TOKENS = {
+    "amazon.nova-micro-v1:0": 5000,
+    "amazon.nova-lite-v1:0": 5000,
+    "amazon.nova-pro-v1:0": 5000,
+}
+
+
 @dataclass(frozen=True)
 class CatalogModel:
-    """A model this deployment serves: the public name clients send, and the provider's id for it."""
+    """A model this deployment serves: the public name clients send, the provider's id for it, and the most
+    tokens it writes in one answer."""
 
     name: str
     provider_model_id: str
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
 
 
 class ModelCatalog:
@@ -37,13 +50,17 @@ class ModelCatalog:
 
     @classmethod
     def parse(cls, text: str) -> "ModelCatalog":
-        """`name[=provider-model-id],...`; without `=`, the provider knows the model by its public name."""
+        """`name[=provider-model-id][|max-output-tokens],...`; without `=`, the provider knows the model by its
+        public name; without `|`, the limit is the known one for that provider model id, or the default."""
         models = []
         for entry in (part.strip() for part in text.split(",")):
             if not entry:
                 continue
-            name, _, provider_id = entry.partition("=")
-            models.append(CatalogModel(name=name.strip(), provider_model_id=provider_id.strip() or name.strip()))
+            model, _, limit = entry.partition("|")
+            name, _, provider_id = model.partition("=")
+            provider_id = provider_id.strip() or name.strip()
+            max_output = _max_output_tokens(limit.strip(), provider_id) if limit else _known_limit(provider_id)
+            models.append(CatalogModel(name=name.strip(), provider_model_id=provider_id, max_output_tokens=max_output))
         return cls(models)
 
     def get(self, name: str) -> CatalogModel | None:
@@ -54,6 +71,19 @@ class ModelCatalog:
 
     def __iter__(self) -> Iterator[CatalogModel]:
         return iter(self._models.values())
+
+
+def _max_output_tokens(text: str, provider_id: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"max output tokens of {provider_id} must be a positive whole number, not {text!r}")
+    return int(text)
+
+
+def _known_limit(provider_id: str) -> int:
+    for model_id, limit in KNOWN_MAX_OUTPUT_TOKENS.items():
+        if provider_id == model_id or provider_id.endswith(f".{model_id}"):
+            return limit
+    return DEFAULT_MAX_OUTPUT_TOKENS
 
 
 class TierPolicy(BaseModel):

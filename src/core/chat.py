@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.ai_policy import CatalogModel
 from core.errors import InvalidRequest
 
 MAX_STOP_SEQUENCES = 4
@@ -76,9 +77,14 @@ class ChatCompletionRequest(BaseModel):
     n: int | None = Field(default=None, ge=1)
 
     @property
-    def requested_max_tokens(self) -> int | None:
-        # max_completion_tokens replaces the deprecated max_tokens; a client may still send either.
-        return self.max_completion_tokens or self.max_tokens
+    def requested_max_tokens(self) -> tuple[str, int] | None:
+        """The output limit the caller asked for, and the parameter it used: max_completion_tokens replaces
+        the deprecated max_tokens, and a client may still send either."""
+        if self.max_completion_tokens is not None:
+            return "max_completion_tokens", self.max_completion_tokens
+        if self.max_tokens is not None:
+            return "max_tokens", self.max_tokens
+        return None
 
     @property
     def stop_sequences(self) -> tuple[str, ...]:
@@ -207,8 +213,10 @@ class Completion:
         }
 
 
-def model_request(request: ChatCompletionRequest, provider_model_id: str, default_max_tokens: int) -> ModelRequest:
-    """The provider-neutral request: system and developer messages first, then the turns in order."""
+def model_request(request: ChatCompletionRequest, model: CatalogModel, default_max_tokens: int) -> ModelRequest:
+    """The provider-neutral request: system and developer messages first, then the turns in order, and an
+    output limit the model can honour (the tier's default is capped at the model's limit; a larger request is
+    refused rather than silently shortened)."""
     system = tuple(message.text for message in request.messages if message.role in ("system", "developer"))
     turns = tuple(
         ChatTurn(role="user" if message.role == "user" else "assistant", text=message.text)
@@ -219,14 +227,25 @@ def model_request(request: ChatCompletionRequest, provider_model_id: str, defaul
         raise InvalidRequest("messages must contain at least one user message", param="messages")
     return ModelRequest(
         model=request.model,
-        provider_model_id=provider_model_id,
+        provider_model_id=model.provider_model_id,
         system=system,
         turns=turns,
-        max_tokens=request.requested_max_tokens or default_max_tokens,
+        max_tokens=_max_tokens(request, model, default_max_tokens),
         temperature=request.temperature,
         top_p=request.top_p,
         stop=request.stop_sequences,
     )
+
+
+def _max_tokens(request: ChatCompletionRequest, model: CatalogModel, default_max_tokens: int) -> int:
+    requested = request.requested_max_tokens
+    if requested is None:
+        return min(default_max_tokens, model.max_output_tokens)
+    param, value = requested
+    if value > model.max_output_tokens:
+        # Also keeps a 40-digit max_tokens out of the ledger, whose numbers hold 38 digits.
+        raise InvalidRequest(f"{param}: {model.name} writes at most {model.max_output_tokens} tokens", param=param)
+    return value
 
 
 # Reservation estimate for real models (see README, "Token budgets"): one token per 3 bytes of UTF-8 text,

@@ -61,8 +61,8 @@ class AiApiSettings(StackSettings):
     tiers: dict[str, TierPolicy]
     # OpenAI's `owned_by`: who serves the model. One owner for every model of a deployment.
     models_owner: str = Field(default="metered-ai", min_length=1)
-    # How long a key's partner and tier are reused. Short: a billing webhook may change the tier at any time.
-    partner_cache_seconds: int = Field(default=15, ge=0)
+    # How long the partner that owns a key is remembered (the partner's tier is read on every request).
+    partner_cache_seconds: int = Field(default=300, ge=0)
 
     @field_validator("models", mode="before")
     @classmethod

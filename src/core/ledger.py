@@ -37,6 +37,21 @@ class LedgerReading:
 
 
 @dataclass(frozen=True)
+class TokenHold:
+    """One request's reservation, recorded on its ledger item until it is settled or released. `until` (epoch
+    seconds) is past the deadline of the function that made it: after that nobody can settle it, and the next
+    reservation that does not fit gives it back."""
+
+    id: str
+    tokens: int
+    until: int
+
+    @property
+    def attribute(self) -> str:
+        return f"hold_{self.id}"
+
+
+@dataclass(frozen=True)
 class QuotaReading:
     """The quota monitor's latest GetUsage reading for a key and period (`QUOTA#<period start>`)."""
 

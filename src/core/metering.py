@@ -7,8 +7,15 @@ longer). It is admitted only if tokens used plus tokens reserved by requests in 
 reservation fit in the budget, in one conditional write. After the model answers, the reservation is
 replaced by the real usage; if the model fails, it is released and nothing is charged. So concurrent
 requests can overshoot a budget only by how much their real prompt tokens exceed their estimates.
+
+Each reservation is recorded on the ledger item as a hold with a deadline past its function's. If neither
+settle nor release ever lands (the function died, or DynamoDB kept refusing the write), the hold stays only
+until a later request needs its tokens after that deadline: that request gives it back first. Such a
+request's real usage is then not charged (it is in the "completed chat" log line).
 """
 
+import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,15 +23,22 @@ from datetime import UTC, datetime
 from core.ai_policy import AiCaller
 from core.chat import ModelReply
 from core.errors import TokenBudgetExceeded
-from core.ledger import LedgerEntry, LedgerReading
+from core.ledger import LedgerEntry, LedgerReading, TokenHold
 from core.periods import period_bounds, period_key
 from core.ports import TokenLedger
+
+# How long after its function's deadline a hold is kept before a request that needs its tokens gives it back.
+HOLD_GRACE_SECONDS = 5
 
 
 @dataclass(frozen=True)
 class TokenReservation:
     entry: LedgerEntry
-    tokens: int
+    hold: TokenHold
+
+    @property
+    def tokens(self) -> int:
+        return self.hold.tokens
 
 
 class TokenMeter:
@@ -46,18 +60,21 @@ class TokenMeter:
     def count_request(self, entry: LedgerEntry) -> LedgerReading:
         return self._ledger.count_request(entry)
 
-    def reserve(self, entry: LedgerEntry, caller: AiCaller, tokens: int) -> TokenReservation:
-        """Count the request and hold `tokens` of the budget, or raise TokenBudgetExceeded (still counted)."""
+    def reserve(self, entry: LedgerEntry, caller: AiCaller, tokens: int, seconds_left: float) -> TokenReservation:
+        """Count the request and hold `tokens` of the budget until the function's deadline (`seconds_left`),
+        or raise TokenBudgetExceeded (still counted)."""
         budget = None if caller.policy.unlimited_tokens else caller.policy.token_budget
-        admitted, reading = self._ledger.reserve(entry, tokens, budget)
+        now = self._clock().timestamp()
+        hold = TokenHold(id=uuid.uuid4().hex, tokens=tokens, until=math.ceil(now + seconds_left + HOLD_GRACE_SECONDS))
+        admitted, reading = self._ledger.reserve(entry, hold, budget, now)
         if not admitted:
             assert budget is not None
             remaining = max(budget - reading.committed_tokens, 0)
             raise TokenBudgetExceeded(needed=tokens, remaining=remaining, resets_at=period_key(entry.period_reset))
-        return TokenReservation(entry=entry, tokens=tokens)
+        return TokenReservation(entry=entry, hold=hold)
 
     def settle(self, reservation: TokenReservation, reply: ModelReply) -> None:
-        self._ledger.settle(reservation.entry, reservation.tokens, reply.prompt_tokens, reply.completion_tokens)
+        self._ledger.settle(reservation.entry, reservation.hold, reply.prompt_tokens, reply.completion_tokens)
 
     def release(self, reservation: TokenReservation) -> None:
-        self._ledger.release(reservation.entry, reservation.tokens)
+        self._ledger.release(reservation.entry, reservation.hold)

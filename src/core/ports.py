@@ -5,7 +5,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from core.chat import ModelReply, ModelRequest
-from core.ledger import LedgerEntry, LedgerReading, QuotaReading
+from core.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.models import (
     BillingEvent,
     BillingState,
@@ -133,14 +133,21 @@ class TokenLedger(Protocol):
 
     def count_request(self, entry: LedgerEntry) -> LedgerReading: ...
 
-    def reserve(self, entry: LedgerEntry, tokens: int, budget: int | None) -> tuple[bool, LedgerReading]:
-        """Count the request and hold `tokens` if they fit in `budget` (None: unlimited): whether they were
-        held, and the counters after. The request is counted either way."""
+    def reserve(
+        self, entry: LedgerEntry, hold: TokenHold, budget: int | None, now: float
+    ) -> tuple[bool, LedgerReading]:
+        """Count the request and record `hold` if its tokens fit in `budget` (None: unlimited), giving back
+        holds whose `until` is before `now` when they are in the way: whether it was held, and the counters
+        after. The request is counted either way."""
         ...
 
-    def settle(self, entry: LedgerEntry, reserved: int, prompt_tokens: int, completion_tokens: int) -> None: ...
+    def settle(self, entry: LedgerEntry, hold: TokenHold, prompt_tokens: int, completion_tokens: int) -> None:
+        """Replace the hold by what the model used; nothing if the hold is already gone."""
+        ...
 
-    def release(self, entry: LedgerEntry, reserved: int) -> None: ...
+    def release(self, entry: LedgerEntry, hold: TokenHold) -> None:
+        """Give the hold back; nothing if it is already gone."""
+        ...
 
     def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None: ...
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from core.ai_api import chat_api
-from core.errors import DomainError
+from core.errors import DomainError, InvalidRequest
 from core.http_errors import json_response, openai_domain_error_response, openai_error_response
 from core.observability import logger, tracer
 
@@ -23,10 +23,18 @@ def create_chat_completion() -> Response[str]:
     api = chat_api()
     caller = api.caller(app.current_event.request_context.identity.api_key_id)
     seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000
-    completion = api.complete(caller, app.current_event.decoded_body, seconds_left)
+    completion = api.complete(caller, _body_text(), seconds_left)
     return json_response(
         HTTPStatus.OK, completion.body(), {"x-request-id": app.current_event.request_context.request_id}
     )
+
+
+def _body_text() -> str | None:
+    try:
+        return app.current_event.decoded_body
+    except UnicodeDecodeError as exc:
+        # API Gateway passes a body that is not UTF-8 text on base64-encoded.
+        raise InvalidRequest("request body is not UTF-8 text") from exc
 
 
 @app.exception_handler(DomainError)  # type: ignore[untyped-decorator]

@@ -12,9 +12,10 @@ from tests.e2e.conftest import Answer, RunningStack, http
 
 pytestmark = pytest.mark.e2e
 
-FORBIDDEN = {"message": "Forbidden"}
-TOO_MANY_REQUESTS = {"message": "Too Many Requests"}
-LIMIT_EXCEEDED = {"message": "Limit Exceeded"}
+# API Gateway's `message`; the template's gateway responses add OpenAI's `error` (tests/unit/test_gateway_responses.py).
+FORBIDDEN = "Forbidden"
+TOO_MANY_REQUESTS = "Too Many Requests"
+LIMIT_EXCEEDED = "Limit Exceeded"
 
 
 def sign_up(stack: RunningStack, tier: str | None = None) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def test_a_key_route_without_a_valid_key_is_forbidden(metered_stack: RunningStac
     answer = list_models(metered_stack, api_key)
 
     # Then API Gateway's own 403 answers, before any function runs
-    assert (answer.status, answer.body) == (HTTPStatus.FORBIDDEN, FORBIDDEN)
+    assert (answer.status, answer.body["message"]) == (HTTPStatus.FORBIDDEN, FORBIDDEN)
 
 
 def test_an_unknown_route_is_missing_authentication_token(metered_stack: RunningStack) -> None:
@@ -89,7 +90,7 @@ def test_bursting_past_the_plan_is_throttled_and_not_counted(metered_stack: Runn
 
     # Then the burst passes, the third is throttled, and only the two served requests are usage
     assert [answer.status for answer in answers] == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS]
-    assert answers[2].body == TOO_MANY_REQUESTS
+    assert answers[2].body["message"] == TOO_MANY_REQUESTS
     assert used_today(metered_stack, "free", partner["api_key_id"]) == 2
 
 
@@ -103,7 +104,7 @@ def test_the_quota_stops_a_key_and_update_usage_lets_it_through_again(metered_st
 
     # Then the sixth is refused, and exactly the five served requests are usage
     assert [answer.status for answer in answers[:5]] == [HTTPStatus.OK] * 5
-    assert (answers[5].status, answers[5].body) == (HTTPStatus.TOO_MANY_REQUESTS, LIMIT_EXCEEDED)
+    assert (answers[5].status, answers[5].body["message"]) == (HTTPStatus.TOO_MANY_REQUESTS, LIMIT_EXCEEDED)
     assert used_today(metered_stack, "pro", key_id) == 5
 
     # When the operator grants two more requests with UpdateUsage
@@ -116,7 +117,7 @@ def test_the_quota_stops_a_key_and_update_usage_lets_it_through_again(metered_st
 
     # Then exactly two more pass
     assert [answer.status for answer in after_grant] == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS]
-    assert after_grant[2].body == LIMIT_EXCEEDED
+    assert after_grant[2].body["message"] == LIMIT_EXCEEDED
     assert used_today(metered_stack, "pro", key_id) == 7
 
 
@@ -131,7 +132,7 @@ def test_a_disabled_key_is_forbidden_until_enabled_again(metered_stack: RunningS
     apigateway.update_api_key(apiKey=partner["api_key_id"], patchOperations=disable)
 
     # Then API Gateway refuses it at once, and accepts it again once enabled
-    assert (list_models(metered_stack, partner["api_key"]).body) == FORBIDDEN
+    assert list_models(metered_stack, partner["api_key"]).body["message"] == FORBIDDEN
     enable = [{"op": "replace", "path": "/enabled", "value": "true"}]
     apigateway.update_api_key(apiKey=partner["api_key_id"], patchOperations=enable)
     assert list_models(metered_stack, partner["api_key"]).status == HTTPStatus.OK
@@ -148,7 +149,7 @@ def test_a_key_in_no_plan_for_the_stage_is_forbidden(metered_stack: RunningStack
     answer = list_models(metered_stack, partner["api_key"])
 
     # Then it is refused like an unknown key
-    assert (answer.status, answer.body) == (HTTPStatus.FORBIDDEN, FORBIDDEN)
+    assert (answer.status, answer.body["message"]) == (HTTPStatus.FORBIDDEN, FORBIDDEN)
 
 
 def test_stack_json_says_where_everything_is(metered_stack: RunningStack) -> None:

@@ -15,8 +15,11 @@ from tests.e2e.conftest import RunningStack, http, start_offline
 
 pytestmark = pytest.mark.e2e
 
-# Throttle and quota out of the way; a small token budget (free: 60 tokens a day) to spend in a test.
-AI_PARAMS = "FreeRateLimit=100 FreeBurstLimit=100 FreeTokenBudget=60 FreeDefaultMaxTokens=8"
+# Throttle out of the way; a small token budget (free: 60 tokens a day) and request quota (8 a day) to spend.
+FREE_QUOTA = 8
+AI_PARAMS = (
+    f"FreeRateLimit=100 FreeBurstLimit=100 FreeTokenBudget=60 FreeDefaultMaxTokens=8 FreeQuotaLimit={FREE_QUOTA}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +130,33 @@ def test_a_model_outside_the_tier_and_a_bad_key_are_refused(ai_stack: RunningSta
     # A key API Gateway does not know: its own 403 Forbidden, before any function runs
     with pytest.raises(openai.PermissionDeniedError) as unknown:
         stranger.models.list()
-    assert (unknown.value.status_code, unknown.value.body) == (HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
+    assert unknown.value.status_code == HTTPStatus.FORBIDDEN
+    assert unknown.value.code == "invalid_api_key"
+    assert unknown.value.response.json()["message"] == "Forbidden"
     # Streaming is not there yet: a clear 400
     with pytest.raises(openai.BadRequestError) as streaming:
         client.chat.completions.create(model="nova-micro", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert streaming.value.param == "stream"
+
+
+def test_a_spent_request_quota_is_insufficient_quota_and_the_sdk_does_not_retry(ai_stack: RunningStack) -> None:
+    # Given a free partner that used its whole request quota (8 a day here), and an SDK client that counts what
+    # it sends to the gateway (with the SDK's default retries: two for a 429 it is not told to give up on)
+    partner = sign_up(ai_stack)
+    sent: list[str] = []
+    counting = openai.DefaultHttpxClient(event_hooks={"request": [lambda request: sent.append(request.url.path)]})
+    client = OpenAI(base_url=ai_stack.url("/v1"), api_key=partner["api_key"], timeout=20, http_client=counting)
+    for _ in range(FREE_QUOTA):
+        client.models.list()
+
+    # When it asks for a completion
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="nova-micro", messages=[{"role": "user", "content": "hi"}])
+
+    # Then API Gateway's own 429 reads as OpenAI's insufficient_quota, keeps its message, and was sent once
+    assert refused.value.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert (refused.value.code, refused.value.type) == ("insufficient_quota", "insufficient_quota")
+    assert refused.value.response.json()["message"] == "Limit Exceeded"
+    assert sum(path.endswith("/v1/chat/completions") for path in sent) == 1
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    assert len(sent) == FREE_QUOTA + 1

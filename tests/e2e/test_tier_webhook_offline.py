@@ -85,7 +85,7 @@ def test_an_upgrade_by_webhook_applies_the_new_plan_to_the_same_key_at_once(webh
     statuses = [call_models(webhook_stack, api_key) for _ in range(7)]
     assert statuses == [HTTPStatus.OK] * 6 + [HTTPStatus.TOO_MANY_REQUESTS]
     exceeded = http("GET", webhook_stack.url("/v1/models"), headers={"x-api-key": api_key})
-    assert exceeded.body == {"message": "Limit Exceeded"}
+    assert exceeded.body["message"] == "Limit Exceeded"
 
 
 def test_a_cancelled_partners_key_gets_403_and_a_new_subscription_restores_it(webhook_stack: RunningStack) -> None:
@@ -111,7 +111,7 @@ def test_a_cancelled_partners_key_gets_403_and_a_new_subscription_restores_it(we
     # Then the key is refused by the gateway itself
     assert (answer.status, answer.body["partner_status"]) == (HTTPStatus.OK, "DISABLED")
     forbidden = http("GET", webhook_stack.url("/v1/models"), headers={"x-api-key": api_key})
-    assert (forbidden.status, forbidden.body) == (HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
+    assert (forbidden.status, forbidden.body["message"]) == (HTTPStatus.FORBIDDEN, "Forbidden")
 
     # When a new subscription starts, the same key works again
     again = body_of(stripe_subscription_event(partner_id=partner_id, event_type="customer.subscription.created"))

@@ -2,24 +2,29 @@
 through parameter overrides), with partners made by the signup function: OpenAI-shaped answers, token
 budgets under concurrency, upstream failures that charge nothing, tier allow-lists, /v1/usage and metrics."""
 
+import base64
 import copy
 import io
 import json
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from core import ai_api, config
 from core.adapters.metering_table import MeteringTable
 from core.ai_api import AiApi, chat_api
 from core.chat import ModelReply, ModelRequest
 from core.errors import TokenBudgetExceeded, UpstreamFailed
+from core.metering import TokenMeter
 from core.offline_model import OfflineModel
 from core.periods import period_bounds, period_key
 from core.signup import signup_service
@@ -183,6 +188,34 @@ def test_the_budget_runs_out_with_429_insufficient_quota(ai_stack: ProvisionedSt
     assert ledger(ai_stack, partner)["requests"] == 3
 
 
+def test_a_reservation_of_exactly_the_whole_budget_is_admitted(ai_stack: ProvisionedStack) -> None:
+    # Given a free partner (budget 200) that has used nothing
+    partner = sign_up()
+
+    # When it asks for a completion that reserves exactly 200 tokens (10 prompt + 190 max_tokens)
+    answer = chat(partner.api_key_id, words=10, max_tokens=190)
+
+    # Then it is served
+    assert answer.status == HTTPStatus.OK, answer.body
+
+
+def test_reserving_exactly_what_remains_succeeds_and_one_token_more_fails(ai_stack: ProvisionedStack) -> None:
+    # Given a free partner (budget 200) that has used 20 tokens (10 in, 10 out): 180 remain
+    partner = sign_up()
+    assert chat(partner.api_key_id, words=10, max_tokens=10).status == HTTPStatus.OK
+
+    # When it reserves exactly the 180 left (10 + 170), then, with 160 left, one token more than that (10 + 151)
+    exact = chat(partner.api_key_id, words=10, max_tokens=170)
+    over = chat(partner.api_key_id, words=10, max_tokens=151)
+
+    # Then the first is served and the second refused, with nothing charged for it
+    assert exact.status == HTTPStatus.OK, exact.body
+    assert_openai_error(over, HTTPStatus.TOO_MANY_REQUESTS, "insufficient_quota", "insufficient_quota")
+    assert "161 tokens" in over.body["error"]["message"]
+    assert "160 remain" in over.body["error"]["message"]
+    assert ledger(ai_stack, partner)["committed_tokens"] == 40
+
+
 def test_without_max_tokens_the_tiers_default_is_reserved_and_sent(ai_stack: ProvisionedStack) -> None:
     # Given a free partner (FreeDefaultMaxTokens=5)
     partner = sign_up()
@@ -265,6 +298,96 @@ def test_an_underestimated_prompt_overshoots_by_no_more_than_the_estimate_missed
     assert used == served * 37
     assert used <= 200 + served * 7
     assert counters["reserved_tokens"] == 0
+
+
+class MovableClock:
+    """Now, or later: the AI API's wall clock, moved on by a test."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+@contextmanager
+def settle_throttled(table: MeteringTable) -> Iterator[list[str]]:
+    """Every UpdateItem that settles a reservation answers DynamoDB's throttling error (retries spent)."""
+    events = table._client.meta.events
+    refused: list[str] = []
+
+    def throttle(params: dict[str, Any], **_: Any) -> Any:
+        if b"prompt_tokens" not in params.get("body", b""):
+            return None
+        refused.append("UpdateItem")
+        parsed = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}}
+        return AWSResponse("https://injected", 400, {}, None), {**parsed, "ResponseMetadata": {"HTTPStatusCode": 400}}  # type: ignore[arg-type]
+
+    events.register("before-call.dynamodb.UpdateItem", throttle)
+    try:
+        yield refused
+    finally:
+        events.unregister("before-call.dynamodb.UpdateItem", throttle)
+
+
+def test_a_reservation_that_could_not_be_settled_is_given_back_after_the_functions_deadline(
+    ai_stack: ProvisionedStack,
+) -> None:
+    # Given a free partner (budget 200) and a completion whose settlement DynamoDB keeps throttling
+    partner = sign_up()
+    settings, clock = config.chat_settings(), MovableClock()
+    ledger_table = MeteringTable(settings.metering_table)
+    api = AiApi(
+        settings, signup_service()._partners, ledger_table, OfflineModel(), clock=clock, record_metrics=lambda _: None
+    )
+    caller = api.caller(partner.api_key_id)
+
+    def body(max_tokens: int) -> str:
+        return json.dumps(
+            {"model": "nova-micro", "messages": [{"role": "user", "content": "w " * 10}], "max_tokens": max_tokens}
+        )
+
+    with settle_throttled(ledger_table) as refused:
+        completion = api.complete(caller, body(90), seconds_left=20)
+
+    # Then the caller still has its answer, and its 100 tokens stay held while its function could settle them
+    assert (refused, completion.reply.completion_tokens) == (["UpdateItem"], 10)
+    assert ledger(ai_stack, partner)["reserved_tokens"] == 100
+    with pytest.raises(TokenBudgetExceeded):
+        api.complete(caller, body(140), seconds_left=20)  # 150 tokens, 100 left
+
+    # When that function's deadline has passed and a request needs the held tokens
+    clock.ahead = timedelta(seconds=30)
+    served = api.complete(caller, body(140), seconds_left=20)
+
+    # Then the stale hold is given back and the request served: nothing stays reserved, and only what was
+    # settled is charged
+    counters = ledger(ai_stack, partner)
+    assert served.reply.completion_tokens == 10
+    assert (counters["reserved_tokens"], counters["committed_tokens"], counters["requests"]) == (0, 20, 3)
+
+
+def test_a_settlement_retried_after_it_was_applied_is_not_charged_twice(ai_stack: ProvisionedStack) -> None:
+    # Given a served completion whose settlement DynamoDB applied (its answer lost, so botocore sends it again)
+    partner = sign_up()
+    settings = config.chat_settings()
+    table = MeteringTable(settings.metering_table)
+    api = AiApi(settings, signup_service()._partners, table, OfflineModel(), record_metrics=lambda _: None)
+    caller = api.caller(partner.api_key_id)
+    meter = TokenMeter(table)
+    entry = meter.entry(caller)
+    reservation = meter.reserve(entry, caller, tokens=30, seconds_left=20)
+    reply = ModelReply("a b", "stop", prompt_tokens=5, completion_tokens=2)
+
+    # When the same settlement arrives twice, and then a release of it
+    meter.settle(reservation, reply)
+    meter.settle(reservation, reply)
+    meter.release(reservation)
+
+    # Then it counted once
+    counters = ledger(ai_stack, partner)
+    assert (counters["reserved_tokens"], counters["prompt_tokens"], counters["completion_tokens"]) == (0, 5, 2)
+    assert counters["committed_tokens"] == 7
 
 
 @pytest.fixture
@@ -383,6 +506,27 @@ def test_models_lists_what_the_callers_tier_may_use(ai_stack: ProvisionedStack) 
     }
 
 
+def test_a_tier_change_applies_from_the_next_request(ai_stack: ProvisionedStack) -> None:
+    # Given a free partner whose tier the AI API has just read (and may keep)
+    partner = sign_up("free")
+    before = call(models.handler, event("get_models.json", partner.api_key_id)).body
+
+    # When its tier becomes pro in the partners table (as the billing webhook writes it), with no time passing
+    boto3.client("dynamodb").update_item(
+        TableName=ai_stack.physical_ids["PartnersTable"],
+        Key={"pk": {"S": f"PARTNER#{partner.partner_id}"}},
+        UpdateExpression="SET tier = :pro",
+        ExpressionAttributeValues={":pro": {"S": "pro"}},
+    )
+    after = call(models.handler, event("get_models.json", partner.api_key_id)).body
+    served = chat(partner.api_key_id, model="nova-lite", max_tokens=5)
+
+    # Then the very next requests see the pro tier's models
+    assert [model["id"] for model in before["data"]] == ["nova-micro"]
+    assert [model["id"] for model in after["data"]] == ["nova-micro", "nova-lite"]
+    assert served.status == HTTPStatus.OK, served.body
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -399,6 +543,37 @@ def test_invalid_requests_are_400_in_openais_shape(ai_stack: ProvisionedStack, b
     assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
     assert answer.body["error"]["param"] == param
     assert ledger(ai_stack, partner) == {"requests": 1}
+
+
+@pytest.mark.parametrize("max_tokens", [10**40, 5001])
+def test_max_tokens_beyond_the_models_limit_is_400_even_on_an_unlimited_budget(
+    ai_stack: ProvisionedStack, max_tokens: int
+) -> None:
+    # Given an enterprise partner (no token budget) and nova-micro, which writes at most 5000 tokens
+    partner = sign_up("enterprise")
+
+    # When it asks for more (40 digits overflowed DynamoDB's numbers: a 500 before)
+    answer = chat(partner.api_key_id, model="nova-micro", max_tokens=max_tokens)
+
+    # Then 400 names max_tokens, in OpenAI's shape, and nothing is reserved
+    assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
+    assert answer.body["error"]["param"] == "max_tokens"
+    assert "at most 5000" in answer.body["error"]["message"]
+    assert ledger(ai_stack, partner, "MONTH") == {"requests": 1}
+
+
+def test_a_body_that_is_not_utf8_is_400_in_openais_shape(ai_stack: ProvisionedStack) -> None:
+    # Given a body API Gateway passes on base64-encoded because it is not UTF-8 text
+    partner = sign_up()
+    sent = event("chat_completions.json", partner.api_key_id)
+    sent["body"], sent["isBase64Encoded"] = base64.b64encode(b'{"model": "\xff\xfe"}').decode(), True
+
+    # When it reaches the function
+    answer = call(chat_completions.handler, sent)
+
+    # Then 400, not 500
+    assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
+    assert "UTF-8" in answer.body["error"]["message"]
 
 
 def test_a_key_without_a_partner_is_refused(ai_stack: ProvisionedStack) -> None:

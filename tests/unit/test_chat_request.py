@@ -6,14 +6,16 @@ from typing import Any
 
 import pytest
 
-from core.ai_policy import ModelCatalog, TierPolicy
+from core.ai_policy import DEFAULT_MAX_OUTPUT_TOKENS, CatalogModel, ModelCatalog, TierPolicy
 from core.chat import ChatTurn, ModelRequest, estimate_prompt_tokens, model_request, parse_chat_request
 from core.errors import InvalidRequest
 from core.offline_model import OfflineModel
 
+MODEL = CatalogModel(name="m", provider_model_id="provider-id", max_output_tokens=1000)
 
-def parsed(body: dict[str, Any]) -> ModelRequest:
-    return model_request(parse_chat_request(json.dumps(body)), "provider-id", default_max_tokens=64)
+
+def parsed(body: dict[str, Any], model: CatalogModel = MODEL, default_max_tokens: int = 64) -> ModelRequest:
+    return model_request(parse_chat_request(json.dumps(body)), model, default_max_tokens=default_max_tokens)
 
 
 def test_a_full_request_maps_to_the_provider_neutral_request() -> None:
@@ -89,6 +91,45 @@ def test_invalid_requests_name_the_parameter(body: dict[str, Any], param: str, m
 
     assert refused.value.param == param
     assert message in refused.value.message
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_tokens": 1001}, "max_tokens"),
+        ({"max_tokens": 10**40}, "max_tokens"),  # more digits than a DynamoDB number holds
+        ({"max_completion_tokens": 1001}, "max_completion_tokens"),
+        ({"max_tokens": 5, "max_completion_tokens": 1001}, "max_completion_tokens"),
+    ],
+)
+def test_max_tokens_above_the_models_output_limit_is_refused(fields: dict[str, Any], param: str) -> None:
+    # Given a model that writes at most 1000 tokens, When a request asks for more, Then 400 names the parameter
+    with pytest.raises(InvalidRequest) as refused:
+        parsed({"model": "m", "messages": HI, **fields})
+
+    assert refused.value.param == param
+    assert "at most 1000" in refused.value.message
+
+
+def test_max_tokens_up_to_the_models_limit_is_sent_and_a_larger_tier_default_is_capped() -> None:
+    assert parsed({"model": "m", "messages": HI, "max_tokens": 1000}).max_tokens == 1000
+    assert parsed({"model": "m", "messages": HI}, default_max_tokens=4000).max_tokens == 1000
+
+
+def test_the_catalog_knows_each_models_output_limit() -> None:
+    # Given a catalog with an explicit limit, the default Nova models, and a model it knows nothing about
+    catalog = ModelCatalog.parse("mine=org/model-x|700, nova-lite=us.amazon.nova-lite-v1:0, local")
+
+    # Then each has its limit: the one written, Nova's documented one, or the generic default
+    assert catalog.get("mine") == CatalogModel("mine", "org/model-x", 700)
+    assert catalog.get("nova-lite").max_output_tokens == 5000  # type: ignore[union-attr]
+    assert catalog.get("local").max_output_tokens == DEFAULT_MAX_OUTPUT_TOKENS  # type: ignore[union-attr]
+    for broken in ("a|0", "a|many", "a=b|-1"):
+        with pytest.raises(ValueError, match="max output tokens"):
+            ModelCatalog.parse(broken)
 
 
 @pytest.mark.parametrize(("body", "message"), [(None, "required"), ("{not json", "not valid JSON"), ("[1]", "object")])

@@ -10,12 +10,13 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.dynamodb import PartnersTable
 from core.adapters.quota_table import QuotaTable
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
 from core.errors import EmailRejected, ManagementApiThrottled
 from core.pacing import TokenBucket
-from core.quota import AlertClaim
+from core.quota import AlertClaim, KeyQuotaReading
 from core.quota_alerts import Message
 
 
@@ -196,3 +197,170 @@ def test_a_claim_held_or_sent_by_another_run_is_refused(stubbed: Any) -> None:
 
     assert (sent.state, sent.already_sent) == (None, True)
     assert (held.state, held.already_sent) == (None, False)
+
+
+# --- Batches: DynamoDB may process part of a batch and hand back the rest (UnprocessedKeys/Items) ---------
+# moto always processes everything, so these answers are stubbed in the shapes of botocore's model.
+PERIOD = datetime(2026, 3, 1, tzinfo=UTC)
+LEDGER_K1 = {"pk": {"S": "KEY#k1"}, "sk": {"S": "PERIOD#2026-03-01T00:00:00Z"}}
+READING_K1 = {"pk": {"S": "KEY#k1"}, "sk": {"S": "QUOTA#2026-03-01T00:00:00Z"}}
+LEDGER_K2 = {"pk": {"S": "KEY#k2"}, "sk": {"S": "PERIOD#2026-03-01T00:00:00Z"}}
+READING_K2 = {"pk": {"S": "KEY#k2"}, "sk": {"S": "QUOTA#2026-03-01T00:00:00Z"}}
+
+
+def ledger_item(key: dict[str, Any], prompt: int) -> dict[str, Any]:
+    return {**key, "prompt_tokens": {"N": str(prompt)}, "completion_tokens": {"N": "1"}}
+
+
+def test_unprocessed_keys_are_asked_again_until_every_item_is_read(stubbed: Any) -> None:
+    # Given DynamoDB answers the first BatchGetItem with one item and hands two keys back unprocessed
+    client, stubber = stubbed("dynamodb")
+    clock = FakeClock()
+    stubber.add_response(
+        "batch_get_item",
+        {
+            "Responses": {"metering": [ledger_item(LEDGER_K1, 10)]},
+            "UnprocessedKeys": {"metering": {"Keys": [READING_K1, LEDGER_K2]}},
+        },
+        {"RequestItems": {"metering": {"Keys": [LEDGER_K1, READING_K1, LEDGER_K2, READING_K2]}}},
+    )
+    stubber.add_response(
+        "batch_get_item",
+        {"Responses": {"metering": [ledger_item(LEDGER_K2, 20)]}, "UnprocessedKeys": {}},
+        {"RequestItems": {"metering": {"Keys": [READING_K1, LEDGER_K2]}}},
+    )
+
+    # When the monitor reads two keys' records
+    records = QuotaTable("metering", client, sleep=clock.sleep).read_period([("k1", PERIOD), ("k2", PERIOD)])
+
+    # Then only the unprocessed keys were asked again, after a pause, and both ledgers were read
+    assert clock.slept == [0.05]
+    assert records[("k1", PERIOD)].tokens is not None
+    assert records[("k1", PERIOD)].tokens.prompt_tokens == 10  # type: ignore[union-attr]
+    assert records[("k2", PERIOD)].tokens.prompt_tokens == 20  # type: ignore[union-attr]
+
+
+def test_unprocessed_writes_are_sent_again_until_every_reading_is_stored(stubbed: Any) -> None:
+    # Given DynamoDB leaves the second of two puts unprocessed once
+    client, stubber = stubbed("dynamodb")
+    clock = FakeClock()
+    readings = [reading_for("k1"), reading_for("k2")]
+    stubber.add_response("batch_write_item", {"UnprocessedItems": {"metering": [put_of("k2")]}}, None)
+    stubber.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {"metering": [put_of("k2")]}})
+
+    # When the monitor writes both readings
+    QuotaTable("metering", client, sleep=clock.sleep).write_readings(readings)
+
+    # Then the unprocessed put was sent again on its own, after a pause (the Stubber checked both requests)
+    assert clock.slept == [0.05]
+
+
+def test_a_batch_that_never_drains_fails_after_bounded_retries(stubbed: Any) -> None:
+    # Given DynamoDB hands the same put back unprocessed every time
+    client, stubber = stubbed("dynamodb")
+    clock = FakeClock()
+    for _ in range(8):
+        stubber.add_response("batch_write_item", {"UnprocessedItems": {"metering": [put_of("k1")]}})
+
+    # When the monitor writes the reading, Then it gives up after 8 attempts with a clear error
+    with pytest.raises(RuntimeError, match="DynamoDB left 1 writes unprocessed"):
+        QuotaTable("metering", client, sleep=clock.sleep).write_readings([reading_for("k1")])
+    # And it backed off exponentially in between (about 6 s in all), not after the last attempt
+    assert clock.slept == [0.05 * 2**attempt for attempt in range(7)]
+
+
+def test_the_partner_lookup_asks_again_for_unprocessed_keys(stubbed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the partners table hands back one of two key-index entries unprocessed, once
+    client, stubber = stubbed("dynamodb")
+    monkeypatch.setattr("core.adapters.dynamodb.time.sleep", lambda _: None)
+    index = {key_id: {"pk": {"S": f"APIKEY#{key_id}"}} for key_id in ("k1", "k2")}
+    stubber.add_response(
+        "batch_get_item",
+        {
+            "Responses": {"partners": [{**index["k1"], "partner_id": {"S": "p_1"}}]},
+            "UnprocessedKeys": {"partners": {"Keys": [index["k2"]]}},
+        },
+        {"RequestItems": {"partners": {"Keys": [index["k1"], index["k2"]]}}},
+    )
+    stubber.add_response(
+        "batch_get_item",
+        {"Responses": {"partners": [{**index["k2"], "partner_id": {"S": "p_2"}}]}},
+        {"RequestItems": {"partners": {"Keys": [index["k2"]]}}},
+    )
+    stubber.add_response(
+        "batch_get_item",
+        {"Responses": {"partners": [partner_item("p_1", "k1"), partner_item("p_2", "k2")]}},
+        {"RequestItems": {"partners": {"Keys": [{"pk": {"S": "PARTNER#p_1"}}, {"pk": {"S": "PARTNER#p_2"}}]}}},
+    )
+
+    # When the monitor looks up the partners of both keys
+    partners = PartnersTable("partners", client).partners_by_api_key_ids(["k1", "k2"])
+
+    # Then neither is lost
+    assert {key_id: partner.partner_id for key_id, partner in partners.items()} == {"k1": "p_1", "k2": "p_2"}
+
+
+def test_the_partner_lookup_gives_up_after_bounded_retries(stubbed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the partners table hands the same key back unprocessed every time
+    client, stubber = stubbed("dynamodb")
+    slept: list[float] = []
+    monkeypatch.setattr("core.adapters.dynamodb.time.sleep", slept.append)
+    for _ in range(8):
+        stubber.add_response(
+            "batch_get_item", {"Responses": {}, "UnprocessedKeys": {"partners": {"Keys": [{"pk": {"S": "APIKEY#k1"}}]}}}
+        )
+
+    # When the monitor looks up its partner, Then it fails with a clear error after 8 backed-off attempts
+    with pytest.raises(RuntimeError, match="unprocessed after 8 attempts"):
+        PartnersTable("partners", client).partners_by_api_key_ids(["k1"])
+    assert slept[:7] == [0.05 * 2**attempt for attempt in range(7)]
+
+
+def reading_for(key_id: str) -> KeyQuotaReading:
+    return KeyQuotaReading(
+        api_key_id=key_id,
+        period_start=PERIOD,
+        tier="free",
+        used=5,
+        remaining=95,
+        limit=100,
+        as_of="2026-03-10T00:00:00+00:00",
+        requests=5,
+        tokens_used=None,
+        alerted_threshold=None,
+        expires_at=1775088000,
+    )
+
+
+def put_of(key_id: str) -> dict[str, Any]:
+    return {
+        "PutRequest": {
+            "Item": {
+                "pk": {"S": f"KEY#{key_id}"},
+                "sk": {"S": "QUOTA#2026-03-01T00:00:00Z"},
+                "tier": {"S": "free"},
+                "used": {"N": "5"},
+                "remaining": {"N": "95"},
+                "limit": {"N": "100"},
+                "as_of": {"S": "2026-03-10T00:00:00+00:00"},
+                "requests": {"N": "5"},
+                "expires_at": {"N": "1775088000"},
+            }
+        }
+    }
+
+
+def partner_item(partner_id: str, key_id: str) -> dict[str, Any]:
+    values = {
+        "pk": f"PARTNER#{partner_id}",
+        "partner_id": partner_id,
+        "name": "Acme",
+        "email": "dev@acme.example",
+        "tier": "free",
+        "api_key_id": key_id,
+        "key_prefix": "abcd",
+        "status": "ACTIVE",
+        "created_at": "2026-03-01T00:00:00+00:00",
+        "updated_at": "2026-03-01T00:00:00+00:00",
+    }
+    return {name: {"S": value} for name, value in values.items()}

@@ -13,12 +13,14 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from core.aws import dynamodb_client
-from core.ledger import LedgerEntry, LedgerReading, QuotaReading
+from core.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.periods import period_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+# Each reservation in flight is an attribute `hold_<id>` = {tokens, until} on its ledger item (docs/CONTRACTS.md).
+HOLD_PREFIX = "hold_"
 # Ledger items outlive their period by this much (docs/CONTRACTS.md), for support and billing questions.
 LEDGER_RETENTION = timedelta(days=35)
 
@@ -52,6 +54,21 @@ def _reading(item: dict[str, Any] | None) -> LedgerReading:
     )
 
 
+def _holds(item: dict[str, Any]) -> list[TokenHold]:
+    held = []
+    for name, value in item.items():
+        if name.startswith(HOLD_PREFIX) and "M" in value:
+            plain = _deserialize(value)
+            held.append(
+                TokenHold(id=name.removeprefix(HOLD_PREFIX), tokens=int(plain["tokens"]), until=int(plain["until"]))
+            )
+    return held
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
 # Who the item belongs to, kept current on every request (the tier can change mid-period).
 _OWNER = "SET tier = :tier, partner_id = :partner_id, expires_at = :expires_at"
 
@@ -64,65 +81,108 @@ class MeteringTable:
         self._client = client or dynamodb_client()
 
     def count_request(self, entry: LedgerEntry) -> LedgerReading:
+        return _reading(self._update_and_read(entry))
+
+    def _update_and_read(self, entry: LedgerEntry, *, count: bool = True) -> dict[str, Any]:
+        """Count the request (or only refresh the owner) and read the whole item back."""
+        values: dict[str, Any] = self._owner(entry)
+        expression = _OWNER
+        if count:
+            expression, values = f"ADD requests :one {_OWNER}", {":one": 1, **values}
         updated = self._client.update_item(
             TableName=self._table,
             Key=self._key(entry),
-            UpdateExpression=f"ADD requests :one {_OWNER}",
-            ExpressionAttributeValues=_values({":one": 1, **self._owner(entry)}),
+            UpdateExpression=expression,
+            ExpressionAttributeValues=_values(values),
             ReturnValues="ALL_NEW",
         )
-        return _reading(updated.get("Attributes"))
+        return dict(updated.get("Attributes") or {})
 
-    def reserve(self, entry: LedgerEntry, tokens: int, budget: int | None) -> tuple[bool, LedgerReading]:
+    def reserve(
+        self, entry: LedgerEntry, hold: TokenHold, budget: int | None, now: float
+    ) -> tuple[bool, LedgerReading]:
+        if budget is not None and hold.tokens > budget:
+            return False, self.count_request(entry)
+        try:
+            return True, self._hold(entry, hold, budget, count=True)
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+        updated = self._update_and_read(entry)
+        stale = [held for held in _holds(updated) if held.until < now]
+        if not stale:
+            return False, _reading(updated)
+        # Holds of functions that can no longer settle them are in the way: give them back, then try once more.
+        for held in stale:
+            self.release(entry, held)
+        try:
+            return True, self._hold(entry, hold, budget, count=False)
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+        return False, _reading(self._update_and_read(entry, count=False))
+
+    def settle(self, entry: LedgerEntry, hold: TokenHold, prompt_tokens: int, completion_tokens: int) -> None:
+        """Replace a hold by what the model really used."""
+        self._end_hold(
+            entry,
+            hold,
+            "ADD reserved_tokens :released, committed_tokens :delta, "
+            "prompt_tokens :prompt, completion_tokens :completion",
+            {
+                ":released": -hold.tokens,
+                ":delta": prompt_tokens + completion_tokens - hold.tokens,
+                ":prompt": prompt_tokens,
+                ":completion": completion_tokens,
+            },
+        )
+
+    def release(self, entry: LedgerEntry, hold: TokenHold) -> None:
+        """Give a hold back: the request was not served (or its function is gone), so nothing is charged."""
+        self._end_hold(
+            entry, hold, "ADD reserved_tokens :released, committed_tokens :released", {":released": -hold.tokens}
+        )
+
+    def _hold(self, entry: LedgerEntry, hold: TokenHold, budget: int | None, *, count: bool) -> LedgerReading:
+        """One conditional UpdateItem: record the hold if what is committed leaves room for it."""
+        # The retry after giving stale holds back does not count the request again.
+        adds = "ADD reserved_tokens :tokens, committed_tokens :tokens"
+        if count:
+            adds = "ADD requests :one, reserved_tokens :tokens, committed_tokens :tokens"
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": self._key(entry),
-            "UpdateExpression": f"ADD requests :one, reserved_tokens :tokens, committed_tokens :tokens {_OWNER}",
+            "UpdateExpression": f"{adds} {_OWNER}, #hold = :hold",
+            "ExpressionAttributeNames": {"#hold": hold.attribute},
             "ReturnValues": "ALL_NEW",
         }
-        values: dict[str, Any] = {":one": 1, ":tokens": tokens, **self._owner(entry)}
+        values: dict[str, Any] = {
+            ":tokens": hold.tokens,
+            ":hold": {"tokens": hold.tokens, "until": hold.until},
+            **self._owner(entry),
+        }
+        if count:
+            values[":one"] = 1
         if budget is not None:
-            headroom = budget - tokens
-            if headroom < 0:
-                return False, self.count_request(entry)
-            # Admitted only if what is committed leaves room for this reservation, atomically with the hold.
             update["ConditionExpression"] = "attribute_not_exists(committed_tokens) OR committed_tokens <= :headroom"
-            values[":headroom"] = headroom
+            values[":headroom"] = budget - hold.tokens
+        updated = self._client.update_item(**update, ExpressionAttributeValues=_values(values))
+        return _reading(updated.get("Attributes"))
+
+    def _end_hold(self, entry: LedgerEntry, hold: TokenHold, adds: str, values: dict[str, Any]) -> None:
+        # Conditional on the hold, so a retried call (its first answer lost) or a late one changes nothing.
         try:
-            updated = self._client.update_item(**update, ExpressionAttributeValues=_values(values))
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(entry),
+                UpdateExpression=f"{adds} REMOVE #hold",
+                ConditionExpression="attribute_exists(#hold)",
+                ExpressionAttributeNames={"#hold": hold.attribute},
+                ExpressionAttributeValues=_values(values),
+            )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not _condition_failed(exc):
                 raise
-            return False, self.count_request(entry)
-        return True, _reading(updated.get("Attributes"))
-
-    def settle(self, entry: LedgerEntry, reserved: int, prompt_tokens: int, completion_tokens: int) -> None:
-        """Replace a reservation by what the model really used."""
-        self._client.update_item(
-            TableName=self._table,
-            Key=self._key(entry),
-            UpdateExpression=(
-                "ADD reserved_tokens :released, committed_tokens :delta, "
-                "prompt_tokens :prompt, completion_tokens :completion"
-            ),
-            ExpressionAttributeValues=_values(
-                {
-                    ":released": -reserved,
-                    ":delta": prompt_tokens + completion_tokens - reserved,
-                    ":prompt": prompt_tokens,
-                    ":completion": completion_tokens,
-                }
-            ),
-        )
-
-    def release(self, entry: LedgerEntry, reserved: int) -> None:
-        """Give a reservation back: the request was not served, so nothing is charged."""
-        self._client.update_item(
-            TableName=self._table,
-            Key=self._key(entry),
-            UpdateExpression="ADD reserved_tokens :released, committed_tokens :released",
-            ExpressionAttributeValues=_values({":released": -reserved}),
-        )
 
     def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None:
         found = self._client.get_item(

@@ -217,7 +217,8 @@ class QuotaTable:
             request = dict(answer.get("UnprocessedKeys") or {})
             if not request:
                 return items
-            self._sleep(0.05 * 2**attempt)
+            if attempt + 1 < BATCH_ATTEMPTS:
+                self._sleep(0.05 * 2**attempt)
         raise RuntimeError(f"DynamoDB left {len(request[self._table]['Keys'])} keys unprocessed")
 
     def _batch_write(self, writes: list[dict[str, Any]]) -> None:
@@ -227,7 +228,8 @@ class QuotaTable:
             request = dict(answer.get("UnprocessedItems") or {})
             if not request:
                 return
-            self._sleep(0.05 * 2**attempt)
+            if attempt + 1 < BATCH_ATTEMPTS:
+                self._sleep(0.05 * 2**attempt)
         raise RuntimeError(f"DynamoDB left {len(request[self._table])} writes unprocessed")
 
     def _alert_key(self, claim: AlertClaim) -> dict[str, Any]:
