@@ -56,7 +56,7 @@ deploy: build ## Pre-flight, then sam deploy --config-env $(ENV) (needs AWS cred
 	$(BIN)/sam deploy --config-env $(ENV)
 
 smoke: $(STAMP) ## Prove a stack works end to end: STACK=<name> on AWS, or the running `make local` without STACK
-	$(BIN)/python -m tools.smoke $(if $(STACK),--stack "$(STACK)",--local .local)
+	$(BIN)/python -m tools.smoke $(if $(STACK),--stack "$(STACK)",--local .local) $(if $(ACCESS_LOG),--access-log "$(ACCESS_LOG)")
 
 teardown: $(STAMP) ## List the API keys and partner records of STACK=<name>; CONFIRM=1 deletes them
 	$(BIN)/python -m tools.teardown --stack "$(STACK)" $(if $(CONFIRM),--confirm)

@@ -67,9 +67,7 @@ def test_a_dry_run_deletes_nothing(
     assert boto3.client("dynamodb").scan(TableName=partners["table"])["Count"] == 4
 
 
-def test_confirmed_deletes_this_stacks_keys_and_records_only(
-    stack: ProvisionedStack, partners: dict[str, Any]
-) -> None:
+def test_confirmed_deletes_this_stacks_keys_and_records_only(stack: ProvisionedStack, partners: dict[str, Any]) -> None:
     # When teardown runs with CONFIRM
     status = main(["--stack", stack.stack_name, "--partners-table", partners["table"], "--confirm"])
 

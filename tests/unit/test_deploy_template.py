@@ -54,9 +54,10 @@ def test_default_models_are_the_regions_cross_region_inference_profiles(region: 
     }
     for logical_id in ("ModelsFunction", "UsageFunction"):
         variables = template.resources[logical_id]["Properties"]["Environment"]["Variables"]
-        assert variables["MODELS"] == template.resources["ChatCompletionsFunction"]["Properties"]["Environment"][
-            "Variables"
-        ]["MODELS"]
+        assert (
+            variables["MODELS"]
+            == template.resources["ChatCompletionsFunction"]["Properties"]["Environment"]["Variables"]["MODELS"]
+        )
 
 
 def test_an_operators_models_replace_the_defaults_in_every_region() -> None:

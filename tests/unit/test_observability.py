@@ -31,9 +31,7 @@ per_request.flush_metrics()
 
 def published_metrics(stack_name: str | None) -> list[dict[str, Any]]:
     environment = {name: value for name, value in os.environ.items() if name != "STACK_NAME"}
-    environment.update(
-        POWERTOOLS_SERVICE_NAME="metered-ai", POWERTOOLS_METRICS_NAMESPACE="MeteredAI", PYTHONPATH="src"
-    )
+    environment.update(POWERTOOLS_SERVICE_NAME="metered-ai", POWERTOOLS_METRICS_NAMESPACE="MeteredAI", PYTHONPATH="src")
     if stack_name is not None:
         environment["STACK_NAME"] = stack_name
     run = subprocess.run(  # noqa: S603 - this interpreter, our own snippet
