@@ -9,7 +9,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from tools.preflight import deploy_parameters, logging_role_note, logging_role_problem, main
+from tools.preflight import (
+    deploy_parameters,
+    logging_role_note,
+    logging_role_problem,
+    main,
+    reserved_concurrency_problem,
+    template_defaults,
+)
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/apigateway-cloudwatch"
 
@@ -70,9 +77,32 @@ def test_parameters_come_from_the_config_env_sam_deploy_uses(tmp_path: Path) -> 
         '"CreateApiGatewayLoggingRole=true"]\n[prod.deploy.parameters]\nparameter_overrides = "A=1 B=2"\n'
     )
 
+    defaults = template_defaults()
     assert deploy_parameters("dev", samconfig)["CreateApiGatewayLoggingRole"] == "true"
-    assert deploy_parameters("prod", samconfig) == {"A": "1", "B": "2"}
-    assert deploy_parameters("missing", samconfig) == {}
+    assert deploy_parameters("prod", samconfig) == {**defaults, "A": "1", "B": "2"}
+    assert deploy_parameters("missing", samconfig) == defaults
+    assert defaults["CreateApiGatewayLoggingRole"] == "false"
+
+
+def lambda_settings(unreserved: int) -> dict[str, Any]:
+    return {"AccountLimit": {"ConcurrentExecutions": unreserved, "UnreservedConcurrentExecutions": unreserved}}
+
+
+@pytest.mark.parametrize(("unreserved", "stops"), [(10, True), (114, True), (115, False), (1000, False)])
+def test_reserved_concurrency_must_leave_100_unreserved(unreserved: int, stops: bool) -> None:
+    # Given an account with `unreserved` executions left, and the template's default reservations (10 + 5)
+    client = boto3.client("lambda", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        stubber.add_response("get_account_settings", lambda_settings(unreserved), {})
+
+        # When the pre-flight checks a first create
+        problem = reserved_concurrency_problem(client, template_defaults())
+
+    # Then it stops exactly when fewer than 100 would be left, naming both parameters
+    assert (problem is not None) is stops
+    if problem:
+        assert f"has {unreserved} unreserved" in problem
+        assert '"SignupReservedConcurrency=0" and "WebhookReservedConcurrency=0"' in problem
 
 
 def test_the_command_exits_non_zero_with_the_message(
