@@ -174,7 +174,7 @@ def test_web_acl_limits_each_source_ip_on_signup_only() -> None:
     assert rate["AggregateKeyType"] == "IP"
     match = rate["ScopeDownStatement"]["ByteMatchStatement"]
     assert match["FieldToMatch"] == {"UriPath": {}}
-    assert match["SearchString"].endswith("/signup")
+    assert (match["SearchString"], match["PositionalConstraint"]) == ("/signup", "ENDS_WITH")
     # And it is associated with the API's stage
     (association,) = template.of_type("AWS::WAFv2::WebACLAssociation").values()
     # (SAM CLI's resolver leaves the stage's Ref unresolved: `make validate` checks the translated reference)
