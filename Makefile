@@ -19,7 +19,7 @@ FUNCTION ?=
 EVENT ?=
 ENV ?= dev
 
-.PHONY: help install test lint format validate build deploy local invoke bench clean
+.PHONY: help install test lint format validate build deploy local invoke bench clean smoke teardown
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,8 +51,15 @@ validate: $(STAMP) ## Template gates: sam validate --lint, sam validate, cfn-lin
 build: $(STAMP) ## sam build (no Docker needed)
 	VENV=$(VENV) tools/sam_build.sh
 
-deploy: build ## sam deploy --config-env $(ENV) (needs AWS credentials)
+deploy: build ## Pre-flight, then sam deploy --config-env $(ENV) (needs AWS credentials)
+	$(BIN)/python -m tools.preflight --config-env $(ENV)
 	$(BIN)/sam deploy --config-env $(ENV)
+
+smoke: $(STAMP) ## Prove a stack works end to end: STACK=<name> on AWS, or the running `make local` without STACK
+	$(BIN)/python -m tools.smoke $(if $(STACK),--stack "$(STACK)",--local .local) $(if $(ACCESS_LOG),--access-log "$(ACCESS_LOG)")
+
+teardown: $(STAMP) ## List the API keys and partner records of STACK=<name>; CONFIRM=1 deletes them
+	$(BIN)/python -m tools.teardown --stack "$(STACK)" $(if $(CONFIRM),--confirm)
 
 local: $(STAMP) ## Run the whole product offline on 127.0.0.1 (PORT=, PARAMS="FreeQuotaLimit=20 ...")
 	$(BIN)/python -m offline --port $(PORT) --params "$(PARAMS)"

@@ -442,7 +442,7 @@ def test_the_upstream_answer_is_charged_at_its_reported_usage(
     answer = chat(partner.api_key_id, words=4, max_tokens=10)
 
     assert answer.body["usage"] == {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
-    assert upstream.requests[0].body["model"] == "amazon.nova-micro-v1:0"  # the catalog's provider id
+    assert upstream.requests[0].body["model"] == "us.amazon.nova-micro-v1:0"  # the catalog's provider id (us-east-1)
     assert ledger(ai_stack, partner)["committed_tokens"] == 13
 
 

@@ -18,6 +18,10 @@ def tiers_of(template: StackTemplate) -> dict[str, TierPolicy]:
     return {name: TierPolicy.model_validate(policy) for name, policy in json.loads(variables["TIERS"]).items()}
 
 
+def tiers_models_variable(template: StackTemplate) -> str:
+    return str(template.resources["ChatCompletionsFunction"]["Properties"]["Environment"]["Variables"]["MODELS"])
+
+
 def plans_of(template: StackTemplate) -> dict[str, dict[str, Any]]:
     prefix = f"{template.stack_name}-"
     return {
@@ -49,7 +53,8 @@ def test_tiers_has_one_policy_per_usage_plan_with_the_plans_limits(overrides: di
 
 
 def test_every_tiers_models_are_in_the_catalog(template: StackTemplate) -> None:
-    catalog = ModelCatalog.parse(template.parameters["Models"])
+    # The catalog the functions get (Models, or the Region's default models)
+    catalog = ModelCatalog.parse(tiers_models_variable(template))
 
     for name, policy in tiers_of(template).items():
         assert policy.allowed_models(catalog), f"tier {name} may call no model"

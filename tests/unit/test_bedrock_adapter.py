@@ -176,3 +176,37 @@ def test_a_read_timeout_is_an_upstream_timeout(client: Any) -> None:
     # Then the caller gets a timeout, not a generic failure
     with pytest.raises(UpstreamTimedOut, match="3 s"):
         BedrockConverse(client).complete(conversation(), timeout_seconds=3)
+
+
+# What Bedrock answers outside us-east-1 for a plain Nova model id (its apostrophe is typographic).
+ON_DEMAND_REFUSAL = (
+    "Invocation of model ID amazon.nova-micro-v1:0 with on-demand throughput isn\u2019t supported. Retry your "
+    "request with the ID or ARN of an inference profile that contains this model."
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "message", "operator_hint"),
+    [
+        ("ValidationException", 400, ON_DEMAND_REFUSAL, "set Models"),
+        ("AccessDeniedException", 403, "You don't have access to the model with the specified model ID.", "IAM"),
+        ("ResourceNotFoundException", 404, "Model not found.", "Models"),
+    ],
+)
+def test_the_deployments_model_errors_are_502_for_the_operator_not_400_for_the_partner(
+    stubbed: tuple[BedrockConverse, Stubber], code: str, status: int, message: str, operator_hint: str
+) -> None:
+    # Given Bedrock refusing the configured model (a plain id outside us-east-1, no access, an unknown id)
+    provider, stubber = stubbed
+    stubber.add_client_error("converse", service_error_code=code, service_message=message, http_status_code=status)
+
+    # When a partner's chat is sent
+    with pytest.raises(UpstreamFailed) as refused:
+        provider.complete(conversation(), timeout_seconds=5)
+
+    # Then it is the deployment's failure (502), never the caller's 400, and the logged message tells the
+    # operator which model id failed, what Bedrock said and what to change
+    assert not isinstance(refused.value, UpstreamRejected)
+    assert MODEL_ID in refused.value.message
+    assert code in refused.value.message
+    assert operator_hint in refused.value.message

@@ -2,7 +2,9 @@
 
 OpenAI's system and developer messages become Converse's `system` blocks; consecutive turns of one role
 are merged into one message, since Converse wants user and assistant to alternate. Bedrock's errors
-become the domain's upstream errors: throttling 429, validation 400, timeouts 504, the rest 502.
+become the domain's upstream errors: throttling 429, validation 400, timeouts 504, the rest 502. A model the
+deployment cannot call (no access, an unknown id, a plain id where Bedrock wants an inference profile) is the
+operator's to fix: 502 to the partner, and a message for the operator's log saying what to change.
 """
 
 import time
@@ -29,6 +31,20 @@ FINISH_REASONS: dict[str, FinishReason] = {
 _THROTTLED = {"ThrottlingException", "ModelNotReadyException", "ServiceQuotaExceededException"}
 _TIMED_OUT = {"ModelTimeoutException"}
 _REJECTED = {"ValidationException"}
+# What to change when Bedrock refuses the deployment's model rather than the caller's request.
+_OPERATOR_FIXES = {
+    "AccessDeniedException": (
+        "the function's IAM role (ChatBedrockPolicy) or an SCP denies bedrock:InvokeModel on it, or the model is "
+        "not available to this account in this Region"
+    ),
+    "ResourceNotFoundException": "no such model or inference profile in this Region: check the Models parameter",
+}
+# A plain model id where the Region serves the model only through an inference profile (Nova outside us-east-1).
+_ON_DEMAND_UNSUPPORTED = "on-demand throughput"
+_ON_DEMAND_FIX = (
+    "Bedrock serves it here only through an inference profile: set Models to the geography's profile id "
+    "(us., eu. or apac. + the model id), or leave Models empty for this Region's defaults"
+)
 
 
 class BedrockConverse:
@@ -45,7 +61,7 @@ class BedrockConverse:
         try:
             answer = self._client.converse(**converse_request(request))
         except ClientError as exc:
-            raise _upstream_error(exc, timeout_seconds) from exc
+            raise _upstream_error(exc, request.provider_model_id, timeout_seconds) from exc
         except (ReadTimeoutError, ConnectTimeoutError) as exc:
             raise UpstreamTimedOut(timeout_seconds) from exc
         except BotoCoreError as exc:
@@ -91,15 +107,18 @@ def reply_from_converse(answer: Any, latency_ms: float) -> ModelReply:
     )
 
 
-def _upstream_error(exc: ClientError, timeout_seconds: float) -> Exception:
+def _upstream_error(exc: ClientError, model_id: str, timeout_seconds: float) -> Exception:
     code = exc.response.get("Error", {}).get("Code", "")
     message = exc.response.get("Error", {}).get("Message", "")
     if code in _THROTTLED:
         return UpstreamThrottled()
     if code in _TIMED_OUT:
         return UpstreamTimedOut(timeout_seconds)
+    # The deployment's fault, not the caller's: a 502 with nothing of Bedrock's message (the function logs it).
+    if code in _REJECTED and _ON_DEMAND_UNSUPPORTED in message.lower():
+        return UpstreamFailed(f"Bedrock {code} for model {model_id}: {message} ({_ON_DEMAND_FIX})")
+    if code in _OPERATOR_FIXES:
+        return UpstreamFailed(f"Bedrock {code} for model {model_id}: {message} ({_OPERATOR_FIXES[code]})")
     if code in _REJECTED:
         return UpstreamRejected(f"the model refused the request: {message}")
-    # AccessDenied and ResourceNotFound are the deployment's fault (model access, a wrong model id), not the
-    # caller's: a 502 with nothing of Bedrock's message, which the function logs.
-    return UpstreamFailed(f"Bedrock {code}: {message}")
+    return UpstreamFailed(f"Bedrock {code} for model {model_id}: {message}")
