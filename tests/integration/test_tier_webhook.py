@@ -275,18 +275,39 @@ def _malformed_standard(secrets: dict[str, str], body: str) -> dict[str, str]:
     return {**standard_headers(body, secrets["standard"]), "webhook-signature": "v1"}
 
 
+def _signed_tomorrow_with_a_second_timestamp(secrets: dict[str, str], body: str) -> dict[str, str]:
+    # stripe verifies the first t= (tomorrow); a second one of now must not pass the "ahead" check for it.
+    header = stripe_headers(body, secrets["stripe"], int(time.time()) + 86_400)["Stripe-Signature"]
+    return {"Stripe-Signature": f"{header},t={int(time.time())}"}
+
+
+def _stripe_timestamp_with_a_tail(secrets: dict[str, str], body: str) -> dict[str, str]:
+    now = int(time.time())
+    header = stripe_headers(body, secrets["stripe"], now)["Stripe-Signature"]
+    return {"Stripe-Signature": header.replace(f"t={now}", f"t={now}=x")}
+
+
+def _stripe_with_a_trailing_non_numeric_timestamp(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return {"Stripe-Signature": stripe_headers(body, secrets["stripe"])["Stripe-Signature"] + ",t=abc"}
+
+
+UNAUTHORIZED = (HTTPStatus.UNAUTHORIZED, "invalid_signature")
+MALFORMED = (HTTPStatus.BAD_REQUEST, "malformed_signature")
 REFUSED_SIGNATURES = [
-    (_forged, "does not match"),
-    (_stale_stripe, "outside the 5-minute tolerance"),
-    (_future_stripe, "outside the 5-minute tolerance"),
-    (_stale_standard, "outside the 5-minute tolerance"),
-    (_future_standard, "outside the 5-minute tolerance"),
-    (_tampered, "does not match"),
-    (_missing, "missing signature"),
-    (_standard_without_signature, "missing webhook-signature"),
-    (_both_schemes, "not both"),
-    (_malformed_stripe, "malformed"),
-    (_malformed_standard, "malformed"),
+    (_forged, UNAUTHORIZED, "does not match"),
+    (_stale_stripe, UNAUTHORIZED, "outside the 5-minute tolerance"),
+    (_future_stripe, UNAUTHORIZED, "outside the 5-minute tolerance"),
+    (_stale_standard, UNAUTHORIZED, "outside the 5-minute tolerance"),
+    (_future_standard, UNAUTHORIZED, "outside the 5-minute tolerance"),
+    (_tampered, UNAUTHORIZED, "does not match"),
+    (_missing, UNAUTHORIZED, "missing signature"),
+    (_standard_without_signature, UNAUTHORIZED, "missing webhook-signature"),
+    (_both_schemes, UNAUTHORIZED, "not both"),
+    (_malformed_stripe, MALFORMED, "malformed"),
+    (_malformed_standard, MALFORMED, "malformed"),
+    (_signed_tomorrow_with_a_second_timestamp, MALFORMED, "malformed"),
+    (_stripe_timestamp_with_a_tail, MALFORMED, "malformed"),
+    (_stripe_with_a_trailing_non_numeric_timestamp, MALFORMED, "malformed"),
 ]
 
 
@@ -297,13 +318,13 @@ def test_a_delivery_whose_signature_does_not_verify_is_refused_and_changes_nothi
     partner = sign_up()
     body = body_of(stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro"))
 
-    for sign, message in REFUSED_SIGNATURES:
-        # When it is delivered with a bad, stale, forged, tampered or missing signature
+    for sign, (expected_status, code), message in REFUSED_SIGNATURES:
+        # When it is delivered with a bad, stale, forged, tampered, malformed or missing signature
         status, answer = post(body, sign(secrets, body))
 
-        # Then it is refused with a clear reason
-        assert status == HTTPStatus.UNAUTHORIZED, sign.__name__
-        assert answer["error"]["code"] == "invalid_signature", sign.__name__
+        # Then it is refused with a clear reason: 400 for headers that do not parse, 401 for the rest
+        assert status == expected_status, sign.__name__
+        assert answer["error"]["code"] == code, sign.__name__
         assert message in answer["error"]["message"], sign.__name__
 
     # And nothing changed anywhere: plan, record, notifications, processed events
