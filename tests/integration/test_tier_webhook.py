@@ -803,3 +803,123 @@ def test_no_secret_signature_or_key_value_reaches_the_logs(
     for secret in (*secrets.values(), headers["Stripe-Signature"], standard_signed["webhook-signature"]):
         assert secret not in everything
     assert result.api_key.get_secret_value() not in everything
+
+
+# --- Hostile bodies behind a valid signature -------------------------------------------------------------------
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _stripe_event_with(partner_id: str, **overrides: Any) -> str:
+    event = stripe_subscription_event(partner_id=partner_id, lookup_key="pro")
+    event.update(overrides)
+    return body_of(event)
+
+
+HOSTILE_SIGNED_BODIES = [
+    ("json nested 100,000 deep", "stripe", lambda partner_id: _deep(100_000), "nested too deeply"),
+    ("json nested 100,000 deep", "standard", lambda partner_id: _deep(100_000), "nested too deeply"),
+    (
+        "object nested 900 deep in the event",
+        "stripe",
+        lambda partner_id: _stripe_event_with(partner_id, extra=json.loads('{"a":' * 900 + "1" + "}" * 900)),
+        "nested too deeply",
+    ),
+    (
+        "stripe event id of 256 characters",
+        "stripe",
+        lambda partner_id: _stripe_event_with(partner_id, id="e" * 256),
+        "id",
+    ),
+    (
+        "event type of 10,000 characters",
+        "stripe",
+        lambda partner_id: _stripe_event_with(partner_id, type="t" * 10_000),
+        "type",
+    ),
+    (
+        "customer id of 10,000 characters",
+        "stripe",
+        lambda partner_id: body_of(stripe_subscription_event(partner_id=None, customer="c" * 10_000)),
+        "customer",
+    ),
+    (
+        "metadata.partner_id of 10,000 characters",
+        "stripe",
+        lambda partner_id: body_of(stripe_subscription_event(partner_id="p" * 10_000)),
+        "partner_id",
+    ),
+    (
+        "created that is not a number",
+        "stripe",
+        lambda partner_id: _stripe_event_with(partner_id, created="soon"),
+        "created",
+    ),
+    ("created beyond any date", "stripe", lambda partner_id: _stripe_event_with(partner_id, created=10**30), "created"),
+]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "make_body", "message"), [pytest.param(*rest, id=case) for case, *rest in HOSTILE_SIGNED_BODIES]
+)
+def test_a_hostile_body_behind_a_valid_signature_gets_a_4xx_and_changes_nothing(
+    stack: ProvisionedStack, secrets: dict[str, str], scheme: str, make_body: Any, message: str
+) -> None:
+    # Given a free partner, and a body signed with the right secret that is hostile in one way
+    partner = sign_up()
+    body = make_body(partner.partner_id)
+    headers = (
+        stripe_headers(body, secrets["stripe"]) if scheme == "stripe" else standard_headers(body, secrets["standard"])
+    )
+
+    # When it is delivered
+    status, answer = post(body, headers)
+
+    # Then it is refused with a 400 in the documented shape, and nothing changed
+    assert status == HTTPStatus.BAD_REQUEST, answer
+    assert answer["error"]["code"] == "invalid_request"
+    assert message in json.dumps(answer["error"])
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+
+
+def test_a_standard_webhooks_message_id_over_255_characters_gets_a_400(
+    stack: ProvisionedStack, secrets: dict[str, str]
+) -> None:
+    # Given a generic upgrade whose webhook-id (its event id) is 256 characters long
+    partner = sign_up()
+    body = body_of(generic_event(partner_id=partner.partner_id, tier="pro"))
+
+    # When it is delivered, correctly signed
+    status, answer = post(body, standard_headers(body, secrets["standard"], message_id="m" * 256))
+
+    # Then it is refused with a 400 naming the header, and nothing changed
+    assert (status, answer["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "invalid_request"), answer
+    assert "webhook-id" in json.dumps(answer["error"])
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+
+
+@pytest.mark.parametrize("scheme", ["stripe", "standard"])
+def test_an_event_dated_after_its_signature_is_refused_and_does_not_freeze_the_tier(
+    stack: ProvisionedStack, secrets: dict[str, str], scheme: str
+) -> None:
+    # Given a free partner, and a correctly signed upgrade dated a year ahead
+    partner = sign_up()
+    next_year = datetime.now(UTC) + timedelta(days=365)
+    if scheme == "stripe":
+        event = stripe_subscription_event(
+            partner_id=partner.partner_id, lookup_key="pro", created=int(next_year.timestamp())
+        )
+        status, answer = send_stripe(secrets, event)
+    else:
+        status, answer = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="pro", at=next_year))
+
+    # Then it is refused with a 400 naming the event's date, and the tier is unchanged
+    assert (status, answer["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "invalid_request"), answer
+    assert answer["error"]["details"][0]["field"] == ("created" if scheme == "stripe" else "timestamp")
+    assert partner_of(partner.partner_id)[1].tier_event_id is None
+
+    # And a real event sent now still applies (nothing was left ordered after it)
+    status, answer = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="enterprise"))
+    assert (status, answer["status"], answer["tier"]) == (HTTPStatus.OK, "applied", "enterprise")
