@@ -110,3 +110,18 @@ def test_usage_beyond_the_new_quota_leaves_zero_not_a_negative_or_a_fresh_quota(
     move_with_carry(tiers, key_id, "pro", "free")
 
     assert remaining(tiers["free"], key_id) == 0
+
+
+def test_usage_already_in_the_target_plan_counts_against_it_on_the_way_back(
+    tiers: dict[str, Tier], key_id: str
+) -> None:
+    # Given a free key that made 20 calls today, moved to pro and made none there
+    used(tiers["free"], key_id, date(2026, 3, 10), 20)
+    move_with_carry(tiers, key_id, "free", "pro")
+
+    # When it moves back to free the same day (free's own usage today is still 20)
+    carried = move_with_carry(tiers, key_id, "pro", "free")
+
+    # Then free has 980 left: its own 20 count once, none are forgiven or added
+    assert carried == 0
+    assert remaining(tiers["free"], key_id) == limit(tiers["free"]) - 20

@@ -923,3 +923,29 @@ def test_an_event_dated_after_its_signature_is_refused_and_does_not_freeze_the_t
     # And a real event sent now still applies (nothing was left ordered after it)
     status, answer = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="enterprise"))
     assert (status, answer["status"], answer["tier"]) == (HTTPStatus.OK, "applied", "enterprise")
+
+
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_two_events_in_the_same_second_are_ordered_by_event_id(
+    stack: ProvisionedStack, secrets: dict[str, str], order: tuple[str, str]
+) -> None:
+    # Given two Stripe events of one partner created in the same second (Stripe's `created` has 1 s resolution)
+    partner = sign_up()
+    now = int(time.time())
+    suffix = uuid.uuid4().hex[:12]
+    events = {
+        "a": stripe_subscription_event(
+            partner_id=partner.partner_id, lookup_key="enterprise", created=now, event_id=f"evt_a{suffix}"
+        ),
+        "b": stripe_subscription_event(
+            partner_id=partner.partner_id, lookup_key="pro", created=now, event_id=f"evt_b{suffix}"
+        ),
+    }
+
+    # When they arrive in either order
+    answers = [send_stripe(secrets, events[name])[1]["status"] for name in order]
+
+    # Then the greater event id wins in both orders, and the lesser one, if last, is stale
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert partner_of(partner.partner_id)[1].tier_event_id == f"evt_b{suffix}"
+    assert answers == (["applied", "applied"] if order[0] == "a" else ["applied", "stale"])
