@@ -949,3 +949,86 @@ def test_two_events_in_the_same_second_are_ordered_by_event_id(
     assert tiers_holding(partner.api_key_id, stack) == ["pro"]
     assert partner_of(partner.partner_id)[1].tier_event_id == f"evt_b{suffix}"
     assert answers == (["applied", "applied"] if order[0] == "a" else ["applied", "stale"])
+
+
+def test_a_failed_put_back_after_a_failed_attach_is_finished_by_the_retry_with_the_usage_carried(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given a free partner with 40 calls today, upgrading to pro
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 40)
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+
+    # When API Gateway throttles both the attach to pro and the put-back on free
+    with (
+        fails_once("api-gateway", "CreateUsagePlanKey", "TooManyRequestsException", 429) as attach,
+        fails_once("api-gateway", "CreateUsagePlanKey", "TooManyRequestsException", 429) as put_back,
+    ):
+        status, answer = send_stripe(secrets, event)
+
+    # Then the sender is told to retry at once, and the change's journal (the usage to carry) is kept for it
+    assert (attach(), put_back()) == (1, 1)
+    assert (status, answer["error"]["code"]) == (HTTPStatus.SERVICE_UNAVAILABLE, "tier_change_failed")
+    assert "Retry-After" in answer["_headers"]
+    _, state = partner_of(partner.partner_id)
+    assert state.tier_change is not None
+    assert (state.tier_change.carried, state.tier_change.lease_until) == (40, 0)
+    assert operator_messages(operator_inbox) == []
+
+    # And the retry finishes the move, with the 40 calls carried once
+    status, answer = send_stripe(secrets, event)
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro") - 40
+    assert key_enabled(partner.api_key_id)
+    assert partner_of(partner.partner_id)[1].tier_change is None
+
+
+def test_a_change_that_lost_its_lock_before_finishing_overwrites_nothing_and_its_retry_applies_once(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given a free partner with 30 calls today, upgrading to pro
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 30)
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    dynamodb = boto3.client("dynamodb")
+
+    taken_over = []
+
+    def another_event_takes_the_lock(**_: Any) -> None:
+        # The change ran past its lease, and another event's delivery took the expired lock over (once: a
+        # client created meanwhile keeps a copy of the session's hooks, so unregistering does not reach it).
+        if taken_over:
+            return
+        taken_over.append(True)
+        dynamodb.update_item(
+            TableName=stack.physical_ids["PartnersTable"],
+            Key={"pk": {"S": f"PARTNER#{partner.partner_id}"}},
+            UpdateExpression="SET tier_change.event_id = :other, tier_change.lease_until = :later",
+            ExpressionAttributeValues={":other": {"S": "evt_other"}, ":later": {"N": str(int(time.time()) + 60)}},
+        )
+
+    # When the lock is taken over while the key is being moved (just before UpdateUsage), so that the final
+    # conditional write fails as DynamoDB fails it (ConditionalCheckFailedException)
+    events = boto3._get_default_session().events
+    events.register("before-call.api-gateway.UpdateUsage", another_event_takes_the_lock)
+    try:
+        status, answer = send_stripe(secrets, event)
+    finally:
+        events.unregister("before-call.api-gateway.UpdateUsage", another_event_takes_the_lock)
+
+    # Then this delivery is answered "retry", wrote no tier, published nothing
+    assert taken_over == [True]
+    assert (status, answer["error"]["code"]) == (HTTPStatus.CONFLICT, "change_in_progress"), answer
+    record, state = partner_of(partner.partner_id)
+    assert (record.tier, state.tier_event_id) == ("free", None)
+    assert operator_messages(operator_inbox) == []
+
+    # And once the lock is free again, the retry applies the change with the usage carried exactly once
+    _expire_leases(stack, partner.partner_id)
+    status, answer = send_stripe(secrets, event)
+    assert (status, answer.get("status")) == (HTTPStatus.OK, "applied"), answer
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro") - 30
+    assert partner_of(partner.partner_id)[0].tier == "pro"
+    assert len(operator_messages(operator_inbox)) == 1
