@@ -59,7 +59,7 @@ from core.models import (
     TierChangeStatus,
 )
 from core.observability import logger, metrics
-from core.plan_moves import PlanMover, QuotaWindow, RequestCounts, quota_window
+from core.plan_moves import CarriedUsage, PlanMover, QuotaWindow, RequestCounts, quota_window
 from core.ports import Notifier, SecretSource, TierChangeStore, UsagePlanGateway
 from core.tier_change_notice import TierChangeNotice
 from core.tier_change_notice import body as notice_body
@@ -210,7 +210,8 @@ class TierChangeService:
             to_tier=to_tier.name,
             to_status=to_status,
             lease_until=int(now) + self._settings.change_lease_seconds,
-            carried=carried,
+            carried=carried.requests if carried else None,
+            carried_in=carried.carried_in if carried else 0,
             window_start=window.start.isoformat() if window and carried is not None else None,
         )
         return PlannedChange(event, partner, state, at, from_tier, to_tier, to_status, moving, window, journal)
@@ -236,22 +237,26 @@ class TierChangeService:
         to_tier: Tier,
         window: QuotaWindow | None,
         journal: PendingTierChange | None,
-    ) -> int | None:
+    ) -> CarriedUsage | None:
         """The usage to carry into `to_tier`: None when nothing is carried (no move, or no quota there)."""
         if window is None:
             return None
         # An interrupted change's journal is good for the same quota period only.
-        journal_carried = journal.carried if journal and journal.window_start == window.start.isoformat() else None
+        journaled = (
+            CarriedUsage(journal.carried, journal.carried_in)
+            if journal and journal.carried is not None and journal.window_start == window.start.isoformat()
+            else None
+        )
         if from_tier is not None and from_tier.plan_id == to_tier.plan_id:
             # Finishing an interrupted change into this same plan: its carry may not have been made.
-            return journal_carried if journal and journal.to_tier == to_tier.name else None
+            return journaled if journal and journal.to_tier == to_tier.name else None
         if from_tier is None:
             # The key is in no plan: an earlier change died between detaching and attaching.
-            if journal_carried is None:
+            if journaled is None:
                 logger.warning("key in no plan and no journal: nothing to carry over", api_key_id=key_id)
-            return journal_carried or 0
+            return journaled or CarriedUsage(0)
         same_period = from_tier.limits.quota_period == to_tier.limits.quota_period
-        into_from = journal_carried if journal and journal.to_tier == from_tier.name else None
+        into_from = journaled.requests if journaled and journal and journal.to_tier == from_tier.name else None
         return self._mover.consumed(from_tier, key_id, window, same_period, into_from)
 
     def _apply_to_key(self, change: "PlannedChange") -> int | None:
@@ -265,7 +270,7 @@ class TierChangeService:
             self._mover.move(key_id, change.from_tier, change.to_tier)
         carried = change.journal.carried
         if carried is not None and change.window is not None:
-            remaining = self._mover.carry(key_id, change.to_tier, carried, change.window)
+            remaining = self._mover.carry(key_id, change.to_tier, carried, change.window, change.journal.carried_in)
         was_active = change.partner.status is PartnerStatus.ACTIVE
         if change.to_status is PartnerStatus.ACTIVE and (not was_active or change.state.tier_change is not None):
             # Enabled last, once the key sits in its new plan with its usage carried over. After an

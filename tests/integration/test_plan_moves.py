@@ -56,8 +56,8 @@ def move_with_carry(
     same_period = tiers[source].limits.quota_period == tiers[target].limits.quota_period
     carried = mover.consumed(tiers[source], key_id, window, same_period, journal_carried=None)
     mover.move(key_id, tiers[source], tiers[target])
-    mover.carry(key_id, tiers[target], carried, window)
-    return carried
+    mover.carry(key_id, tiers[target], carried.requests, window, carried.carried_in)
+    return carried.requests
 
 
 def test_a_day_plan_to_a_month_plan_carries_every_day_of_this_month(tiers: dict[str, Tier], key_id: str) -> None:
@@ -211,3 +211,20 @@ def test_usage_in_the_target_plan_that_getusage_does_not_show_yet_counts_on_the_
 
     # Then its own 20 calls in free still count
     assert remaining(tiers["free"], key_id) == limit(tiers["free"]) - 20
+
+
+def test_a_round_trip_between_plans_of_the_same_period_counts_each_request_once(
+    tiers: dict[str, Tier], key_id: str
+) -> None:
+    # Given a pro key (MONTH) with 100 calls, moved to enterprise (MONTH) where it made 50
+    mover = PlanMover(ApiGateway())
+    mover.move(key_id, tiers["free"], tiers["pro"])
+    used(tiers["pro"], key_id, date(2026, 3, 10), 100)
+    move_with_carry(tiers, key_id, "pro", "enterprise")
+    used(tiers["enterprise"], key_id, date(2026, 3, 10), 50)
+
+    # When it moves back to pro in the same month
+    move_with_carry(tiers, key_id, "enterprise", "pro")
+
+    # Then pro counts the period's 150 calls, the first 100 once
+    assert remaining(tiers["pro"], key_id) == limit(tiers["pro"]) - 150
