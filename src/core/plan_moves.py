@@ -11,10 +11,10 @@ where `carried` is what the key used in the plan it left, counted over the new p
 (GetUsage, read just before the move): the requests it made there, or, when both plans have the same
 quota period, its limit minus what it had left (which also counts usage carried into that plan earlier),
 whichever is more; of that, usage carried into the old plan that came from the new plan's own requests (a
-round trip) counts once: `carry` takes the larger of the two. GetUsage can be up to 30 minutes behind on AWS, so both counts also take the AI API's
-own ledger (MeteringTable, which counts every request as it passes), whichever is more. The quota periods
-are those of `core.periods`; the first-period `offset` is not applied (AWS does not report when a plan was
-created, and our plans set none).
+round trip) counts once: `carry` takes the larger of the two. GetUsage can be up to 30 minutes behind on
+AWS, so both counts also take the AI API's own ledger (MeteringTable, which counts every request as it
+passes), whichever is more. The quota periods are those of `core.periods`; the first-period `offset` is not
+applied (AWS does not report when a plan was created, and our plans set none).
 """
 
 from dataclasses import dataclass
