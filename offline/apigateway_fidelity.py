@@ -4,7 +4,9 @@
 - GetUsage and UpdateUsage exist, answered from a per-backend `UsageLedger`;
 - CreateUsagePlanKey refuses a second plan on the same API stage (ConflictException), DeleteUsagePlanKey
   and DeleteUsagePlan answer NotFoundException, and DeleteApiKey removes the key from its usage plans;
-- management calls are throttled as AWS throttles them (429 TooManyRequestsException).
+- management calls are throttled as AWS throttles them (429 TooManyRequestsException);
+- GetUsage may lag: with METERED_AI_OFFLINE_USAGE_LAG_SECONDS (or `set_usage_lag`) above 0, it reports only
+  requests older than the lag, while quotas keep applying in real time (off by default).
 `ledger()` gives the local gateway and tests the usage ledger; `TokenBucket` (core.pacing) is the throttle
 they share.
 
@@ -15,6 +17,9 @@ Facts and their sources (AWS docs unless noted):
   API owner ... has reduced the remaining quota from 5000 to 10 on the third day") shows that a key
   without traffic is listed with zeros and that UpdateUsage takes effect from the day it is made.
 - "a given API key can only be associated with one usage plan for each stage of your API".
+- Usage plans announcement (2016): quotas apply in real time, but "usage data can be up to 30 minutes
+  behind"; how the lagging `remaining` of GetUsage is computed is not documented (here: the quota minus
+  the reported requests, plus UpdateUsage grants).
 - Management quotas: CreateApiKey and DeleteApiKey 5 requests/s, UpdateUsagePlan 1 request every 20 s,
   and "Total operations: 10 requests per second with a burst quota of 40", which every call counts toward.
 Choices where AWS documents nothing (change them here if AWS is observed to differ):
@@ -52,6 +57,7 @@ from core.pacing import TokenBucket
 from core.periods import QuotaPeriod, effective_limit, is_first_period, parse_quota_period, period_bounds
 
 RATE_LIMITS_ENV: Final = "METERED_AI_OFFLINE_MGMT_RATE_LIMITS"
+USAGE_LAG_ENV: Final = "METERED_AI_OFFLINE_USAGE_LAG_SECONDS"
 GET_USAGE_DEFAULT_LIMIT: Final = 25
 GET_USAGE_MAX_LIMIT: Final = 500
 
@@ -92,6 +98,8 @@ class UsageLedger:
         # UpdateUsage adjustments: (day made, requests added to that day's period; negative removes).
         self._grants: dict[tuple[str, str], list[tuple[date, int]]] = {}
         self._plan_created_at: dict[str, datetime] = {}
+        # While GetUsage lags: requests recorded within the lag, (recorded at, day, n), not yet reported.
+        self._unreported: dict[tuple[str, str], list[tuple[datetime, date, int]]] = {}
 
     def try_consume(self, plan_id: str, key_id: str, at: datetime) -> ConsumeResult:
         """Atomically check the key's quota for the period containing `at` and, if allowed, record one request."""
@@ -100,22 +108,25 @@ class UsageLedger:
         with self._lock:
             quota = self._quota(plan_id)
             if quota is None:
-                self.record(plan_id, key_id, day)
+                self.record(plan_id, key_id, day, at=at)
                 return ConsumeResult(allowed=True, remaining=None, resets_at=None)
             resets_at = period_bounds(quota.period, at)[1]
             remaining = self._remaining_unclamped(plan_id, key_id, quota, day)
             if remaining <= 0:
                 return ConsumeResult(allowed=False, remaining=0, resets_at=resets_at)
-            self.record(plan_id, key_id, day)
+            self.record(plan_id, key_id, day, at=at)
             return ConsumeResult(allowed=True, remaining=remaining - 1, resets_at=resets_at)
 
-    def record(self, plan_id: str, key_id: str, day: date, n: int = 1) -> None:
-        """Add `n` requests on `day` without any quota check (seeding data, or traffic already admitted)."""
+    def record(self, plan_id: str, key_id: str, day: date, n: int = 1, at: datetime | None = None) -> None:
+        """Add `n` requests on `day` without any quota check (seeding data, or traffic already admitted);
+        `at` (default now) is when they were made, which decides when a lagging GetUsage reports them."""
         if n < 0:
             raise ValueError("n must not be negative")
         with self._lock:
             per_day = self._daily.setdefault((plan_id, key_id), {})
             per_day[day] = per_day.get(day, 0) + n
+            if _usage_lag() > 0:
+                self._unreported.setdefault((plan_id, key_id), []).append((at or _now(), day, n))
 
     def used_on(self, plan_id: str, key_id: str, day: date) -> int:
         """Requests recorded for the key in the plan on one UTC day."""
@@ -146,21 +157,43 @@ class UsageLedger:
             delta = value - self._remaining_unclamped(plan_id, key_id, quota, day)
             self._grants.setdefault((plan_id, key_id), []).append((day, delta))
 
-    def daily_usage(self, plan_id: str, key_ids: list[str], start: date, end: date) -> dict[str, list[list[int]]]:
-        """GetUsage's `values`: per key, one [used, remaining] pair per day from `start` to `end` inclusive."""
+    def daily_usage(
+        self, plan_id: str, key_ids: list[str], start: date, end: date, *, lagging: bool = False
+    ) -> dict[str, list[list[int]]]:
+        """GetUsage's `values`: per key, one [used, remaining] pair per day from `start` to `end` inclusive;
+        `lagging`: as GetUsage reports them, without the requests made within the usage lag."""
         days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
         with self._lock:
             quota = self._quota(plan_id)
-            return {
-                key_id: [
+            values = {}
+            for key_id in key_ids:
+                hidden = self._unreported_by_day(plan_id, key_id) if lagging else {}
+                values[key_id] = [
                     [
-                        self.used_on(plan_id, key_id, day),
+                        self.used_on(plan_id, key_id, day) - hidden.get(day, 0),
                         0 if quota is None else max(self._remaining_unclamped(plan_id, key_id, quota, day), 0),
                     ]
                     for day in days
                 ]
-                for key_id in key_ids
-            }
+                if quota is not None and hidden:
+                    for index, day in enumerate(days):
+                        # The requests not reported yet are not taken off the reported remaining either.
+                        values[key_id][index][1] += self._hidden_in_period(hidden, quota, day)
+            return values
+
+    def _unreported_by_day(self, plan_id: str, key_id: str) -> dict[date, int]:
+        cutoff = _now() - timedelta(seconds=_usage_lag())
+        recent = [entry for entry in self._unreported.get((plan_id, key_id), []) if entry[0] > cutoff]
+        self._unreported[(plan_id, key_id)] = recent  # what the lag has passed is reported from now on
+        hidden: dict[date, int] = {}
+        for _, day, n in recent:
+            hidden[day] = hidden.get(day, 0) + n
+        return hidden
+
+    @staticmethod
+    def _hidden_in_period(hidden: dict[date, int], quota: _Quota, day: date) -> int:
+        start = _period_start(quota.period, day)
+        return sum(n for d, n in hidden.items() if start <= d <= day)
 
     def set_plan_created_at(self, plan_id: str, created_at: datetime) -> None:
         """When the plan was created: the quota offset applies only in the period containing this instant."""
@@ -264,6 +297,7 @@ class _Settings:
     rate_limits: bool | None = None  # None: follow RATE_LIMITS_ENV (on unless "0")
     monotonic: MonotonicClock = time.monotonic
     wall_clock: WallClock | None = None  # None: datetime.now(UTC)
+    usage_lag_seconds: float | None = None  # None: follow USAGE_LAG_ENV (0 unless set)
     generation: int = 0  # bumped with the monotonic clock, so buckets built on the old clock are dropped
 
 
@@ -282,6 +316,17 @@ def set_management_rate_limits(enabled: bool | None, *, clock: MonotonicClock | 
 def set_wall_clock(clock: WallClock | None) -> None:
     """The UTC "now" of UpdateUsage and of usage-plan creation times (None: the real time)."""
     _settings.wall_clock = clock
+
+
+def set_usage_lag(seconds: float | None) -> None:
+    """How far GetUsage lags behind the requests (None: back to USAGE_LAG_ENV, 0 when unset)."""
+    _settings.usage_lag_seconds = seconds
+
+
+def _usage_lag() -> float:
+    if _settings.usage_lag_seconds is not None:
+        return _settings.usage_lag_seconds
+    return float(os.environ.get(USAGE_LAG_ENV) or 0)
 
 
 def _rate_limits_enabled() -> bool:
@@ -475,7 +520,7 @@ def _get_usage(self: APIGatewayResponse) -> str:
         "usagePlanId": plan_id,
         "startDate": start.isoformat(),
         "endDate": end.isoformat(),
-        "values": _state(backend).ledger.daily_usage(plan_id, page, start, end),
+        "values": _state(backend).ledger.daily_usage(plan_id, page, start, end, lagging=True),
     }
     if first + limit < len(key_ids):
         body["position"] = _encode_position(key_ids[first + limit])
@@ -503,7 +548,7 @@ def _update_usage(self: APIGatewayResponse) -> str:
             "usagePlanId": plan_id,
             "startDate": start.isoformat(),
             "endDate": today.isoformat(),
-            "values": usage_ledger.daily_usage(plan_id, [key_id], start, today),
+            "values": usage_ledger.daily_usage(plan_id, [key_id], start, today, lagging=True),
         }
     )
 

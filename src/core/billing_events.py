@@ -11,6 +11,10 @@ Generic (Standard Webhooks), for any other billing system:
      "data": {"partner_id": "p_...", "tier": "pro"}}
 `subscription.updated` means "this partner is subscribed to this tier" (a new subscription, a change, a
 return); `subscription.canceled` needs no tier. The event id is the `webhook-id` header.
+
+Hostile bodies behind a valid signature are 400s: JSON nested deeper than MAX_JSON_DEPTH, ids longer than
+the partners table's keys take, and an event dated more than the signature tolerance after its own signature
+(it would order after every real event and freeze the partner's tier).
 """
 
 import json
@@ -23,7 +27,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from core.errors import InvalidRequest, UnprocessableEvent
 from core.http_errors import invalid_request
 from core.models import BillingEvent, IgnoredBillingEvent, TierAction
-from core.webhook_signatures import VerifiedDelivery
+from core.webhook_signatures import TOLERANCE_SECONDS, VerifiedDelivery
 
 STRIPE_SUBSCRIPTION_EVENTS: Final = frozenset(
     {
@@ -41,6 +45,9 @@ ENDED_STATUSES: Final = frozenset({"canceled", "unpaid", "incomplete_expired", "
 GENERIC_SUBSCRIBE: Final = "subscription.updated"
 GENERIC_CANCEL: Final = frozenset({"subscription.canceled", "subscription.cancelled"})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_JSON_DEPTH: Final = 64  # Stripe's events nest about 8 deep
+MAX_ID_LENGTH: Final = 255  # event, customer and type strings; a partner id is at most MAX_PARTNER_ID_LENGTH
+MAX_PARTNER_ID_LENGTH: Final = 200
 
 
 class _Loose(BaseModel):
@@ -78,14 +85,14 @@ class _StripeEventData(_Loose):
 
 
 class _StripeEvent(_Loose):
-    id: str = Field(min_length=1)
-    type: str
-    created: int
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    type: str = Field(max_length=MAX_ID_LENGTH)
+    created: int = Field(ge=0)
     data: _StripeEventData
 
 
 class _GenericData(_Loose):
-    partner_id: str = Field(min_length=1, max_length=200)
+    partner_id: str = Field(min_length=1, max_length=MAX_PARTNER_ID_LENGTH)
     tier: str | None = None
 
 
@@ -101,19 +108,47 @@ def parse_delivery(
     """The tier change a verified delivery asks for, or why it asks for none."""
     payload = _json_object(delivery.body)
     if delivery.scheme == "stripe":
-        return parse_stripe(payload, known_tiers, price_tiers)
-    assert delivery.message_id is not None  # verification required the webhook-id header
-    return parse_generic(payload, delivery.message_id, known_tiers)
+        parsed = parse_stripe(payload, known_tiers, price_tiers)
+    else:
+        assert delivery.message_id is not None  # verification required the webhook-id header
+        parsed = parse_generic(payload, delivery.message_id, known_tiers)
+    if isinstance(parsed, BillingEvent):
+        _not_after_signature(parsed, delivery.signed_at)
+    return parsed
+
+
+def _not_after_signature(event: BillingEvent, signed_at: int) -> None:
+    # An event happens before it is signed and sent; one dated later would order after every real event.
+    if event.occurred_at_us > (signed_at + TOLERANCE_SECONDS) * 1_000_000:
+        field = "created" if event.scheme == "stripe" else "timestamp"
+        message = f"the event is dated more than {TOLERANCE_SECONDS} s after its signature's timestamp"
+        raise InvalidRequest("request body is invalid", [{"field": field, "message": message}])
 
 
 def _json_object(body: str) -> dict[str, Any]:
     try:
         payload = json.loads(body)
+    except RecursionError:
+        payload = None  # deeper than the parser goes: refused below with the same answer as any deep body
     except ValueError:
         raise InvalidRequest("the event body is not valid JSON") from None
+    if payload is None or _depth(payload) > MAX_JSON_DEPTH:
+        raise InvalidRequest(f"the event body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     if not isinstance(payload, dict):
         raise InvalidRequest("the event body must be a JSON object")
     return payload
+
+
+def _depth(value: Any) -> int:
+    # Iterative: the point is to refuse bodies that recursion would choke on.
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                level.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def parse_stripe(
@@ -128,6 +163,8 @@ def parse_stripe(
         return _ignored("stripe", event.id, event.type, f"subscription status {subscription.status!r} changes nothing")
     partner_id = subscription.metadata.get("partner_id", "").strip() or None
     customer_id = subscription.customer_id or None
+    _bounded(partner_id, MAX_PARTNER_ID_LENGTH, "data.object.metadata.partner_id")
+    _bounded(customer_id, MAX_ID_LENGTH, "data.object.customer")
     if partner_id is None and customer_id is None:
         raise UnprocessableEvent("the subscription has neither metadata.partner_id nor a customer")
     return BillingEvent(
@@ -178,9 +215,11 @@ def _stripe_tier(
 def parse_generic(
     payload: dict[str, Any], message_id: str, known_tiers: Collection[str]
 ) -> BillingEvent | IgnoredBillingEvent:
+    _bounded(message_id, MAX_ID_LENGTH, "webhook-id")
     event_type = payload.get("type")
     if not isinstance(event_type, str):
         raise InvalidRequest("request body is invalid", [{"field": "type", "message": "field required"}])
+    _bounded(event_type, MAX_ID_LENGTH, "type")
     action: Literal[TierAction.SUBSCRIBE, TierAction.CANCEL]
     if event_type == GENERIC_SUBSCRIBE:
         action = TierAction.SUBSCRIBE
@@ -208,6 +247,12 @@ def parse_generic(
 def _microseconds(at: datetime) -> int:
     # Exact: float seconds would lose microseconds, and two events a few microseconds apart must stay ordered.
     return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _bounded(value: str | None, limit: int, field: str) -> None:
+    if value is not None and len(value) > limit:
+        message = f"at most {limit} characters"
+        raise InvalidRequest("request body is invalid", [{"field": field, "message": message}])
 
 
 def _require_known(tier: str, known_tiers: Collection[str]) -> None:

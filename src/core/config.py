@@ -132,6 +132,10 @@ class TierWebhookSettings(StackSettings):
     """POST /webhooks/billing: the billing webhook that moves partners' keys between tiers."""
 
     idempotency_table: str = Field(min_length=1)
+    # The AI API's ledger: requests per key and period, counted as they pass (GetUsage lags up to 30 min).
+    metering_table: str = Field(min_length=1)
+    # TIERS (Globals): each tier's models and limits, which the operators' tier-change email lists.
+    tiers: dict[str, TierPolicy] = Field(default_factory=dict)
     # The Secrets Manager secret with the signing secrets: {"stripe": [...], "standard": [...]} (never the values).
     webhook_secret_arn: str = Field(min_length=1)
     # The operators' topic: every applied change, and events parked for an unknown partner.

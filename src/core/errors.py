@@ -78,6 +78,10 @@ class InvalidSignature(DomainError):
     """A webhook whose signature is missing, malformed, does not verify, or is outside the timestamp tolerance."""
 
 
+class MalformedSignature(InvalidSignature):
+    """Signature headers that do not parse (one numeric timestamp, signatures in the scheme's syntax): answered 400."""
+
+
 class SigningSecretUnavailable(DomainError):
     """No signing secret is configured for the webhook's scheme, or the secret cannot be read."""
 

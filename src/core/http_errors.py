@@ -18,6 +18,7 @@ from core.errors import (
     InvalidSignature,
     KeyAlreadyInPlan,
     KeyNotRegistered,
+    MalformedSignature,
     ManagementApiThrottled,
     ModelNotFound,
     ModelNotInTier,
@@ -52,7 +53,8 @@ _STATUS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     ManagementApiThrottled: (HTTPStatus.SERVICE_UNAVAILABLE, "throttled"),
     KeyAlreadyInPlan: (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     NotFound: (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
-    # The billing webhook (POST /webhooks/billing).
+    # The billing webhook (POST /webhooks/billing). MalformedSignature before InvalidSignature, its base.
+    MalformedSignature: (HTTPStatus.BAD_REQUEST, "malformed_signature"),
     InvalidSignature: (HTTPStatus.UNAUTHORIZED, "invalid_signature"),
     PayloadTooLarge: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request_too_large"),
     UnprocessableEvent: (HTTPStatus.UNPROCESSABLE_ENTITY, "unprocessable_event"),

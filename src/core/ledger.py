@@ -59,3 +59,13 @@ class QuotaReading:
     remaining: int
     limit: int
     as_of: str
+
+
+@dataclass(frozen=True)
+class PeriodRequests:
+    """Requests the AI API counted for a key in one ledger item: the item's quota period start and its tier
+    (the tier of the item's latest request). The ledger counts every request as it passes, with no lag."""
+
+    period_start: datetime
+    tier: str
+    requests: int

@@ -161,6 +161,9 @@ class PendingTierChange(BaseModel):
     lease_until: int  # epoch seconds; an expired lease means its holder died and may be taken over
     # Requests the key made in the plan it left, in the new plan's current quota period (None: nothing to carry).
     carried: int | None = None
+    # Of `carried`, what had been carried into the plan it left (same quota period only). It may hold the
+    # new plan's own requests of this period (a round trip), which the new plan counts once, not twice.
+    carried_in: int = 0
     window_start: str | None = None  # ISO date of that period's start
 
 

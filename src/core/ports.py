@@ -107,7 +107,7 @@ class TierChangeStore(Protocol):
 class Notifier(Protocol):
     """The operators' topic."""
 
-    def publish(self, subject: str, message: dict[str, Any], attributes: dict[str, str] | None = None) -> str: ...
+    def publish(self, subject: str, message: dict[str, Any] | str, attributes: dict[str, str] | None = None) -> str: ...
 
 
 class SecretSource(Protocol):

@@ -34,6 +34,7 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 
 from core.adapters.apigateway import ApiGateway
 from core.adapters.dynamodb import PartnersTable
+from core.adapters.metering_table import MeteringTable
 from core.adapters.secrets import JsonSecret
 from core.adapters.sns import OperatorTopic
 from core.billing_events import parse_delivery
@@ -58,8 +59,11 @@ from core.models import (
     TierChangeStatus,
 )
 from core.observability import logger, metrics
-from core.plan_moves import PlanMover, QuotaWindow, quota_window
+from core.plan_moves import CarriedUsage, PlanMover, QuotaWindow, RequestCounts, quota_window
 from core.ports import Notifier, SecretSource, TierChangeStore, UsagePlanGateway
+from core.tier_change_notice import TierChangeNotice
+from core.tier_change_notice import body as notice_body
+from core.tier_change_notice import subject as notice_subject
 from core.tiers import TierCatalog
 from core.webhook_signatures import SigningSecrets, scheme_of, verify
 
@@ -108,11 +112,12 @@ class TierChangeService:
         notifier: Notifier,
         secrets: SecretSource,
         idempotency_store: BasePersistenceLayer,
+        counts: RequestCounts | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._plans = plans
-        self._mover = PlanMover(plans)
+        self._mover = PlanMover(plans, counts)
         self._partners = partners
         self._notifier = notifier
         self._secrets = secrets
@@ -205,7 +210,8 @@ class TierChangeService:
             to_tier=to_tier.name,
             to_status=to_status,
             lease_until=int(now) + self._settings.change_lease_seconds,
-            carried=carried,
+            carried=carried.requests if carried else None,
+            carried_in=carried.carried_in if carried else 0,
             window_start=window.start.isoformat() if window and carried is not None else None,
         )
         return PlannedChange(event, partner, state, at, from_tier, to_tier, to_status, moving, window, journal)
@@ -231,22 +237,26 @@ class TierChangeService:
         to_tier: Tier,
         window: QuotaWindow | None,
         journal: PendingTierChange | None,
-    ) -> int | None:
+    ) -> CarriedUsage | None:
         """The usage to carry into `to_tier`: None when nothing is carried (no move, or no quota there)."""
         if window is None:
             return None
         # An interrupted change's journal is good for the same quota period only.
-        journal_carried = journal.carried if journal and journal.window_start == window.start.isoformat() else None
+        journaled = (
+            CarriedUsage(journal.carried, journal.carried_in)
+            if journal and journal.carried is not None and journal.window_start == window.start.isoformat()
+            else None
+        )
         if from_tier is not None and from_tier.plan_id == to_tier.plan_id:
             # Finishing an interrupted change into this same plan: its carry may not have been made.
-            return journal_carried if journal and journal.to_tier == to_tier.name else None
+            return journaled if journal and journal.to_tier == to_tier.name else None
         if from_tier is None:
             # The key is in no plan: an earlier change died between detaching and attaching.
-            if journal_carried is None:
+            if journaled is None:
                 logger.warning("key in no plan and no journal: nothing to carry over", api_key_id=key_id)
-            return journal_carried or 0
+            return journaled or CarriedUsage(0)
         same_period = from_tier.limits.quota_period == to_tier.limits.quota_period
-        into_from = journal_carried if journal and journal.to_tier == from_tier.name else None
+        into_from = journaled.requests if journaled and journal and journal.to_tier == from_tier.name else None
         return self._mover.consumed(from_tier, key_id, window, same_period, into_from)
 
     def _apply_to_key(self, change: "PlannedChange") -> int | None:
@@ -260,7 +270,7 @@ class TierChangeService:
             self._mover.move(key_id, change.from_tier, change.to_tier)
         carried = change.journal.carried
         if carried is not None and change.window is not None:
-            remaining = self._mover.carry(key_id, change.to_tier, carried, change.window)
+            remaining = self._mover.carry(key_id, change.to_tier, carried, change.window, change.journal.carried_in)
         was_active = change.partner.status is PartnerStatus.ACTIVE
         if change.to_status is PartnerStatus.ACTIVE and (not was_active or change.state.tier_change is not None):
             # Enabled last, once the key sits in its new plan with its usage carried over. After an
@@ -295,12 +305,7 @@ class TierChangeService:
             moved=change.moving,
             remaining=remaining,
         )
-        self._notify(
-            event,
-            partner.partner_id,
-            (partner.tier, partner.status),
-            (change.to_tier.name, change.to_status),
-        )
+        self._notify(event, partner, (partner.tier, partner.status), (change.to_tier.name, change.to_status), remaining)
         return self._outcome("applied", event, partner, change.to_tier.name, change.to_status)
 
     def _release(self, partner_id: str, event_id: str) -> None:
@@ -321,39 +326,36 @@ class TierChangeService:
             return self._outcome("stale", event, partner, partner.tier, partner.status)
         if not state.tier_event_notified:
             # Applied by an earlier delivery whose notification failed: this retry sends it.
-            self._notify(
-                event, partner.partner_id, (state.tier_event_previous_tier, None), (partner.tier, partner.status)
-            )
+            self._notify(event, partner, (state.tier_event_previous_tier, None), (partner.tier, partner.status))
         logger.info("duplicate billing event", partner_id=partner.partner_id, event_id=event.event_id)
         return self._outcome("duplicate", event, partner, partner.tier, partner.status)
 
     def _notify(
         self,
         event: BillingEvent,
-        partner_id: str,
+        partner: Partner,
         previous: tuple[str | None, PartnerStatus | None],
         current: tuple[str, PartnerStatus],
+        remaining: int | None = None,
     ) -> None:
         (previous_tier, previous_status), (tier, status) = previous, current
-        message = {
-            "kind": NOTIFICATION_KIND,
-            "partner_id": partner_id,
-            "previous_tier": previous_tier,
-            "tier": tier,
-            "previous_status": previous_status.value if previous_status else None,
-            "status": status.value,
-            "event_id": event.event_id,
-            "event_type": event.event_type,
-            "scheme": event.scheme,
-        }
-        if status is PartnerStatus.DISABLED:
-            verb = "disabled"
-        elif previous_status is PartnerStatus.DISABLED:
-            verb = f"enabled again on {tier}"
-        else:
-            verb = f"{previous_tier} -> {tier}"
-        self._notifier.publish(f"Tier change: {partner_id} {verb}", message, {"kind": NOTIFICATION_KIND, "tier": tier})
-        self._partners.mark_notified(partner_id, event.event_id)
+        notice = TierChangeNotice(
+            event=event,
+            partner_id=partner.partner_id,
+            partner_name=partner.name,
+            previous_tier=previous_tier,
+            previous_status=previous_status,
+            tier=tier,
+            status=status,
+            applied_at=datetime.fromtimestamp(self._clock(), UTC),
+            remaining=remaining,
+        )
+        self._notifier.publish(
+            notice_subject(notice),
+            notice_body(notice, self._settings.tiers),
+            {"kind": NOTIFICATION_KIND, "tier": tier, "partner_id": partner.partner_id},
+        )
+        self._partners.mark_notified(partner.partner_id, event.event_id)
 
     def _unknown_partner(self, event: BillingEvent) -> TierChangeOutcome:
         now = self._clock()
@@ -402,4 +404,5 @@ def tier_change_service() -> TierChangeService:
         notifier=OperatorTopic(settings.alert_topic_arn),
         secrets=JsonSecret(settings.webhook_secret_arn, settings.secret_cache_seconds),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+        counts=MeteringTable(settings.metering_table),
     )

@@ -3,13 +3,15 @@
 Two schemes, chosen by the headers present, each verified by its own package over the raw body:
 - Stripe (`Stripe-Signature: t=...,v1=...`): `stripe.WebhookSignature.verify_header`;
 - Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`): `standardwebhooks.Webhook.verify`.
-Both refuse a timestamp older than 5 minutes; Stripe's package accepts any future timestamp, so a Stripe
-timestamp more than 5 minutes ahead is refused here as Standard Webhooks refuses it. Several secrets may
+Both refuse a timestamp more than 5 minutes old or ahead. A header's timestamp is parsed once, here: exactly
+one `t=` (Stripe) or `webhook-timestamp` of whole seconds, or the header is malformed (400); Stripe's package
+verifies the signature over that same value (its own time check, past only, is not used). Several secrets may
 be active per scheme (rotation): a delivery passes if any of them signed it. Nothing here logs a secret,
 a signature or the body.
 """
 
 import binascii
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from typing import Any, Final
 import stripe
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook, WebhookVerificationError
 
-from core.errors import InvalidSignature, SigningSecretUnavailable
+from core.errors import InvalidSignature, MalformedSignature, SigningSecretUnavailable
 from core.models import WebhookScheme
 from core.observability import logger
 
@@ -30,6 +32,8 @@ STANDARD: Final = "standard"
 
 _OUTSIDE_TOLERANCE = "the signature's timestamp is outside the 5-minute tolerance"
 _NO_MATCH = "the signature does not match the body under any active signing secret"
+_STRIPE_MALFORMED = "the Stripe-Signature header is malformed (expected one t=<timestamp> and v1=<signature>)"
+_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: int() would also take " 1", "1_0" and other scripts
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class VerifiedDelivery:
     scheme: WebhookScheme
     body: str
     message_id: str | None  # webhook-id (Standard Webhooks); Stripe's event id is in the body
+    signed_at: int  # the signature's timestamp (epoch seconds), within the tolerance of now
 
 
 @dataclass(frozen=True)
@@ -101,65 +106,66 @@ def verify(
         raise InvalidSignature("the body is not UTF-8 text, so it cannot carry a valid signature") from None
     lowered = {name.lower(): value for name, value in headers.items()}
     if scheme == "stripe":
-        _verify_stripe(body, lowered[STRIPE_HEADER], secrets.stripe, clock)
-        return VerifiedDelivery(scheme="stripe", body=body, message_id=None)
-    _verify_standard(body, lowered, secrets.standard)
-    return VerifiedDelivery(scheme="standard", body=body, message_id=lowered["webhook-id"])
+        signed_at = _verify_stripe(body, lowered[STRIPE_HEADER], secrets.stripe)
+        _within_tolerance(signed_at, clock)
+        return VerifiedDelivery(scheme="stripe", body=body, message_id=None, signed_at=signed_at)
+    signed_at = _verify_standard(body, lowered, secrets.standard)
+    return VerifiedDelivery(scheme="standard", body=body, message_id=lowered["webhook-id"], signed_at=signed_at)
 
 
-def _verify_stripe(body: str, header: str, secrets: tuple[str, ...], clock: Callable[[], float]) -> None:
+def _within_tolerance(signed_at: int, clock: Callable[[], float]) -> None:
+    if abs(clock() - signed_at) > TOLERANCE_SECONDS:
+        raise InvalidSignature(_OUTSIDE_TOLERANCE)
+
+
+def _verify_stripe(body: str, header: str, secrets: tuple[str, ...]) -> int:
+    """The header's timestamp, once a secret's signature over it and the body matched."""
     if not secrets:
         raise SigningSecretUnavailable("no Stripe signing secret is configured")
-    reasons = []
+    if not header:
+        raise MalformedSignature("the Stripe-Signature header is empty")
+    signed_at = _stripe_timestamp(header)
     for secret in secrets:
         try:
-            stripe.WebhookSignature.verify_header(body, header, secret, tolerance=TOLERANCE_SECONDS)
+            # tolerance=None: the package's check reads the past only; both ways are checked with our clock.
+            stripe.WebhookSignature.verify_header(body, header, secret, tolerance=None)
         except stripe.SignatureVerificationError as exc:
-            reasons.append(_stripe_reason(str(exc)))
+            if str(exc).startswith(("Unable to extract", "No signatures found with expected scheme")):
+                raise MalformedSignature(_STRIPE_MALFORMED) from None
             continue
-        if _stripe_timestamp(header) > clock() + TOLERANCE_SECONDS:
-            raise InvalidSignature(_OUTSIDE_TOLERANCE)
-        return
-    # The signature matched some secret but was too old: say so rather than "no match".
-    raise InvalidSignature(_OUTSIDE_TOLERANCE if _OUTSIDE_TOLERANCE in reasons else reasons[0])
-
-
-def _stripe_reason(message: str) -> str:
-    if "tolerance" in message:
-        return _OUTSIDE_TOLERANCE
-    if message.startswith(("Unable to extract", "No signatures found with expected scheme")):
-        return "the Stripe-Signature header is malformed (expected t=<timestamp>,v1=<signature>)"
-    if message.startswith("No Stripe-Signature"):
-        return "the Stripe-Signature header is empty"
-    return _NO_MATCH
+        return signed_at
+    raise InvalidSignature(_NO_MATCH)
 
 
 def _stripe_timestamp(header: str) -> int:
-    # verify_header has parsed it already; only its t= value is needed here.
-    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    return int(parts["t"])
+    # The one t= that stripe's verify_header also reads (it takes the first): several are refused, not chosen.
+    values = [value for name, _, value in (part.partition("=") for part in header.split(",")) if name == "t"]
+    if len(values) != 1 or not _SECONDS.fullmatch(values[0]):
+        raise MalformedSignature(_STRIPE_MALFORMED)
+    return int(values[0])
 
 
-def _verify_standard(body: str, headers: dict[str, str], secrets: tuple[Webhook, ...]) -> None:
+def _verify_standard(body: str, headers: dict[str, str], secrets: tuple[Webhook, ...]) -> int:
+    """The webhook-timestamp, once a secret's signature matched (standardwebhooks checks the tolerance)."""
     if not secrets:
         raise SigningSecretUnavailable("no Standard Webhooks signing secret is configured")
     signed = {name: headers.get(name, "") for name in STANDARD_HEADERS}
     missing = [name for name, value in signed.items() if not value]
     if missing:
         raise InvalidSignature(f"missing {', '.join(missing)} header")
+    if not _SECONDS.fullmatch(signed["webhook-timestamp"]):
+        # standardwebhooks would take any float ("1e9", "nan"); the scheme sends whole seconds.
+        raise MalformedSignature("the webhook-timestamp header is not a number of seconds")
     for verifier in secrets:
         try:
             verifier.verify(body, signed, json_parse=False)
-            return
+            return int(signed["webhook-timestamp"])
         except WebhookVerificationError as exc:
-            message = str(exc)
-            if "timestamp too" in message:
+            if "timestamp too" in str(exc):
                 raise InvalidSignature(_OUTSIDE_TOLERANCE) from None
-            if message == "Invalid Signature Headers":
-                raise InvalidSignature("the webhook-timestamp header is not a number of seconds") from None
         except (ValueError, binascii.Error):
             # standardwebhooks splits "v1,<base64>" and decodes it without guarding either step.
-            raise InvalidSignature(
+            raise MalformedSignature(
                 "the webhook-signature header is malformed (expected space-separated v1,<base64>)"
             ) from None
     raise InvalidSignature(_NO_MATCH)

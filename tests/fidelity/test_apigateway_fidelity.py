@@ -25,11 +25,13 @@ from offline import apigateway_fidelity as fidelity
 from offline.apigateway_fidelity import (
     GET_USAGE_MAX_LIMIT,
     RATE_LIMITS_ENV,
+    USAGE_LAG_ENV,
     TokenBucket,
     UsagePlanKeyNotFound,
     install,
     ledger,
     set_management_rate_limits,
+    set_usage_lag,
 )
 from tests.fidelity.conftest import NO_RETRIES, REGION, FakeClocks
 
@@ -912,3 +914,63 @@ def test_install_is_idempotent(clocks: FakeClocks) -> None:
             add_key(apigw, plan_id, key_id)
 
     assert error(exc) == ("ConflictException", HTTPStatus.CONFLICT)
+
+
+# --- GetUsage lags behind the requests -------------------------------------------------------------------
+
+
+@pytest.fixture
+def usage_lag(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """GetUsage 30 minutes behind, as AWS allows ("usage data can be up to 30 minutes behind")."""
+    monkeypatch.delenv(USAGE_LAG_ENV, raising=False)
+    set_usage_lag(1800)
+    yield
+    set_usage_lag(None)
+
+
+@pytest.mark.usefixtures("usage_lag")
+def test_get_usage_reports_requests_only_once_they_are_older_than_the_lag(
+    apigw: APIGatewayClient, clocks: FakeClocks
+) -> None:
+    # Given a daily quota of 10, and 6 requests admitted just now (12:00)
+    plan_id, key_id = plan_with_key(apigw, {"limit": 10, "period": "DAY"})
+    results = [ledger().try_consume(plan_id, key_id, clocks.now()) for _ in range(6)]
+    assert [result.remaining for result in results] == [9, 8, 7, 6, 5, 4]
+
+    # When GetUsage is asked 29 minutes later, then 31 minutes later
+    clocks.advance(29 * 60)
+    early = apigw.get_usage(usagePlanId=plan_id, keyId=key_id, startDate="2026-03-10", endDate="2026-03-10")
+    clocks.advance(2 * 60)
+    late = apigw.get_usage(usagePlanId=plan_id, keyId=key_id, startDate="2026-03-10", endDate="2026-03-10")
+
+    # Then it first shows none of them, then all of them; the quota applied in real time all along
+    assert early["items"] == {key_id: [[0, 10]]}
+    assert late["items"] == {key_id: [[6, 4]]}
+    assert ledger().remaining(plan_id, key_id, clocks.now()) == 4
+
+
+def test_get_usage_is_exact_when_no_lag_is_set(
+    apigw: APIGatewayClient, clocks: FakeClocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no METERED_AI_OFFLINE_USAGE_LAG_SECONDS (make local's default)
+    monkeypatch.delenv(USAGE_LAG_ENV, raising=False)
+    plan_id, key_id = plan_with_key(apigw, {"limit": 10, "period": "DAY"})
+    ledger().try_consume(plan_id, key_id, clocks.now())
+
+    # When GetUsage is asked at once, Then it shows the request
+    usage = apigw.get_usage(usagePlanId=plan_id, keyId=key_id, startDate="2026-03-10", endDate="2026-03-10")
+    assert usage["items"] == {key_id: [[1, 9]]}
+
+
+def test_the_usage_lag_is_read_from_the_environment(
+    apigw: APIGatewayClient, clocks: FakeClocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(USAGE_LAG_ENV, "60")
+    plan_id, key_id = plan_with_key(apigw, {"limit": 10, "period": "DAY"})
+    ledger().try_consume(plan_id, key_id, clocks.now())
+
+    usage = apigw.get_usage(usagePlanId=plan_id, keyId=key_id, startDate="2026-03-10", endDate="2026-03-10")
+    clocks.advance(61)
+    later = apigw.get_usage(usagePlanId=plan_id, keyId=key_id, startDate="2026-03-10", endDate="2026-03-10")
+
+    assert (usage["items"], later["items"]) == ({key_id: [[0, 10]]}, {key_id: [[1, 9]]})

@@ -81,7 +81,11 @@ def operator_messages(queue_url: str) -> list[dict[str, Any]]:
     while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
         for message in batch:
             envelope = json.loads(message["Body"])
-            messages.append({"subject": envelope.get("Subject"), **json.loads(envelope["Message"])})
+            # Tier changes are text (an email); parked events are JSON. Attributes are what filters see.
+            attributes = {name: value["Value"] for name, value in envelope.get("MessageAttributes", {}).items()}
+            text = envelope["Message"]
+            fields = json.loads(text) if text.startswith("{") else {"body": text}
+            messages.append({"subject": envelope.get("Subject"), **attributes, **fields})
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     return messages
 
@@ -181,10 +185,17 @@ def test_upgrade_free_to_pro_moves_the_same_key_and_carries_usage(
     assert state.tier_event_id == event["id"]
     assert state.tier_change is None
     # And the operators were told: partner, old tier, new tier, event id
+    # And the operators got an email: who, from which tier to which, what changed, the event
     [message] = operator_messages(operator_inbox)
-    assert message["partner_id"] == partner.partner_id
-    assert (message["previous_tier"], message["tier"], message["event_id"]) == ("free", "pro", event["id"])
+    assert (message["kind"], message["partner_id"], message["tier"]) == ("tier-change", partner.partner_id, "pro")
     assert message["subject"] == f"Tier change: {partner.partner_id} free -> pro"
+    text = message["body"]
+    assert f"Acme AI (partner {partner.partner_id}) moved from the free tier to the pro tier." in text
+    assert f"Requests: {quota(template, 'free')} a day -> {quota(template, 'pro')} a month" in " ".join(text.split())
+    assert "Models:" in text
+    assert f"{quota(template, 'pro') - 40} requests left in the pro quota" in text
+    assert event["id"] in text
+    assert not text.lstrip().startswith("{")
 
 
 def test_downgrade_pro_to_free_with_usage_over_the_free_quota_leaves_zero_remaining(
@@ -275,18 +286,39 @@ def _malformed_standard(secrets: dict[str, str], body: str) -> dict[str, str]:
     return {**standard_headers(body, secrets["standard"]), "webhook-signature": "v1"}
 
 
+def _signed_tomorrow_with_a_second_timestamp(secrets: dict[str, str], body: str) -> dict[str, str]:
+    # stripe verifies the first t= (tomorrow); a second one of now must not pass the "ahead" check for it.
+    header = stripe_headers(body, secrets["stripe"], int(time.time()) + 86_400)["Stripe-Signature"]
+    return {"Stripe-Signature": f"{header},t={int(time.time())}"}
+
+
+def _stripe_timestamp_with_a_tail(secrets: dict[str, str], body: str) -> dict[str, str]:
+    now = int(time.time())
+    header = stripe_headers(body, secrets["stripe"], now)["Stripe-Signature"]
+    return {"Stripe-Signature": header.replace(f"t={now}", f"t={now}=x")}
+
+
+def _stripe_with_a_trailing_non_numeric_timestamp(secrets: dict[str, str], body: str) -> dict[str, str]:
+    return {"Stripe-Signature": stripe_headers(body, secrets["stripe"])["Stripe-Signature"] + ",t=abc"}
+
+
+UNAUTHORIZED = (HTTPStatus.UNAUTHORIZED, "invalid_signature")
+MALFORMED = (HTTPStatus.BAD_REQUEST, "malformed_signature")
 REFUSED_SIGNATURES = [
-    (_forged, "does not match"),
-    (_stale_stripe, "outside the 5-minute tolerance"),
-    (_future_stripe, "outside the 5-minute tolerance"),
-    (_stale_standard, "outside the 5-minute tolerance"),
-    (_future_standard, "outside the 5-minute tolerance"),
-    (_tampered, "does not match"),
-    (_missing, "missing signature"),
-    (_standard_without_signature, "missing webhook-signature"),
-    (_both_schemes, "not both"),
-    (_malformed_stripe, "malformed"),
-    (_malformed_standard, "malformed"),
+    (_forged, UNAUTHORIZED, "does not match"),
+    (_stale_stripe, UNAUTHORIZED, "outside the 5-minute tolerance"),
+    (_future_stripe, UNAUTHORIZED, "outside the 5-minute tolerance"),
+    (_stale_standard, UNAUTHORIZED, "outside the 5-minute tolerance"),
+    (_future_standard, UNAUTHORIZED, "outside the 5-minute tolerance"),
+    (_tampered, UNAUTHORIZED, "does not match"),
+    (_missing, UNAUTHORIZED, "missing signature"),
+    (_standard_without_signature, UNAUTHORIZED, "missing webhook-signature"),
+    (_both_schemes, UNAUTHORIZED, "not both"),
+    (_malformed_stripe, MALFORMED, "malformed"),
+    (_malformed_standard, MALFORMED, "malformed"),
+    (_signed_tomorrow_with_a_second_timestamp, MALFORMED, "malformed"),
+    (_stripe_timestamp_with_a_tail, MALFORMED, "malformed"),
+    (_stripe_with_a_trailing_non_numeric_timestamp, MALFORMED, "malformed"),
 ]
 
 
@@ -297,13 +329,13 @@ def test_a_delivery_whose_signature_does_not_verify_is_refused_and_changes_nothi
     partner = sign_up()
     body = body_of(stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro"))
 
-    for sign, message in REFUSED_SIGNATURES:
-        # When it is delivered with a bad, stale, forged, tampered or missing signature
+    for sign, (expected_status, code), message in REFUSED_SIGNATURES:
+        # When it is delivered with a bad, stale, forged, tampered, malformed or missing signature
         status, answer = post(body, sign(secrets, body))
 
-        # Then it is refused with a clear reason
-        assert status == HTTPStatus.UNAUTHORIZED, sign.__name__
-        assert answer["error"]["code"] == "invalid_signature", sign.__name__
+        # Then it is refused with a clear reason: 400 for headers that do not parse, 401 for the rest
+        assert status == expected_status, sign.__name__
+        assert answer["error"]["code"] == code, sign.__name__
         assert message in answer["error"]["message"], sign.__name__
 
     # And nothing changed anywhere: plan, record, notifications, processed events
@@ -594,7 +626,8 @@ def test_a_failed_notification_is_sent_by_the_retry(
     # Then the change is not made again, and the operators get their one message
     assert (status, answer["status"]) == (HTTPStatus.OK, "duplicate")
     [message] = operator_messages(operator_inbox)
-    assert (message["previous_tier"], message["tier"]) == ("free", "pro")
+    assert message["tier"] == "pro"
+    assert "moved from the free tier to the pro tier" in message["body"]
 
 
 # --- Cancel and return ---------------------------------------------------------------------------------------
@@ -782,3 +815,273 @@ def test_no_secret_signature_or_key_value_reaches_the_logs(
     for secret in (*secrets.values(), headers["Stripe-Signature"], standard_signed["webhook-signature"]):
         assert secret not in everything
     assert result.api_key.get_secret_value() not in everything
+
+
+# --- Hostile bodies behind a valid signature -------------------------------------------------------------------
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _stripe_event_with(partner_id: str, **overrides: Any) -> str:
+    event = stripe_subscription_event(partner_id=partner_id, lookup_key="pro")
+    event.update(overrides)
+    return body_of(event)
+
+
+HOSTILE_SIGNED_BODIES = [
+    ("json nested 100,000 deep", "stripe", lambda partner_id: _deep(100_000), "nested too deeply"),
+    ("json nested 100,000 deep", "standard", lambda partner_id: _deep(100_000), "nested too deeply"),
+    (
+        "object nested 900 deep in the event",
+        "stripe",
+        lambda partner_id: _stripe_event_with(partner_id, extra=json.loads('{"a":' * 900 + "1" + "}" * 900)),
+        "nested too deeply",
+    ),
+    (
+        "stripe event id of 256 characters",
+        "stripe",
+        lambda partner_id: _stripe_event_with(partner_id, id="e" * 256),
+        "id",
+    ),
+    (
+        "event type of 10,000 characters",
+        "stripe",
+        lambda partner_id: _stripe_event_with(partner_id, type="t" * 10_000),
+        "type",
+    ),
+    (
+        "customer id of 10,000 characters",
+        "stripe",
+        lambda partner_id: body_of(stripe_subscription_event(partner_id=None, customer="c" * 10_000)),
+        "customer",
+    ),
+    (
+        "metadata.partner_id of 10,000 characters",
+        "stripe",
+        lambda partner_id: body_of(stripe_subscription_event(partner_id="p" * 10_000)),
+        "partner_id",
+    ),
+    (
+        "created that is not a number",
+        "stripe",
+        lambda partner_id: _stripe_event_with(partner_id, created="soon"),
+        "created",
+    ),
+    ("created beyond any date", "stripe", lambda partner_id: _stripe_event_with(partner_id, created=10**30), "created"),
+]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "make_body", "message"), [pytest.param(*rest, id=case) for case, *rest in HOSTILE_SIGNED_BODIES]
+)
+def test_a_hostile_body_behind_a_valid_signature_gets_a_4xx_and_changes_nothing(
+    stack: ProvisionedStack, secrets: dict[str, str], scheme: str, make_body: Any, message: str
+) -> None:
+    # Given a free partner, and a body signed with the right secret that is hostile in one way
+    partner = sign_up()
+    body = make_body(partner.partner_id)
+    headers = (
+        stripe_headers(body, secrets["stripe"]) if scheme == "stripe" else standard_headers(body, secrets["standard"])
+    )
+
+    # When it is delivered
+    status, answer = post(body, headers)
+
+    # Then it is refused with a 400 in the documented shape, and nothing changed
+    assert status == HTTPStatus.BAD_REQUEST, answer
+    assert answer["error"]["code"] == "invalid_request"
+    assert message in json.dumps(answer["error"])
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+
+
+def test_a_standard_webhooks_message_id_over_255_characters_gets_a_400(
+    stack: ProvisionedStack, secrets: dict[str, str]
+) -> None:
+    # Given a generic upgrade whose webhook-id (its event id) is 256 characters long
+    partner = sign_up()
+    body = body_of(generic_event(partner_id=partner.partner_id, tier="pro"))
+
+    # When it is delivered, correctly signed
+    status, answer = post(body, standard_headers(body, secrets["standard"], message_id="m" * 256))
+
+    # Then it is refused with a 400 naming the header, and nothing changed
+    assert (status, answer["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "invalid_request"), answer
+    assert "webhook-id" in json.dumps(answer["error"])
+    assert tiers_holding(partner.api_key_id, stack) == ["free"]
+
+
+@pytest.mark.parametrize("scheme", ["stripe", "standard"])
+def test_an_event_dated_after_its_signature_is_refused_and_does_not_freeze_the_tier(
+    stack: ProvisionedStack, secrets: dict[str, str], scheme: str
+) -> None:
+    # Given a free partner, and a correctly signed upgrade dated a year ahead
+    partner = sign_up()
+    next_year = datetime.now(UTC) + timedelta(days=365)
+    if scheme == "stripe":
+        event = stripe_subscription_event(
+            partner_id=partner.partner_id, lookup_key="pro", created=int(next_year.timestamp())
+        )
+        status, answer = send_stripe(secrets, event)
+    else:
+        status, answer = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="pro", at=next_year))
+
+    # Then it is refused with a 400 naming the event's date, and the tier is unchanged
+    assert (status, answer["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "invalid_request"), answer
+    assert answer["error"]["details"][0]["field"] == ("created" if scheme == "stripe" else "timestamp")
+    assert partner_of(partner.partner_id)[1].tier_event_id is None
+
+    # And a real event sent now still applies (nothing was left ordered after it)
+    status, answer = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="enterprise"))
+    assert (status, answer["status"], answer["tier"]) == (HTTPStatus.OK, "applied", "enterprise")
+
+
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_two_events_in_the_same_second_are_ordered_by_event_id(
+    stack: ProvisionedStack, secrets: dict[str, str], order: tuple[str, str]
+) -> None:
+    # Given two Stripe events of one partner created in the same second (Stripe's `created` has 1 s resolution)
+    partner = sign_up()
+    now = int(time.time())
+    suffix = uuid.uuid4().hex[:12]
+    events = {
+        "a": stripe_subscription_event(
+            partner_id=partner.partner_id, lookup_key="enterprise", created=now, event_id=f"evt_a{suffix}"
+        ),
+        "b": stripe_subscription_event(
+            partner_id=partner.partner_id, lookup_key="pro", created=now, event_id=f"evt_b{suffix}"
+        ),
+    }
+
+    # When they arrive in either order
+    answers = [send_stripe(secrets, events[name])[1]["status"] for name in order]
+
+    # Then the greater event id wins in both orders, and the lesser one, if last, is stale
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert partner_of(partner.partner_id)[1].tier_event_id == f"evt_b{suffix}"
+    assert answers == (["applied", "applied"] if order[0] == "a" else ["applied", "stale"])
+
+
+def test_a_failed_put_back_after_a_failed_attach_is_finished_by_the_retry_with_the_usage_carried(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given a free partner with 40 calls today, upgrading to pro
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 40)
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+
+    # When API Gateway throttles both the attach to pro and the put-back on free
+    with (
+        fails_once("api-gateway", "CreateUsagePlanKey", "TooManyRequestsException", 429) as attach,
+        fails_once("api-gateway", "CreateUsagePlanKey", "TooManyRequestsException", 429) as put_back,
+    ):
+        status, answer = send_stripe(secrets, event)
+
+    # Then the sender is told to retry at once, and the change's journal (the usage to carry) is kept for it
+    assert (attach(), put_back()) == (1, 1)
+    assert (status, answer["error"]["code"]) == (HTTPStatus.SERVICE_UNAVAILABLE, "tier_change_failed")
+    assert "Retry-After" in answer["_headers"]
+    _, state = partner_of(partner.partner_id)
+    assert state.tier_change is not None
+    assert (state.tier_change.carried, state.tier_change.lease_until) == (40, 0)
+    assert operator_messages(operator_inbox) == []
+
+    # And the retry finishes the move, with the 40 calls carried once
+    status, answer = send_stripe(secrets, event)
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro") - 40
+    assert key_enabled(partner.api_key_id)
+    assert partner_of(partner.partner_id)[1].tier_change is None
+
+
+def test_a_change_that_lost_its_lock_before_finishing_overwrites_nothing_and_its_retry_applies_once(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str], operator_inbox: str
+) -> None:
+    # Given a free partner with 30 calls today, upgrading to pro
+    partner = sign_up()
+    use(stack, "free", partner.api_key_id, 30)
+    event = stripe_subscription_event(partner_id=partner.partner_id, lookup_key="pro")
+    dynamodb = boto3.client("dynamodb")
+
+    taken_over = []
+
+    def another_event_takes_the_lock(**_: Any) -> None:
+        # The change ran past its lease, and another event's delivery took the expired lock over (once: a
+        # client created meanwhile keeps a copy of the session's hooks, so unregistering does not reach it).
+        if taken_over:
+            return
+        taken_over.append(True)
+        dynamodb.update_item(
+            TableName=stack.physical_ids["PartnersTable"],
+            Key={"pk": {"S": f"PARTNER#{partner.partner_id}"}},
+            UpdateExpression="SET tier_change.event_id = :other, tier_change.lease_until = :later",
+            ExpressionAttributeValues={":other": {"S": "evt_other"}, ":later": {"N": str(int(time.time()) + 60)}},
+        )
+
+    # When the lock is taken over while the key is being moved (just before UpdateUsage), so that the final
+    # conditional write fails as DynamoDB fails it (ConditionalCheckFailedException)
+    events = boto3._get_default_session().events
+    events.register("before-call.api-gateway.UpdateUsage", another_event_takes_the_lock)
+    try:
+        status, answer = send_stripe(secrets, event)
+    finally:
+        events.unregister("before-call.api-gateway.UpdateUsage", another_event_takes_the_lock)
+
+    # Then this delivery is answered "retry", wrote no tier, published nothing
+    assert taken_over == [True]
+    assert (status, answer["error"]["code"]) == (HTTPStatus.CONFLICT, "change_in_progress"), answer
+    record, state = partner_of(partner.partner_id)
+    assert (record.tier, state.tier_event_id) == ("free", None)
+    assert operator_messages(operator_inbox) == []
+
+    # And once the lock is free again, the retry applies the change with the usage carried exactly once
+    _expire_leases(stack, partner.partner_id)
+    status, answer = send_stripe(secrets, event)
+    assert (status, answer.get("status")) == (HTTPStatus.OK, "applied"), answer
+    assert tiers_holding(partner.api_key_id, stack) == ["pro"]
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro") - 30
+    assert partner_of(partner.partner_id)[0].tier == "pro"
+    assert len(operator_messages(operator_inbox)) == 1
+
+
+# --- GetUsage lags on AWS: the carry-over also reads the AI API's ledger ------------------------------------------
+
+
+@pytest.fixture
+def usage_lag() -> Iterator[None]:
+    """GetUsage 30 minutes behind the requests, as AWS allows."""
+    apigateway_fidelity.set_usage_lag(1800)
+    yield
+    apigateway_fidelity.set_usage_lag(None)
+
+
+def burst(stack: ProvisionedStack, tier: str, key_id: str, requests: int) -> None:
+    """`requests` calls just now through the gateway and the AI API: GetUsage does not show them yet, the AI
+    API's ledger (MeteringTable, the key's item for the tier's current period) has counted them."""
+    use(stack, tier, key_id, requests)
+    day_period = f"PERIOD#{today()}T00:00:00Z"  # the free tier's period is a day
+    boto3.client("dynamodb").update_item(
+        TableName=stack.physical_ids["MeteringTable"],
+        Key={"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": day_period}},
+        UpdateExpression="ADD requests :n SET tier = :tier",
+        ExpressionAttributeValues={":n": {"N": str(requests)}, ":tier": {"S": tier}},
+    )
+
+
+@pytest.mark.usefixtures("usage_lag")
+def test_an_upgrade_right_after_a_burst_carries_the_burst_getusage_does_not_show_yet(
+    stack: ProvisionedStack, template: StackTemplate, secrets: dict[str, str]
+) -> None:
+    # Given a free partner that made 70 calls in the last minutes (not in GetUsage yet)
+    partner = sign_up()
+    burst(stack, "free", partner.api_key_id, 70)
+
+    # When it upgrades to pro
+    status, answer = send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="pro"))
+
+    # Then the 70 calls count against pro: none is forgiven by the move
+    assert (status, answer["status"]) == (HTTPStatus.OK, "applied")
+    apigateway_fidelity.set_usage_lag(0)
+    assert remaining_today(stack, "pro", partner.api_key_id) == quota(template, "pro") - 70

@@ -5,9 +5,10 @@ from typing import Any
 
 import pytest
 
-from core.billing_events import parse_generic, parse_stripe
+from core.billing_events import parse_delivery, parse_generic, parse_stripe
 from core.errors import InvalidRequest, UnprocessableEvent
 from core.models import BillingEvent, IgnoredBillingEvent, TierAction
+from core.webhook_signatures import VerifiedDelivery
 from tests.lambda_events import sample_event
 from tests.webhook_events import generic_event, stripe_subscription_event
 
@@ -163,3 +164,39 @@ def test_the_sample_events_are_upgrades_to_pro(sample: str) -> None:
         "pro",
         "p_0123456789abcdef0123456789abcdef",
     )
+
+
+# --- Bounds a signed body must keep -----------------------------------------------------------------------------
+
+
+SIGNED_AT = 1_795_511_700
+
+
+def _stripe_delivery(created: int) -> VerifiedDelivery:
+    body = json.dumps(stripe_subscription_event(partner_id="p_1", created=created))
+    return VerifiedDelivery(scheme="stripe", body=body, message_id=None, signed_at=SIGNED_AT)
+
+
+@pytest.mark.parametrize(("ahead", "accepted"), [(-3600, True), (0, True), (300, True), (301, False)])
+def test_an_event_may_be_dated_at_most_300_seconds_after_its_signature(ahead: int, accepted: bool) -> None:
+    # Given a Stripe event created `ahead` seconds after the signature's timestamp
+    delivery = _stripe_delivery(SIGNED_AT + ahead)
+
+    # When it is parsed
+    if accepted:
+        # Then up to 300 s (clock skew between the billing system's event and its signature) it is an event
+        assert isinstance(parse_delivery(delivery, TIERS, {}), BillingEvent)
+        return
+    # Then later than that it is refused, naming `created`
+    with pytest.raises(InvalidRequest) as refused:
+        parse_delivery(delivery, TIERS, {})
+    assert refused.value.details[0]["field"] == "created"
+
+
+@pytest.mark.parametrize("depth", [65, 1_000, 100_000])
+def test_json_nested_deeper_than_64_levels_is_refused_without_recursing(depth: int) -> None:
+    body = '{"a":' * depth + "1" + "}" * depth
+    delivery = VerifiedDelivery(scheme="stripe", body=body, message_id=None, signed_at=SIGNED_AT)
+
+    with pytest.raises(InvalidRequest, match="nested too deeply"):
+        parse_delivery(delivery, TIERS, {})

@@ -206,14 +206,6 @@ def test_hostile_partner_names_reach_no_email_raw(name: str) -> None:
     assert email_safe(name) in operator_message(item).body
 
 
-def test_email_safe_replaces_control_and_bidi_characters_with_one_space() -> None:
-    assert email_safe("Evil\r\nBcc: x@example.com") == "Evil Bcc: x@example.com"
-    assert email_safe("A\x00B\tC\x1b[31mD\x7fE\x9bF") == "A B C [31mD E F"
-    assert email_safe("ab\u202ecd \u2066e\u2069 \u200ff\u200e") == "ab cd e f"
-    assert email_safe("  \r\n Acme  AI \n") == "Acme  AI"  # only the whitespace it created is collapsed
-    assert email_safe("Crème Brûlée 模型") == "Crème Brûlée 模型"
-
-
 @pytest.mark.parametrize(
     "name",
     [

@@ -11,6 +11,7 @@ BASE = {
     "IDEMPOTENCY_TABLE": "idempotency",
     "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook",
     "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
+    "METERING_TABLE": "metering",
 }
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.errors import InvalidSignature, SigningSecretUnavailable
+from core.errors import InvalidSignature, MalformedSignature, SigningSecretUnavailable
 from core.webhook_signatures import SigningSecrets, scheme_of, verify
 from offline.webhook_secrets import generate_signing_secret
 from tests.webhook_events import standard_headers, stripe_headers
@@ -111,3 +111,80 @@ def test_the_scheme_is_chosen_by_the_headers_present() -> None:
     assert scheme_of({"webhook-id": "msg_1"}) == "standard"
     with pytest.raises(InvalidSignature):
         scheme_of({"Content-Type": "application/json"})
+
+
+# --- One timestamp: the t= the signature covers is the one the tolerance reads -----------------------------
+
+
+NOW = 1_795_511_700
+
+
+def signed_stripe_header(timestamp: int = NOW) -> str:
+    return stripe_headers(BODY, STRIPE_SECRET, timestamp)["Stripe-Signature"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        # Signed for tomorrow; a second t= of now must not pass the "ahead" check in its place.
+        f"{signed_stripe_header(NOW + 86_400)},t={NOW}",
+        f"t={NOW},{signed_stripe_header(NOW + 86_400)}",
+        f"{signed_stripe_header()},t={NOW}=x",
+        signed_stripe_header().replace(f"t={NOW}", f"t={NOW}=x"),
+        f"{signed_stripe_header()},t=abc",
+        f"{signed_stripe_header()},t=",
+        signed_stripe_header().replace(f"t={NOW}", f"t= {NOW}"),
+        signed_stripe_header().replace(f"t={NOW}", "t=١٧٩٥٥١١٧٠٠"),
+        signed_stripe_header().split(",")[1],
+        f"t={NOW},v1",
+    ],
+)
+def test_a_stripe_header_without_exactly_one_numeric_timestamp_is_malformed(header: str) -> None:
+    # Given a Stripe-Signature header with several t=, or one that is not a number of seconds
+    # When it is verified
+    with pytest.raises(MalformedSignature) as refused:
+        verify(BODY.encode(), {"Stripe-Signature": header}, SECRETS, clock=lambda: NOW)
+
+    # Then it is refused as malformed (400), not as a bad signature and not with an unexpected error
+    assert "Stripe-Signature header is malformed" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("age", "accepted"),
+    [(300, True), (301, False), (-300, True), (-301, False), (0, True)],
+)
+def test_stripe_timestamps_are_accepted_within_exactly_300_seconds_either_way(age: int, accepted: bool) -> None:
+    # Given a delivery signed `age` seconds before now (negative: ahead of now)
+    header = {"Stripe-Signature": signed_stripe_header(NOW - age)}
+
+    # When it is verified at NOW
+    if accepted:
+        # Then within 300 s it passes, and the delivery keeps the timestamp it was signed with
+        assert verify(BODY.encode(), header, SECRETS, clock=lambda: NOW).signed_at == NOW - age
+        return
+    with pytest.raises(InvalidSignature, match="outside the 5-minute tolerance"):
+        verify(BODY.encode(), header, SECRETS, clock=lambda: NOW)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "reason"),
+    [
+        ("1795511700.5", "not a number of seconds"),
+        ("1e9", "not a number of seconds"),
+        ("nan", "not a number of seconds"),
+        ("", "missing webhook-timestamp"),
+    ],
+)
+def test_a_standard_webhooks_timestamp_must_be_whole_seconds(timestamp: str, reason: str) -> None:
+    headers = {**standard_headers(BODY, STANDARD_SECRET), "webhook-timestamp": timestamp}
+
+    with pytest.raises(InvalidSignature, match=reason):
+        verify(BODY.encode(), headers, SECRETS)
+
+
+def test_a_standard_webhooks_delivery_keeps_the_timestamp_it_was_signed_with() -> None:
+    at = datetime.now(UTC) - timedelta(seconds=42)
+
+    delivery = verify(BODY.encode(), standard_headers(BODY, STANDARD_SECRET, timestamp=at), SECRETS)
+
+    assert delivery.signed_at == int(at.timestamp())

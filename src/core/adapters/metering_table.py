@@ -6,14 +6,14 @@ one conditional UpdateItem can admit a reservation: condition expressions compar
 The quota monitor's `QUOTA#<period start>` items are only read here.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from core.aws import dynamodb_client
-from core.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
+from core.ledger import LedgerEntry, LedgerReading, PeriodRequests, QuotaReading, TokenHold
 from core.periods import period_key
 
 if TYPE_CHECKING:
@@ -200,6 +200,30 @@ class MeteringTable:
             )
         except (KeyError, TypeError, ValueError):
             return None  # not a reading we understand: serve the ledger's own numbers
+
+    def requests_since(self, api_key_id: str, since: datetime) -> list[PeriodRequests]:
+        """The key's ledger items whose period starts at or after `since` (the tier webhook's carry-over)."""
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+            ProjectionExpression="sk, tier, requests",
+            ExpressionAttributeValues=_values(
+                {":pk": key_pk(api_key_id), ":first": f"PERIOD#{period_key(since)}", ":last": "PERIOD#~"}
+            ),
+        )
+        found = []
+        for page in pages:
+            for item in page.get("Items", []):
+                plain = {name: _deserialize(value) for name, value in item.items()}
+                start = datetime.strptime(str(plain["sk"]).removeprefix("PERIOD#"), "%Y-%m-%dT%H:%M:%SZ")
+                found.append(
+                    PeriodRequests(
+                        period_start=start.replace(tzinfo=UTC),
+                        tier=str(plain.get("tier", "")),
+                        requests=int(plain.get("requests", 0)),
+                    )
+                )
+        return found
 
     def _key(self, entry: LedgerEntry) -> dict[str, Any]:
         return _values({"pk": key_pk(entry.api_key_id), "sk": ledger_sk(entry)})

@@ -16,18 +16,19 @@ MAX_SUBJECT_LENGTH = 100
 
 
 class OperatorTopic:
-    """The Notifier port on one SNS topic: a subject, a JSON body, and string attributes to filter on."""
+    """The Notifier port on one SNS topic: a subject, a text or JSON body, and string attributes to filter on."""
 
     def __init__(self, topic_arn: str, client: "SNSClient | None" = None) -> None:
         self._topic_arn = topic_arn
         self._client = client or sns_client()
 
-    def publish(self, subject: str, message: dict[str, Any], attributes: dict[str, str] | None = None) -> str:
-        """Publish one message; the message id. Subscriptions may filter on `attributes`."""
+    def publish(self, subject: str, message: dict[str, Any] | str, attributes: dict[str, str] | None = None) -> str:
+        """Publish one message (text as is, a dict as JSON); the message id. Subscriptions may filter on
+        `attributes`."""
         published = self._client.publish(
             TopicArn=self._topic_arn,
             Subject=subject[:MAX_SUBJECT_LENGTH],
-            Message=json.dumps(message, sort_keys=True),
+            Message=message if isinstance(message, str) else json.dumps(message, sort_keys=True),
             MessageAttributes={
                 name: {"DataType": "String", "StringValue": value} for name, value in (attributes or {}).items()
             },
