@@ -195,7 +195,7 @@ class LocalGateway:
             return None
         try:
             document = json.loads(request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deeper than a parser goes is not valid JSON
             return _body_refusal("[Invalid JSON in request body]")
         errors = sorted(validator.iter_errors(document), key=lambda error: [str(part) for part in error.path])
         if errors:

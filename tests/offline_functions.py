@@ -50,5 +50,7 @@ def remember(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def sleep(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    time.sleep(event["seconds"])
-    return {"statusCode": 200, "body": json.dumps({"slept": event["seconds"]})}
+    """Sleeps for the event's "seconds" (invoked directly) or its JSON body's (through the gateway)."""
+    seconds = event.get("seconds", json.loads(event.get("body") or "{}").get("seconds", 0))
+    time.sleep(seconds)
+    return {"statusCode": 200, "body": json.dumps({"slept": seconds})}
