@@ -118,6 +118,8 @@ class InvocationResult:
     # The worker that served it (its process id), and the AWS calls it made, "service: operation" -> [count, s].
     worker_pid: int | None = None
     aws_calls: dict[str, list[float]] = field(default_factory=dict)
+    # The handler's own time, as Lambda's "Duration"; duration_ms adds the trip to and from the worker.
+    handler_ms: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -137,15 +139,18 @@ class FunctionRuntime:
         base_environment: dict[str, str],
         *,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        log: IO[bytes] | None = None,
+        log: IO[bytes] | int | None = None,
     ) -> None:
         """`base_environment`: what every function gets besides its own variables (the emulator's endpoint and
-        dummy credentials); `log`: where the functions' stdout and stderr go (None: this process's)."""
+        dummy credentials); `log`: where the functions' stdout and stderr go (a file, a descriptor, or None for
+        this process's own)."""
         self.specs = specs
         self._pools = {
             logical_id: _Pool(spec, _worker_environment(spec, base_environment), max_concurrency, log)
             for logical_id, spec in specs.items()
         }
+        self._aws_calls: dict[str, list[float]] = {}
+        self._counting = threading.Lock()
         _running.add(self)
 
     def __enter__(self) -> "FunctionRuntime":
@@ -158,6 +163,14 @@ class FunctionRuntime:
         """Check every Handler now (without importing it), so a bad one fails the start, not the first request."""
         for spec in self.specs.values():
             _check_handler(spec)
+
+    def prewarm(self) -> None:
+        """Start one worker per function now, in parallel, and wait until each has imported its handler."""
+        threads = [threading.Thread(target=pool.prewarm, daemon=True) for pool in self._pools.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def invoke(
         self,
@@ -180,9 +193,26 @@ class FunctionRuntime:
             outcome = worker.invoke(request_id, event, on_chunk)
         finally:
             pool.release(worker)
+        with self._counting:
+            for operation, (count, seconds) in outcome.aws_calls.items():
+                total = self._aws_calls.setdefault(operation, [0, 0.0])
+                total[0] += count
+                total[1] += seconds
         return InvocationResult(
-            request_id, outcome.payload, outcome.error, _since(started), False, worker.pid, outcome.aws_calls
+            request_id,
+            outcome.payload,
+            outcome.error,
+            _since(started),
+            False,
+            worker.pid,
+            outcome.aws_calls,
+            outcome.handler_ms,
         )
+
+    def aws_calls(self) -> dict[str, list[float]]:
+        """Every AWS call the functions made so far, by "service: operation": [count, seconds inside them]."""
+        with self._counting:
+            return {operation: list(total) for operation, total in self._aws_calls.items()}
 
     def close(self) -> None:
         """Stop every worker (safe to call twice)."""
@@ -196,12 +226,13 @@ class _Outcome:
     payload: Any = None
     error: dict[str, Any] | None = None
     aws_calls: dict[str, list[float]] = field(default_factory=dict)
+    handler_ms: float | None = None
 
 
 class _Pool:
     """One function's workers: idle ones are reused (warm), new ones started up to the limit."""
 
-    def __init__(self, spec: FunctionSpec, environment: dict[str, str], cap: int, log: IO[bytes] | None) -> None:
+    def __init__(self, spec: FunctionSpec, environment: dict[str, str], cap: int, log: IO[bytes] | int | None) -> None:
         self._spec = spec
         self._environment = environment
         self._log = log
@@ -230,6 +261,10 @@ class _Pool:
         with self._changed:
             self._workers.add(worker)
         return worker
+
+    def prewarm(self) -> None:
+        with contextlib.suppress(Throttled):
+            self.release(self.acquire())
 
     def release(self, worker: "_Worker") -> None:
         with self._changed:
@@ -260,7 +295,7 @@ class _WorkerGone(Exception):
 class _Worker:
     """One execution environment: a `python -m offline.worker` process and its two pipes."""
 
-    def __init__(self, spec: FunctionSpec, environment: dict[str, str], log: IO[bytes] | None) -> None:
+    def __init__(self, spec: FunctionSpec, environment: dict[str, str], log: IO[bytes] | int | None) -> None:
         self._spec = spec
         self.alive = True
         self._closing = threading.Lock()
@@ -315,7 +350,7 @@ class _Worker:
                 kind, body = frame
                 if kind == worker_protocol.END:
                     answer = json.loads(body)
-                    return _Outcome(answer["payload"], None, answer.get("aws_calls") or {})
+                    return _Outcome(answer["payload"], None, answer["aws_calls"], answer["handler_ms"])
                 if kind == worker_protocol.ERROR:
                     return _Outcome(error=json.loads(body))
                 if kind == worker_protocol.CHUNK and on_chunk is not None:

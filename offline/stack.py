@@ -63,11 +63,13 @@ class StackOptions:
     management_rate_limits: bool | None = None
     schedules: bool = True
     access_log: bool = True
-    # The functions' stdout and stderr (their JSON logs): this process's when verbose, else the state folder's
-    # functions.log.
+    # The functions' stdout and stderr (their JSON logs): this process's stderr when verbose, else the state
+    # folder's functions.log.
     verbose: bool = False
     # Workers per function where the template reserves no concurrency.
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    # Start one worker per function before serving (no cold start on a first request), instead of on demand.
+    prewarm: bool = False
 
 
 class OfflineStack:
@@ -135,9 +137,12 @@ class OfflineStack:
             specs,
             self._function_environment,
             max_concurrency=self.options.max_concurrency,
-            log=self._functions_log,
+            # Verbose: on this process's stderr, never its stdout (which has the banner, or a benchmark's figures).
+            log=self._functions_log or sys.stderr.fileno(),
         )
         self.runtime.load()
+        if self.options.prewarm:
+            self.runtime.prewarm()
         self.gateway = LocalGateway(
             [_api_stage(api, provisioned, routes) for api in apis.values()],
             self.runtime,

@@ -156,6 +156,7 @@ def _invoke(
 ) -> None:
     context = LambdaContext(function, request["request_id"], request["deadline"])
     calls.take()
+    started = time.perf_counter()
     try:
         payload = handler(request["event"], context)
     except Exception as exc:  # a failing handler is a result, as in Lambda
@@ -163,7 +164,8 @@ def _invoke(
         write_frame(responses, ERROR, _error(type(exc).__name__, str(exc), exc, skip_frames=1))
         return
     try:
-        body = json.dumps({"payload": payload, "aws_calls": calls.take()}).encode()
+        handler_ms = (time.perf_counter() - started) * 1000
+        body = json.dumps({"payload": payload, "aws_calls": calls.take(), "handler_ms": handler_ms}).encode()
     except (TypeError, ValueError) as exc:
         write_frame(responses, ERROR, _error("Runtime.MarshalError", f"Unable to marshal response: {exc}", exc))
         return

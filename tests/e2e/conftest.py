@@ -59,7 +59,7 @@ def free_port() -> int:
 def offline_command(state_dir: Path, port: int, params: str = "", *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "offline", "--port", str(port), "--state-dir", str(state_dir),
-        "--params", params, "--quiet", *extra,
+        "--params", params, "--quiet", "--prewarm", *extra,
     ]  # fmt: skip
 
 
