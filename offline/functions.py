@@ -182,13 +182,15 @@ class FunctionRuntime:
         """Run one invocation in a worker of the function; a streamed response's chunks go to `on_chunk`."""
         request_id = request_id or str(uuid.uuid4())
         pool = self._pools[logical_id]
-        started = time.perf_counter()
         try:
             worker = pool.acquire()
         except Throttled:
             message = "Rate Exceeded."
             error = {"errorType": "TooManyRequestsException", "errorMessage": message, "stackTrace": []}
-            return InvocationResult(request_id, None, error, _since(started), throttled=True)
+            return InvocationResult(request_id, None, error, 0.0, throttled=True)
+        # From here: the wait for a free worker under the local cap (no such wait on AWS) and the cold start
+        # (Lambda's init phase, which has its own limit) are not the invocation's duration.
+        started = time.perf_counter()
         try:
             outcome = worker.invoke(request_id, event, on_chunk)
         finally:

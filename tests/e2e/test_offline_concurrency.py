@@ -1,11 +1,14 @@
 """Bursts of concurrent callers against the offline stack over HTTP: each caller gets its own partner, key and
 answer, and each key is metered for its own tokens, as Lambda's one-invocation-per-environment guarantees."""
 
+import signal
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,8 @@ pytestmark = pytest.mark.e2e
 
 SIGNUPS = 40
 COMPLETIONS = 60
+# A burst queues for the workers (8 per function): on a busy machine the last caller waits long.
+PATIENCE_SECONDS = 180
 # Every limit out of the way: the burst is about isolation, not about throttles, quotas or budgets.
 BURST_PARAMS = (
     "SignupRateLimit=1000 SignupBurstLimit=1000 FreeRateLimit=1000 FreeBurstLimit=1000 "
@@ -36,14 +41,15 @@ def all_at_once(calls: list[Callable[[], Answer]]) -> list[Answer]:
 
 
 def sign_up(stack: RunningStack, email: str) -> Callable[[], Answer]:
-    return lambda: http("POST", stack.url("/signup"), body={"name": f"Partner {email}", "email": email})
+    return lambda: http(
+        "POST", stack.url("/signup"), body={"name": f"Partner {email}", "email": email}, timeout=PATIENCE_SECONDS
+    )
 
 
 def complete(stack: RunningStack, api_key: str, content: str) -> Callable[[], Answer]:
     body = {"model": "nova-micro", "messages": [{"role": "user", "content": content}], "max_tokens": 50}
-    return lambda: http(
-        "POST", stack.url("/v1/chat/completions"), headers={"Authorization": f"Bearer {api_key}"}, body=body
-    )
+    headers = {"Authorization": f"Bearer {api_key}"}
+    return lambda: http("POST", stack.url("/v1/chat/completions"), headers, body, timeout=PATIENCE_SECONDS)
 
 
 def test_a_burst_of_signups_and_chat_completions_gives_each_caller_its_own_answer(burst_stack: RunningStack) -> None:
@@ -81,3 +87,51 @@ def test_a_burst_of_signups_and_chat_completions_gives_each_caller_its_own_answe
         usage = http("GET", burst_stack.url("/v1/usage"), headers={"Authorization": f"Bearer {key}"})
         assert usage.status == HTTPStatus.OK
         assert usage.body["tokens"]["used"] == tokens
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.add(int(stat.parent.name))
+    return children
+
+
+def gone(pids: set[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() and _running(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_the_functions_workers_end_with_the_stack(tmp_path: Path, stop: signal.Signals) -> None:
+    # Given a running stack whose functions have served requests (one worker per function, pre-warmed)
+    stack = start_offline(tmp_path / "state")
+    try:
+        assert http("GET", stack.url("/v1/models")).status == HTTPStatus.FORBIDDEN
+        workers = children_of(stack.process.pid)
+        assert len(workers) >= len(stack.info["functions"])
+
+        # When the stack is stopped (Ctrl-C, SIGTERM) or killed outright
+        stack.process.send_signal(stop)
+        stack.process.wait(timeout=20)
+
+        # Then no worker is left behind
+        assert gone(workers, seconds=5)
+    finally:
+        stack.stop()
