@@ -252,6 +252,8 @@ class _Pool:
                 if self._throttles or self._closed:
                     raise Throttled(self._spec.logical_id)
                 self._changed.wait()
+            if self._closed:  # the stack is stopping
+                raise Throttled(self._spec.logical_id)
             if self._idle:
                 return self._idle.pop()
             self._starting += 1
@@ -261,6 +263,7 @@ class _Pool:
             with self._changed:
                 self._starting -= 1
         with self._changed:
+            # Started while the pool closed: release() stops it after this one invocation.
             self._workers.add(worker)
         return worker
 
