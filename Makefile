@@ -61,14 +61,16 @@ smoke: $(STAMP) ## Prove a stack works end to end: STACK=<name> on AWS, or the r
 teardown: $(STAMP) ## List the API keys and partner records of STACK=<name>; CONFIRM=1 deletes them
 	$(BIN)/python -m tools.teardown --stack "$(STACK)" $(if $(CONFIRM),--confirm)
 
-local: $(STAMP) ## Run the whole product offline on 127.0.0.1 (PORT=, PARAMS="FreeQuotaLimit=20 ...")
-	$(BIN)/python -m offline --port $(PORT) --params "$(PARAMS)"
+local: $(STAMP) ## Run the whole product offline on 127.0.0.1 (PORT=, PARAMS="FreeQuotaLimit=20 ...", VERBOSE=1)
+	$(BIN)/python -m offline --port $(PORT) --params "$(PARAMS)" $(if $(filter 1,$(VERBOSE)),--verbose)
 
 invoke: $(STAMP) ## Invoke a function of the running offline stack: FUNCTION=<LogicalId> [EVENT=events/x.json]
 	$(BIN)/python -m offline.invoke --function "$(FUNCTION)" $(if $(EVENT),--event "$(EVENT)")
 
-bench: $(STAMP) ## Print the benchmarks' figures
-	@for bench in bench/bench_*.py; do echo "== $$bench"; $(BIN)/python $$bench || exit 1; done
+bench: $(STAMP) ## Print the benchmarks' figures (their logs: .local/bench.log)
+	@mkdir -p .local; : > .local/bench.log
+	@for bench in bench/bench_*.py; do echo "== $$bench"; \
+	  $(BIN)/python $$bench 2>>.local/bench.log || { echo "$$bench failed: see .local/bench.log"; exit 1; }; done
 
 clean: ## Remove build output and local state (keeps .venv)
 	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache

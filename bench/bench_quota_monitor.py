@@ -15,9 +15,8 @@ import random
 import socket
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,10 +28,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import boto3
 from boto3.dynamodb.types import TypeSerializer
 from moto.apigateway.models import apigateway_backends
 from moto.dynamodb.models import dynamodb_backends
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 from offline import apigateway_fidelity
 from offline.stack import OfflineStack, StackOptions
@@ -61,49 +60,33 @@ AS_OF = datetime.now(UTC)
 class Run:
     seconds: float
     calls: Counter[str]  # by "service: operation"
-    in_calls: Counter[str]  # seconds inside calls, by service (summed over threads)
+    in_calls: dict[str, float]  # seconds inside calls, by service (summed over threads)
     report: dict[str, Any]
 
 
-class CallCounter:
-    """Counts every AWS call made through boto3's default session (the functions' clients), by service and
-    operation, with the time spent in them, and adds `latency` to each API Gateway (control-plane) call."""
+class ControlPlaneLatency:
+    """Adds `seconds` to every API Gateway (control-plane) call the emulator answers, as a network round trip
+    would. The monitor runs in its own worker process: the emulator, in this one, is where a call can wait."""
 
     def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.seconds: Counter[str] = Counter()
-        self.latency = 0.0
-        self.counting = False
-        self._lock = threading.Lock()
-        self._started = threading.local()
-        events = boto3._get_default_session().events
-        events.register("before-call", self._count)
-        events.register("after-call", self._time)
-        events.register("before-send.api-gateway", self._delay)
+        self.seconds = 0.0
+        original = DomainDispatcherApplication.__call__
 
-    def _count(self, model: Any, **_: Any) -> None:
-        if self.counting:
-            self._started.at = time.perf_counter()
-            with self._lock:
-                self.calls[f"{model.service_model.service_id}: {model.name}"] += 1
+        def delayed(app: DomainDispatcherApplication, environ: dict[str, Any], start_response: Any) -> Any:
+            # The SigV4 credential scope names the service: .../us-east-1/apigateway/aws4_request.
+            if self.seconds and "/apigateway/" in environ.get("HTTP_AUTHORIZATION", ""):
+                time.sleep(self.seconds)
+            return original(app, environ, start_response)
 
-    def _time(self, model: Any, **_: Any) -> None:
-        if self.counting:
-            with self._lock:
-                self.seconds[model.service_model.service_id] += time.perf_counter() - self._started.at
-
-    def _delay(self, **_: Any) -> None:
-        if self.counting and self.latency:
-            time.sleep(self.latency)
+        DomainDispatcherApplication.__call__ = delayed  # type: ignore[method-assign]
 
     @contextmanager
-    def measuring(self, latency: float) -> Iterator[None]:
-        self.calls, self.seconds = Counter(), Counter()
-        self.latency, self.counting = latency, True
+    def adding(self, seconds: float) -> Iterator[None]:
+        self.seconds = seconds
         try:
             yield
         finally:
-            self.counting, self.latency = False, 0.0
+            self.seconds = 0.0
 
 
 def main() -> None:
@@ -111,31 +94,30 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=float, default=100.0)
     args = parser.parse_args()
-    counter = CallCounter()
+    control_plane = ControlPlaneLatency()
     results = {}
     for latency in (0.0, args.latency_ms / 1000):
-        _forget_warm_monitor()
         with tempfile.TemporaryDirectory() as state, OfflineStack(_options(Path(state))) as stack:
             started = time.perf_counter()
             per_tier = _seed(stack, args.keys)
             print(f"seeded {args.keys:,} keys in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-            first = _run(stack, counter, latency)
-            steady = _run(stack, counter, latency)
+            first = _run(stack, control_plane, latency)
+            steady = _run(stack, control_plane, latency)
         results[latency] = (first, steady)
     _print(args.keys, per_tier, results)
 
 
-def _forget_warm_monitor() -> None:
-    """The monitor and its clients are cached per process, as in a warm Lambda: a new stack needs new ones.
-    (Not imported at the top: the functions' modules must first load in the stack's environment.)"""
-    if "core.quota_monitor" in sys.modules:
-        sys.modules["core.quota_monitor"].quota_monitor.cache_clear()
-        sys.modules["core.config"].quota_monitor_settings.cache_clear()
-
-
 def _options(state: Path) -> StackOptions:
     return StackOptions(
-        port=_free_port(), overrides=PARAMS, state_dir=StateDir(state), schedules=False, access_log=False
+        port=_free_port(),
+        overrides=PARAMS,
+        state_dir=StateDir(state),
+        schedules=False,
+        access_log=False,
+        # The monitor's logs on stderr (`make bench` keeps them in a file), the figures on stdout.
+        verbose=True,
+        # Every function warm before the figures: cold starts are not what this measures.
+        prewarm=True,
     )
 
 
@@ -197,15 +179,20 @@ def _share(rng: random.Random) -> float:
     return 0.0
 
 
-def _run(stack: OfflineStack, counter: CallCounter, latency: float) -> Run:
+def _run(stack: OfflineStack, control_plane: ControlPlaneLatency, latency: float) -> Run:
     event = {"scheduled_time": AS_OF.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    with counter.measuring(latency):
+    with control_plane.adding(latency):
         started = time.perf_counter()
         result = stack.invoke("QuotaMonitorFunction", event)
         seconds = time.perf_counter() - started
     if not result.ok:
         raise SystemExit(f"the monitor failed: {result.error}")
-    return Run(seconds, Counter(counter.calls), Counter(counter.seconds), dict(result.payload))
+    # What the monitor's worker counted: "service: operation" -> [calls, seconds inside them].
+    calls, in_calls = Counter[str](), defaultdict[str, float](float)
+    for operation, (count, inside) in result.aws_calls.items():
+        calls[operation] += int(count)
+        in_calls[operation.split(":")[0]] += inside
+    return Run(seconds, calls, in_calls, dict(result.payload))
 
 
 def _print(keys: int, per_tier: dict[str, int], results: dict[float, tuple[Run, Run]]) -> None:

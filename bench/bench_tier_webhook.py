@@ -1,5 +1,6 @@
 """How long the billing webhook takes to answer, and how many AWS calls one tier change makes: signed events
-over HTTP to the offline stack (the function in-process, every AWS call an HTTP round trip to the emulator).
+over HTTP to the offline stack (the function in its worker process, every AWS call an HTTP round trip to the
+emulator).
 Each applied event moves a key between free and pro with its usage carried over. Figures only, no asserts.
 
 On AWS, add each call's latency (API Gateway's management API: tens of milliseconds) to the figures below;
@@ -11,7 +12,6 @@ the call count is what scales. Stripe expects an answer within its timeout (seco
 import argparse
 import contextlib
 import json
-import os
 import socket
 import statistics
 import sys
@@ -20,7 +20,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 # `python bench/...` puts bench/ first on the path, not the project root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import boto3
+from moto.apigateway.models import APIGatewayBackend
 
 from offline.billing_event import signed
 from offline.stack import OfflineStack, StackOptions
@@ -43,18 +42,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200)
     args = parser.parse_args()
-    # The functions' JSON logs and metrics go to stdout, as on Lambda: keep them out of the figures.
-    with tempfile.TemporaryDirectory() as state, _quiet_stdout(), OfflineStack(_options(Path(state))) as stack:
+    with tempfile.TemporaryDirectory() as state, OfflineStack(_options(Path(state))) as stack:
+        assert stack.runtime is not None
         info = stack.info
         partner_ids = [_sign_up(info) for _ in range(10)]
-        calls: Counter[str] = Counter()
-        events = boto3._get_default_session().events
-        events.register("before-call", _counting(calls))
-        gaps: list[float] = []
-        events.register("before-call.api-gateway.DeleteUsagePlanKey", _gap_start)
-        events.register("after-call.api-gateway.CreateUsagePlanKey", _gap_end(gaps))
-        applied = _timed_changes(info, partner_ids, args.events)
-        per_change = {operation: count / args.events for operation, count in sorted(calls.items())}
+        before = stack.runtime.aws_calls()
+        with _key_out_of_plan_gaps() as gaps:
+            applied = _timed_changes(info, partner_ids, args.events)
+        per_change = {
+            operation: (count - before.get(operation, [0, 0.0])[0]) / args.events
+            for operation, (count, _) in sorted(stack.runtime.aws_calls().items())
+            if count > before.get(operation, [0, 0.0])[0]
+        }
         duplicate = _timed(info, args.events, duplicate=True, partner_id=partner_ids[0])
         refused = _timed(info, args.events, duplicate=False, partner_id=partner_ids[0])
     _report(args.events, applied, duplicate, refused, per_change)
@@ -62,17 +61,30 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 1)
+def _key_out_of_plan_gaps() -> Iterator[list[float]]:
+    """How long each key is in no plan: from the emulator taking its DeleteUsagePlanKey to answering the
+    CreateUsagePlanKey that follows (the webhook runs in a worker; the emulator runs here)."""
+    gaps: list[float] = []
+    started: list[float] = []
+    delete, create = APIGatewayBackend.delete_usage_plan_key, APIGatewayBackend.create_usage_plan_key
+
+    def timed_delete(backend: APIGatewayBackend, *args: Any, **kwargs: Any) -> Any:
+        started.append(time.perf_counter())
+        return delete(backend, *args, **kwargs)
+
+    def timed_create(backend: APIGatewayBackend, *args: Any, **kwargs: Any) -> Any:
+        answer = create(backend, *args, **kwargs)
+        if started:
+            gaps.append((time.perf_counter() - started.pop()) * 1000)
+        return answer
+
+    APIGatewayBackend.delete_usage_plan_key = timed_delete  # type: ignore[method-assign]
+    APIGatewayBackend.create_usage_plan_key = timed_create  # type: ignore[method-assign]
     try:
-        yield
+        yield gaps
     finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        APIGatewayBackend.delete_usage_plan_key = delete  # type: ignore[method-assign]
+        APIGatewayBackend.create_usage_plan_key = create  # type: ignore[method-assign]
 
 
 def _options(state: Path) -> StackOptions:
@@ -83,6 +95,10 @@ def _options(state: Path) -> StackOptions:
         management_rate_limits=False,
         schedules=False,
         access_log=False,
+        # The webhook's logs on stderr (`make bench` keeps them in a file), the figures on stdout.
+        verbose=True,
+        # Every function warm before the figures: cold starts are not what this measures.
+        prewarm=True,
     )
 
 
@@ -152,28 +168,6 @@ def _timed(info: dict[str, Any], events: int, *, duplicate: bool, partner_id: st
         _post(url, body, headers)
         timings.append((time.perf_counter() - began) * 1000)
     return timings
-
-
-def _counting(calls: Counter[str]) -> Any:
-    def count(model: Any, **_: Any) -> None:
-        calls[f"{model.service_model.service_name}:{model.name}"] += 1
-
-    return count
-
-
-_gap_started: list[float] = []
-
-
-def _gap_start(**_: Any) -> None:
-    _gap_started.append(time.perf_counter())
-
-
-def _gap_end(gaps: list[float]) -> Any:
-    def end(**_: Any) -> None:
-        if _gap_started:
-            gaps.append((time.perf_counter() - _gap_started.pop()) * 1000)
-
-    return end
 
 
 def _report_gap(gaps: list[float]) -> None:

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from offline.functions import DEFAULT_MAX_CONCURRENCY
 from offline.stack import DEFAULT_PORT, OfflineStack, StackOptions
 from offline.state import AlreadyRunning, StateDir
 from offline.template import DEFAULT_REGION, DEFAULT_STACK_NAME, TEMPLATE_PATH, TemplateError, parse_parameter_overrides
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
             management_rate_limits=False if args.no_management_rate_limits else None,
             schedules=not args.no_schedules,
             access_log=not args.quiet,
+            verbose=args.verbose,
+            max_concurrency=args.max_concurrency,
+            prewarm=args.prewarm,
         )
         stack = OfflineStack(options)
         info = stack.start()
@@ -61,6 +65,7 @@ def banner(info: dict[str, Any]) -> str:
         f"  API        {info['api_url']}",
         f"  AWS        {info['aws_endpoint_url']}  (region {info['region']}, any credentials, e.g. testing/testing)",
         f"  Outbox     {info['outbox_dir']}",
+        _logs_line(info.get("functions_log")),
         f"  stack.json {Path(info['outbox_dir']).parent / 'stack.json'}",
         "  Routes",
     ]
@@ -79,6 +84,12 @@ def banner(info: dict[str, Any]) -> str:
         lines.append("  Management-API rate limits: off")
     lines += ["", "Try it:", *walkthrough(info), "", "Ctrl-C stops the stack; its state is in memory and goes with it."]
     return "\n".join(lines)
+
+
+def _logs_line(functions_log: str | None) -> str:
+    if functions_log is None:
+        return "  Logs       the functions' logs are printed below, with one line per request"
+    return f"  Logs       {functions_log}  (the functions' logs; VERBOSE=1 prints them here)"
 
 
 def _limits(limits: dict[str, Any]) -> str:
@@ -147,6 +158,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-schedules", action="store_true", help="do not run scheduled functions on their own")
     parser.add_argument("--quiet", action="store_true", help="no access log line per request")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the functions' logs here too (default: to functions.log in the state folder)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENCY,
+        help="workers per function without ReservedConcurrentExecutions; more invocations wait "
+        f"(default {DEFAULT_MAX_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--prewarm", action="store_true", help="start one worker per function before serving (no first cold start)"
+    )
     return parser
 
 

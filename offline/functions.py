@@ -1,32 +1,47 @@
-"""The template's Lambda functions, run in-process: handler import, environment, context and timeout.
+"""The template's Lambda functions, run as Lambda runs them: each invocation in an execution environment of
+its own function (a worker process, offline.worker) that serves one invocation at a time.
 
-Every function shares this process, so what Lambda isolates is approximated: a module imported by two
-functions is imported once, and environment variables on which functions disagree are swapped in for the
-duration of an invocation (under a lock, so those invocations run one at a time).
+Per function, a pool of workers is started on demand, up to the function's ReservedConcurrentExecutions
+(further invocations are throttled, as Lambda throttles them) or, where none is set, up to a local cap
+(further invocations wait for a worker). A worker keeps its imports and clients between invocations (warm),
+gets the function's environment from the template and nothing else of this process, and is killed at the
+function's timeout; a dead worker is replaced by a new one (a cold start) when next needed.
 """
 
-import importlib
+import ast
+import atexit
+import contextlib
+import json
 import os
+import select
+import signal
+import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from samcli.lib.providers.sam_function_provider import SamFunctionProvider
 
+from offline import worker as worker_protocol
 from offline.template import ACCOUNT_ID, StackTemplate, TemplateError
-
-Handler = Callable[[Any, Any], Any]
 
 # Lambda's own defaults when the template says nothing.
 DEFAULT_TIMEOUT_SECONDS = 3
 DEFAULT_MEMORY_MB = 128
+# Workers per function where the template reserves no concurrency: a local cap (Lambda's account limit is
+# 1,000), enough for bursts of tests; each worker is a Python process of about 90 MB.
+DEFAULT_MAX_CONCURRENCY = 8
+# How long a cold start (the worker's imports, Lambda's init phase) may take before it counts as failed.
+INIT_TIMEOUT_SECONDS = 30.0
+# The variables of this process a worker keeps: what the interpreter needs, never credentials or endpoints.
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,7 @@ class FunctionSpec:
     region: str
     environment: dict[str, str] = field(default_factory=dict)
     events: dict[str, Any] = field(default_factory=dict)
+    reserved_concurrency: int | None = None
 
     @property
     def arn(self) -> str:
@@ -69,8 +85,17 @@ def function_specs(template: StackTemplate) -> dict[str, FunctionSpec]:
             region=template.region,
             environment={name: _env_value(value) for name, value in variables.items()},
             events=dict(function.events or {}),
+            reserved_concurrency=_reserved_concurrency(properties.get("ReservedConcurrentExecutions")),
         )
     return specs
+
+
+def _reserved_concurrency(value: Any) -> int | None:
+    # Unset, or an !If that resolved to AWS::NoValue: the function draws on the account's pool.
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _env_value(value: Any) -> str:
@@ -78,27 +103,6 @@ def _env_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
-
-
-class LocalLambdaContext:
-    """The attributes and method of Lambda's Python context object that handlers and Powertools use."""
-
-    function_version = "$LATEST"
-    identity = None
-    client_context = None
-    tenant_id = None
-
-    def __init__(self, spec: FunctionSpec, request_id: str | None = None) -> None:
-        self.function_name = spec.function_name
-        self.memory_limit_in_mb = spec.memory_mb
-        self.invoked_function_arn = spec.arn
-        self.aws_request_id = request_id or str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{spec.function_name}"
-        self.log_stream_name = f"offline/[$LATEST]{uuid.uuid4().hex}"
-        self._deadline = time.monotonic() + spec.timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(int((self._deadline - time.monotonic()) * 1000), 0)
 
 
 @dataclass(frozen=True)
@@ -109,104 +113,386 @@ class InvocationResult:
     payload: Any
     error: dict[str, Any] | None = None
     duration_ms: float = 0.0
+    # Lambda refused the invocation (429 TooManyRequestsException): no function ran.
+    throttled: bool = False
+    # The worker that served it (its process id), and the AWS calls it made, "service: operation" -> [count, s].
+    worker_pid: int | None = None
+    aws_calls: dict[str, list[float]] = field(default_factory=dict)
+    # The handler's own time, as Lambda's "Duration"; duration_ms adds the trip to and from the worker.
+    handler_ms: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
+class Throttled(Exception):
+    """The function's reserved concurrency is in use: Lambda refuses the invocation."""
+
+
 class FunctionRuntime:
-    """Imports the handlers once and invokes them with the template's environment and timeout."""
+    """The template's functions, each with its pool of workers; `close()` (or `with`) stops every worker."""
 
-    def __init__(self, specs: dict[str, FunctionSpec], base_environment: dict[str, str]) -> None:
+    def __init__(
+        self,
+        specs: dict[str, FunctionSpec],
+        base_environment: dict[str, str],
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        log: IO[bytes] | int | None = None,
+    ) -> None:
+        """`base_environment`: what every function gets besides its own variables (the emulator's endpoint and
+        dummy credentials); `log`: where the functions' stdout and stderr go (a file, a descriptor, or None for
+        this process's own)."""
         self.specs = specs
-        self._shared, self._own = _split_environment(specs)
-        self._base = base_environment
-        self._swap_lock = threading.Lock()
-        self._handlers: dict[str, Handler] = {}
+        self._pools = {
+            logical_id: _Pool(spec, _worker_environment(spec, base_environment), max_concurrency, log)
+            for logical_id, spec in specs.items()
+        }
+        self._aws_calls: dict[str, list[float]] = {}
+        self._counting = threading.Lock()
+        _running.add(self)
 
-    @property
-    def shared_environment(self) -> dict[str, str]:
-        """What every function may see at all times: the base plus the variables no two functions disagree on."""
-        return {**self._base, **self._shared}
+    def __enter__(self) -> "FunctionRuntime":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def load(self) -> None:
-        """Import every handler now, so a bad Handler string fails the start rather than the first request."""
-        for logical_id, spec in self.specs.items():
-            if str(spec.code_dir) not in sys.path:
-                sys.path.insert(0, str(spec.code_dir))
-            with self._environment(logical_id):
-                self._handlers[logical_id] = _import_handler(spec)
+        """Check every Handler now (without importing it), so a bad one fails the start, not the first request."""
+        for spec in self.specs.values():
+            _check_handler(spec)
 
-    def invoke(self, logical_id: str, event: Any, request_id: str | None = None) -> InvocationResult:
-        spec = self.specs[logical_id]
-        handler = self._handlers.get(logical_id) or _import_handler(spec)
-        context = LocalLambdaContext(spec, request_id)
+    def prewarm(self) -> None:
+        """Start one worker per function now, in parallel, and wait until each has imported its handler."""
+        threads = [threading.Thread(target=pool.prewarm, daemon=True) for pool in self._pools.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def invoke(
+        self,
+        logical_id: str,
+        event: Any,
+        request_id: str | None = None,
+        on_chunk: Callable[[bytes], None] | None = None,
+    ) -> InvocationResult:
+        """Run one invocation in a worker of the function; a streamed response's chunks go to `on_chunk`."""
+        request_id = request_id or str(uuid.uuid4())
+        pool = self._pools[logical_id]
+        try:
+            worker = pool.acquire()
+        except Throttled:
+            message = "Rate Exceeded."
+            error = {"errorType": "TooManyRequestsException", "errorMessage": message, "stackTrace": []}
+            return InvocationResult(request_id, None, error, 0.0, throttled=True)
+        # From here: the wait for a free worker under the local cap (no such wait on AWS) and the cold start
+        # (Lambda's init phase, which has its own limit) are not the invocation's duration.
         started = time.perf_counter()
-        with self._environment(logical_id):
-            try:
-                payload = handler(event, context)
-            except Exception as exc:  # a failing handler is a result, as in Lambda
-                # The trace starts in the handler, as Lambda's does, not in this runtime.
-                frames = exc.__traceback__.tb_next if exc.__traceback__ else None
-                trace = "".join(traceback.format_exception(type(exc), exc, frames))
-                return _failure(context, started, type(exc).__name__, str(exc), trace)
-        # The handler ran to the end in this thread; Lambda would have stopped it at the timeout.
-        if (time.perf_counter() - started) > spec.timeout_seconds:
-            message = f"Task timed out after {spec.timeout_seconds:.2f} seconds"
-            return _failure(context, started, "Sandbox.Timedout", message, "")
-        return InvocationResult(context.aws_request_id, payload, None, (time.perf_counter() - started) * 1000)
+        try:
+            outcome = worker.invoke(request_id, event, on_chunk)
+        finally:
+            pool.release(worker)
+        with self._counting:
+            for operation, (count, seconds) in outcome.aws_calls.items():
+                total = self._aws_calls.setdefault(operation, [0, 0.0])
+                total[0] += count
+                total[1] += seconds
+        return InvocationResult(
+            request_id,
+            outcome.payload,
+            outcome.error,
+            _since(started),
+            False,
+            worker.pid,
+            outcome.aws_calls,
+            outcome.handler_ms,
+        )
 
-    @contextmanager
-    def _environment(self, logical_id: str) -> Iterator[None]:
-        own = self._own.get(logical_id)
-        if not own:
-            yield
+    def aws_calls(self) -> dict[str, list[float]]:
+        """Every AWS call the functions made so far, by "service: operation": [count, seconds inside them]."""
+        with self._counting:
+            return {operation: list(total) for operation, total in self._aws_calls.items()}
+
+    def close(self) -> None:
+        """Stop every worker (safe to call twice)."""
+        for pool in self._pools.values():
+            pool.close()
+        _running.discard(self)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    payload: Any = None
+    error: dict[str, Any] | None = None
+    aws_calls: dict[str, list[float]] = field(default_factory=dict)
+    handler_ms: float | None = None
+
+
+class _Pool:
+    """One function's workers: idle ones are reused (warm), new ones started up to the limit."""
+
+    def __init__(self, spec: FunctionSpec, environment: dict[str, str], cap: int, log: IO[bytes] | int | None) -> None:
+        self._spec = spec
+        self._environment = environment
+        self._log = log
+        self._limit = spec.reserved_concurrency if spec.reserved_concurrency is not None else cap
+        self._throttles = spec.reserved_concurrency is not None
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
+        self._starting = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def acquire(self) -> "_Worker":
+        with self._changed:
+            while not self._idle and len(self._workers) + self._starting >= self._limit:
+                if self._throttles or self._closed:
+                    raise Throttled(self._spec.logical_id)
+                self._changed.wait()
+            if self._closed:  # the stack is stopping
+                raise Throttled(self._spec.logical_id)
+            if self._idle:
+                return self._idle.pop()
+            self._starting += 1
+        try:
+            worker = _Worker(self._spec, self._environment, self._log)
+        finally:
+            with self._changed:
+                self._starting -= 1
+        with self._changed:
+            # Started while the pool closed: release() stops it after this one invocation.
+            self._workers.add(worker)
+        return worker
+
+    def prewarm(self) -> None:
+        with contextlib.suppress(Throttled):
+            self.release(self.acquire())
+
+    def release(self, worker: "_Worker") -> None:
+        with self._changed:
+            if worker.alive and not self._closed:
+                self._idle.append(worker)
+            else:
+                self._workers.discard(worker)
+                worker.kill()
+            self._changed.notify()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            workers = list(self._workers)
+            self._workers.clear()
+            self._idle.clear()
+            self._changed.notify_all()
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.wait()
+
+
+class _WorkerGone(Exception):
+    """The worker's end of the pipe closed: its process exited."""
+
+
+class _Worker:
+    """One execution environment: a `python -m offline.worker` process and its two pipes."""
+
+    def __init__(self, spec: FunctionSpec, environment: dict[str, str], log: IO[bytes] | int | None) -> None:
+        self._spec = spec
+        self.alive = True
+        self._closing = threading.Lock()
+        self._init_error: dict[str, Any] | None = None
+        responses, writer = os.pipe()
+        function = {
+            "handler": spec.handler,
+            "function_name": spec.function_name,
+            "memory_mb": spec.memory_mb,
+            "arn": spec.arn,
+        }
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - our own worker module, the template's handler
+                [sys.executable, "-m", "offline.worker", json.dumps(function), str(writer)],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                pass_fds=(writer,),
+                env=environment,
+                cwd=spec.code_dir,
+            )
+        finally:
+            os.close(writer)
+        self.pid = self.process.pid
+        self._responses = responses
+        self._init()
+
+    def _init(self) -> None:
+        """Wait for the handler's import (the cold start); a failure is the first invocation's answer."""
+        try:
+            frame = self._read_frame(time.monotonic() + INIT_TIMEOUT_SECONDS)
+        except _WorkerGone:
+            frame = None
+        if frame is not None and frame[0] == worker_protocol.READY:
             return
-        with self._swap_lock:
-            saved = {name: os.environ.get(name) for name in own}
-            os.environ.update(own)
+        self.kill()
+        if frame is not None and frame[0] == worker_protocol.ERROR:
+            self._init_error = json.loads(frame[1])
+        else:
+            message = f"the execution environment did not start within {INIT_TIMEOUT_SECONDS:.0f} s"
+            self._init_error = _error("Runtime.Unknown", message)
+
+    def invoke(self, request_id: str, event: Any, on_chunk: Callable[[bytes], None] | None) -> _Outcome:
+        if self._init_error is not None:
+            return _Outcome(error=self._init_error)
+        timeout = self._spec.timeout_seconds
+        deadline = time.monotonic() + timeout
+        request = {"request_id": request_id, "event": event, "deadline": time.time() + timeout}
+        try:
+            self._send(json.dumps(request).encode())
+            while (frame := self._read_frame(deadline)) is not None:
+                kind, body = frame
+                if kind == worker_protocol.END:
+                    answer = json.loads(body)
+                    return _Outcome(answer["payload"], None, answer["aws_calls"], answer["handler_ms"])
+                if kind == worker_protocol.ERROR:
+                    return _Outcome(error=json.loads(body))
+                if kind == worker_protocol.CHUNK and on_chunk is not None:
+                    on_chunk(body)
+        except _WorkerGone:
+            self.kill()
+            status = self.process.wait()
+            exit_text = f"signal: {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
+            message = f"RequestId: {request_id} Error: Runtime exited with error: {exit_text}"
+            return _Outcome(error=_error("Runtime.ExitError", message))
+        # Lambda stops the environment at the timeout, whatever the handler is doing.
+        self.kill()
+        return _Outcome(error=_error("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"))
+
+    def _send(self, body: bytes) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(worker_protocol.INVOKE + len(body).to_bytes(4, "big") + body)
+            stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise _WorkerGone from exc
+
+    def _read_frame(self, deadline: float) -> tuple[bytes, bytes] | None:
+        """The next frame, or None at the deadline."""
+        header = self._read(worker_protocol.HEADER_SIZE, deadline)
+        if header is None:
+            return None
+        body = self._read(int.from_bytes(header[1:], "big"), deadline)
+        return None if body is None else (header[:1], body)
+
+    def _read(self, size: int, deadline: float) -> bytes | None:
+        data = bytearray()
+        while len(data) < size:
+            remaining = deadline - time.monotonic()
             try:
-                yield
-            finally:
-                for name, value in saved.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
+                if remaining <= 0 or not select.select([self._responses], [], [], remaining)[0]:
+                    return None
+                chunk = os.read(self._responses, size - len(data))
+            except (OSError, ValueError) as exc:  # the pipe was closed: the worker is being stopped
+                raise _WorkerGone from exc
+            if not chunk:
+                raise _WorkerGone
+            data += chunk
+        return bytes(data)
+
+    def kill(self) -> None:
+        self.alive = False
+        self.process.kill()
+        self._close_pipes()
+
+    def stop(self) -> None:
+        """Ask to exit (its stdin closes; a handler still running is ended too)."""
+        if self.alive:
+            self.alive = False
+            self.process.terminate()
+
+    def wait(self) -> None:
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        # Once only: a closed descriptor's number is soon another file's.
+        with self._closing:
+            if self.process.stdin is not None and not self.process.stdin.closed:
+                with contextlib.suppress(OSError):
+                    self.process.stdin.close()
+            if self._responses >= 0:
+                os.close(self._responses)
+                self._responses = -1
 
 
-def _failure(context: LocalLambdaContext, started: float, kind: str, message: str, trace: str) -> InvocationResult:
-    error = {"errorType": kind, "errorMessage": message, "stackTrace": trace.splitlines()}
-    return InvocationResult(context.aws_request_id, None, error, (time.perf_counter() - started) * 1000)
+def _error(kind: str, message: str) -> dict[str, Any]:
+    return {"errorType": kind, "errorMessage": message, "stackTrace": []}
 
 
-def _import_handler(spec: FunctionSpec) -> Handler:
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _worker_environment(spec: FunctionSpec, base: dict[str, str]) -> dict[str, str]:
+    """What Lambda gives a function: its own variables and the runtime's, here with the emulator's endpoint."""
+    inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+    return {
+        **inherited,
+        # The worker module itself; the function's code is its working directory, as /var/task is on Lambda.
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "_HANDLER": spec.handler,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        # As `sam local` says it: Powertools' Tracer stays off (no X-Ray daemon here).
+        "AWS_SAM_LOCAL": "true",
+        **base,
+        **spec.environment,
+    }
+
+
+def _check_handler(spec: FunctionSpec) -> None:
+    """The Handler names a module file under CodeUri that defines the function (read, not imported)."""
     module_name, _, attribute = spec.handler.rpartition(".")
     if not module_name:
         raise TemplateError(f"{spec.logical_id}: Handler {spec.handler!r} is not module.function")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TemplateError(f"{spec.logical_id}: cannot import {module_name} from {spec.code_dir}: {exc}") from exc
-    handler = getattr(module, attribute, None)
-    if not callable(handler):
+    base = spec.code_dir.joinpath(*module_name.split("."))
+    source = next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
+    if source is None:
+        raise TemplateError(f"{spec.logical_id}: cannot import {module_name} from {spec.code_dir}: no such module")
+    if attribute not in _top_level_names(ast.parse(source.read_bytes(), str(source))):
         raise TemplateError(f"{spec.logical_id}: {module_name} has no function {attribute}")
-    return handler  # type: ignore[no-any-return]
 
 
-def _split_environment(specs: dict[str, FunctionSpec]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """Variables every function agrees on (set once) and, per function, those it must have swapped in."""
-    values: dict[str, set[str]] = {}
-    for spec in specs.values():
-        for name, value in spec.environment.items():
-            values.setdefault(name, set()).add(value)
-    conflicting = {name for name, seen in values.items() if len(seen) > 1}
-    shared = {
-        name: value for spec in specs.values() for name, value in spec.environment.items() if name not in conflicting
-    }
-    own = {
-        logical_id: {name: value for name, value in spec.environment.items() if name in conflicting}
-        for logical_id, spec in specs.items()
-    }
-    return shared, {logical_id: variables for logical_id, variables in own.items() if variables}
+def _top_level_names(module: ast.Module) -> set[str]:
+    names = set()
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+# Every runtime not yet closed: their workers are stopped when this process exits normally (a killed parent
+# is noticed by the workers themselves).
+_running: "weakref.WeakSet[FunctionRuntime]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for runtime in list(_running):
+        runtime.close()

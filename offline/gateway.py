@@ -30,6 +30,9 @@ from offline.template import TemplateError
 
 # API Gateway's integration timeout for REST APIs.
 INTEGRATION_TIMEOUT_SECONDS = 29.0
+# A Lambda integration whose function is throttled: API Gateway answers 500 (not the function's 502), and
+# only DEFAULT_5XX customizes it (AWS re:Post knowledge center, "api-gateway-internal-server-error").
+LAMBDA_THROTTLED = Refusal(ResponseType.LAMBDA_FAILURE, HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error")
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ class LocalGateway:
             return None
         try:
             document = json.loads(request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deeper than a parser goes is not valid JSON
             return _body_refusal("[Invalid JSON in request body]")
         errors = sorted(validator.iter_errors(document), key=lambda error: [str(part) for part in error.path])
         if errors:
@@ -203,6 +206,14 @@ class LocalGateway:
         self, stage: ApiStage, route: Route, request: IncomingRequest, event: dict[str, Any], caller: Caller
     ) -> GatewayResult:
         result = self._runtime.invoke(route.function_id, event, caller.request_id)
+        if result.throttled:
+            # Lambda's 429 TooManyRequestsException reaches a proxy integration's caller as a 500.
+            refused = self._refuse(
+                stage.responses, LAMBDA_THROTTLED, request, caller.request_id, route=route, api_key_id=caller.api_key_id
+            )
+            return dataclasses.replace(
+                refused, detail=f"Lambda throttled the invocation: {_lambda_failure(result.error)}"
+            )
         if result.duration_ms > INTEGRATION_TIMEOUT_SECONDS * 1000:
             kind = ResponseType.INTEGRATION_TIMEOUT
             return self._refuse(

@@ -15,6 +15,9 @@ from offline.events import IncomingRequest
 from offline.gateway import GatewayResult, LocalGateway
 
 CONTROL_PREFIX = "__offline"
+# API Gateway's hard limit on a REST API request's payload.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+JSON = [("Content-Type", "application/json")]
 
 # What the control endpoint can do: (verb, name, JSON body) -> (status, JSON answer).
 ControlHandler = Callable[[str, str, Any], tuple[int, Any]]
@@ -26,6 +29,8 @@ class GatewayServer(ThreadingHTTPServer):
     daemon_threads = True
     # Refuse, rather than share, a port another process already listens on.
     allow_reuse_address = False
+    # socketserver's default backlog of 5 resets connections in a burst; the kernel caps this at somaxconn.
+    request_queue_size = 1024
 
     def __init__(
         self,
@@ -90,6 +95,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        try:
+            self._serve()
+        except Exception as exc:  # never a dropped connection: an answer, and the cause on the console
+            print(f"offline: {self.command} {self.path} failed: {exc!r}", file=sys.stderr, flush=True)
+            self.close_connection = True
+            self._send(500, JSON, b'{"message":"Internal server error"}')
+
+    def _serve(self) -> None:
         started = time.perf_counter()
         body = self._read_body()
         if body is None:
@@ -118,11 +131,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
             _log_access(self.command, url.path, result, (time.perf_counter() - started) * 1000)
 
     def _read_body(self) -> bytes | None:
+        """The body, or None once a refusal was sent (the connection then closes: the body's end is unknown)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self._send(411, [("Content-Type", "application/json")], b'{"message":"Content-Length required"}')
+            self._refuse_body(411, b'{"message":"Content-Length required"}')
             return None
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get_all("Content-Length") or []
+        if len(set(declared)) > 1 or not all(value.strip().isdigit() for value in declared):
+            # Malformed framing: API Gateway's front answers 400 before any route or function.
+            self._refuse_body(400, b'{"message":"Bad Request"}')
+            return None
+        length = int(declared[0]) if declared else 0
+        if length > MAX_BODY_BYTES:
+            self._refuse_body(413, b'{"message":"Request Too Long"}')
+            return None
         return self.rfile.read(length) if length else b""
+
+    def _refuse_body(self, status: int, answer: bytes) -> None:
+        self.close_connection = True
+        self._send(status, JSON, answer)
+        if self.server.access_log:
+            print(f"{self.command} {urlsplit(self.path).path} {status} (refused before routing)", file=sys.stderr)
 
     def _control(self, rest: str, body: bytes) -> None:
         verb, _, name = rest.partition("/")
@@ -132,7 +160,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         else:
             try:
                 payload = json.loads(body) if body else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 status, answer = 400, {"message": "the body must be JSON"}
             else:
                 status, answer = control(verb, unquote(name), payload)

@@ -1,5 +1,6 @@
 """The offline stack: moto with the fidelity patches, the template's resources, the local API Gateway, the
-scheduler and the outbox, started and stopped together. State lives in this process's memory only."""
+scheduler and the outbox, started and stopped together. State lives in this process's memory only; the
+functions run in worker processes (offline.functions) that reach it over HTTP, as Lambda reaches AWS."""
 
 import errno
 import logging
@@ -8,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from moto.apigateway.models import apigateway_backends
 from moto.moto_api._internal.models import moto_api_backend
@@ -17,7 +18,7 @@ from moto.server import ThreadedMotoServer
 from offline import apigateway_fidelity, dynamodb_fidelity, outbox
 from offline.api_keys import KeyRegistry, key_source_for
 from offline.clock import OfflineClock
-from offline.functions import FunctionRuntime, InvocationResult, function_specs
+from offline.functions import DEFAULT_MAX_CONCURRENCY, FunctionRuntime, InvocationResult, function_specs
 from offline.gateway import ApiStage, LocalGateway, body_validators, stage_method_throttles
 from offline.gateway_responses import GatewayResponses
 from offline.provision import ProvisionedStack, provision
@@ -62,6 +63,13 @@ class StackOptions:
     management_rate_limits: bool | None = None
     schedules: bool = True
     access_log: bool = True
+    # The functions' stdout and stderr (their JSON logs): this process's stderr when verbose, else the state
+    # folder's functions.log.
+    verbose: bool = False
+    # Workers per function where the template reserves no concurrency.
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    # Start one worker per function before serving (no cold start on a first request), instead of on demand.
+    prewarm: bool = False
 
 
 class OfflineStack:
@@ -80,6 +88,8 @@ class OfflineStack:
         self._moto: ThreadedMotoServer | None = None
         self._scheduler: Scheduler | None = None
         self._saved_environment: dict[str, str | None] = {}
+        self._function_environment: dict[str, str] = {}
+        self._functions_log: IO[bytes] | None = None
         self._claimed = False
 
     def __enter__(self) -> "OfflineStack":
@@ -121,9 +131,18 @@ class OfflineStack:
         webhook_secrets = ensure_webhook_secrets(provisioned, endpoint)
         self.template = template = template.with_physical_ids(provisioned.attributes())
         specs = function_specs(template)
-        self.runtime = FunctionRuntime(specs, {})
-        self._set_environment(self.runtime.shared_environment)
+        if not self.options.verbose:
+            self._functions_log = self.options.state_dir.functions_log.open("ab")
+        self.runtime = FunctionRuntime(
+            specs,
+            self._function_environment,
+            max_concurrency=self.options.max_concurrency,
+            # Verbose: on this process's stderr, never its stdout (which has the banner, or a benchmark's figures).
+            log=self._functions_log or sys.stderr.fileno(),
+        )
         self.runtime.load()
+        if self.options.prewarm:
+            self.runtime.prewarm()
         self.gateway = LocalGateway(
             [_api_stage(api, provisioned, routes) for api in apis.values()],
             self.runtime,
@@ -157,9 +176,14 @@ class OfflineStack:
         self._moto = ThreadedMotoServer(ip_address=LOCALHOST, port=0, verbose=False)
         self._moto.start()
         endpoint = "http://{}:{}".format(*self._moto.get_host_and_port())
-        self._set_environment(
-            {**AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
-        )
+        # This process's own calls (provisioning, tests, benchmarks) and every function's go to the emulator.
+        self._function_environment = {
+            **AWS_ENVIRONMENT,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+        }
+        self._set_environment(self._function_environment)
         return endpoint
 
     def stop(self) -> None:
@@ -170,6 +194,11 @@ class OfflineStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self.runtime is not None:
+            self.runtime.close()
+        if self._functions_log is not None:
+            self._functions_log.close()
+            self._functions_log = None
         if self._moto is not None:
             # The account lives in this process's memory: forget it, so a next stack here starts empty.
             moto_api_backend.reset()
@@ -255,6 +284,7 @@ class OfflineStack:
             "aws_endpoint_url": endpoint,
             "control_url": f"{base}/{CONTROL_PREFIX}",
             "outbox_dir": str(self.options.state_dir.outbox.resolve()),
+            "functions_log": None if self.options.verbose else str(self.options.state_dir.functions_log.resolve()),
             "usage_plan_ids": provisioned.plan_ids_by_tier,
             "tiers": _tiers(provisioned, template.region),
             "rest_api_ids": provisioned.rest_api_ids,

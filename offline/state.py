@@ -1,4 +1,5 @@
-"""The offline stack's files in its state folder (default `.local/`): the pid lock, `stack.json` and the outbox."""
+"""The offline stack's files in its state folder (default `.local/`): the pid lock, `stack.json`, the outbox and
+the functions' log."""
 
 import contextlib
 import json
@@ -35,6 +36,10 @@ class StateDir:
     @property
     def outbox(self) -> Path:
         return self.path / "outbox"
+
+    @property
+    def functions_log(self) -> Path:
+        return self.path / "functions.log"
 
     def claim(self) -> None:
         """Take the pid lock, or raise AlreadyRunning naming the live process that holds it."""

@@ -59,7 +59,7 @@ def free_port() -> int:
 def offline_command(state_dir: Path, port: int, params: str = "", *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "offline", "--port", str(port), "--state-dir", str(state_dir),
-        "--params", params, "--quiet", *extra,
+        "--params", params, "--quiet", "--prewarm", *extra,
     ]  # fmt: skip
 
 
@@ -111,14 +111,14 @@ class Answer:
     headers: dict[str, str]
 
 
-def http(method: str, url: str, headers: dict[str, str] | None = None, body: Any = None) -> Answer:
+def http(method: str, url: str, headers: dict[str, str] | None = None, body: Any = None, timeout: float = 30) -> Answer:
     """One real HTTP request; the body is sent as JSON and read back as JSON when it parses."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - 127.0.0.1 only
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
             status, raw, answer_headers = response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as exc:
         status, raw, answer_headers = exc.code, exc.read(), dict(exc.headers)

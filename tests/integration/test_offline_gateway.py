@@ -2,7 +2,11 @@
 in which order, with which answers, and what the function receives."""
 
 import base64
+import http.client
 import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +24,7 @@ from offline.functions import FunctionRuntime, FunctionSpec
 from offline.gateway import ApiStage, GatewayResult, LocalGateway, ThrottleBuckets, body_validators
 from offline.gateway_responses import GatewayResponses
 from offline.routes import Route, RouteTable
+from offline.server import GatewayServer
 from offline.template import ACCOUNT_ID, PROJECT_ROOT
 
 REGION = "us-east-1"
@@ -56,6 +61,7 @@ class Emulated:
     clocks: Clocks
     routes: list[Route]
     method_throttles: dict[tuple[str, str], Throttle] = field(default_factory=dict)
+    runtimes: list[FunctionRuntime] = field(default_factory=list)
 
     def gateway(self) -> LocalGateway:
         stage = ApiStage(
@@ -69,8 +75,9 @@ class Emulated:
             binary_media_types=("image/png",),
             validators=body_validators(self.routes),
         )
-        runtime = FunctionRuntime({name: _spec(name, handler) for name, handler in FUNCTIONS.items()}, {})
+        runtime = FunctionRuntime({name: _spec(name, *function) for name, function in FUNCTIONS.items()}, {})
         runtime.load()
+        self.runtimes.append(runtime)
         return LocalGateway(
             [stage],
             runtime,
@@ -103,18 +110,37 @@ class Emulated:
         return int(usage["items"][key_id][0][0])
 
 
-FUNCTIONS = {"Echo": "echo", "Fail": "fail", "Malformed": "malformed"}
+# Handler, timeout and reserved concurrency of each function.
+FUNCTIONS = {
+    "Echo": ("echo", 3, None),
+    "Fail": ("fail", 3, None),
+    "Malformed": ("malformed", 3, None),
+    "Sleep": ("sleep", 1, None),
+    "Single": ("sleep", 3, 1),
+}
 ROUTES = [
     Route("GET", "/v1/things", "Echo", "Api", api_key_required=True),
     Route("GET", "/v1/things/{thing_id}", "Echo", "Api", api_key_required=True),
     Route("POST", "/open", "Echo", "Api", api_key_required=False, request_schema=SIGNUP_SCHEMA),
     Route("GET", "/fail", "Fail", "Api", api_key_required=False),
     Route("GET", "/malformed", "Malformed", "Api", api_key_required=False),
+    Route("POST", "/sleep", "Sleep", "Api", api_key_required=False),
+    Route("POST", "/single", "Single", "Api", api_key_required=False),
+    Route("POST", "/echo", "Echo", "Api", api_key_required=False),
 ]
 
 
-def _spec(name: str, handler: str) -> FunctionSpec:
-    return FunctionSpec(name, f"test-{name}", f"tests.offline_functions.{handler}", PROJECT_ROOT, 3, 128, REGION)
+def _spec(name: str, handler: str, timeout: int, reserved: int | None) -> FunctionSpec:
+    return FunctionSpec(
+        name,
+        f"test-{name}",
+        f"tests.offline_functions.{handler}",
+        PROJECT_ROOT,
+        timeout,
+        128,
+        REGION,
+        reserved_concurrency=reserved,
+    )
 
 
 @pytest.fixture
@@ -127,7 +153,10 @@ def emulated() -> Iterator[Emulated]:
         with mock_aws():
             apigateway = boto3.client("apigateway", region_name=REGION)
             api_id = apigateway.create_rest_api(name="api")["id"]
-            yield Emulated(apigateway, api_id, clocks, list(ROUTES))
+            emulated = Emulated(apigateway, api_id, clocks, list(ROUTES))
+            yield emulated
+            for runtime in emulated.runtimes:
+                runtime.close()
     finally:
         apigateway_fidelity.set_management_rate_limits(None)
         apigateway_fidelity.set_wall_clock(None)
@@ -341,3 +370,103 @@ def test_a_failing_function_is_a_502_from_the_gateway(emulated: Emulated, path: 
     assert result.detail.startswith(
         {"/fail": "RuntimeError: the function failed", "/malformed": "Malformed Lambda proxy response"}[path]
     )
+
+
+def test_a_function_past_its_timeout_is_a_502_at_the_timeout(emulated: Emulated) -> None:
+    # Given a function with a 1 s timeout, warm
+    gateway = emulated.gateway()
+    assert call(gateway, "/sleep", method="POST", body=b'{"seconds": 0}').status == HTTPStatus.OK
+
+    # When its route is called with work for 10 s
+    began = time.monotonic()
+    result = call(gateway, "/sleep", method="POST", body=b'{"seconds": 10}')
+
+    # Then API Gateway's answer for a function error comes at the timeout: Lambda stopped the function
+    assert time.monotonic() - began < 3.0
+    assert (result.status, body(result)) == (HTTPStatus.BAD_GATEWAY, {"message": "Internal server error"})
+    assert result.detail is not None
+    assert result.detail.startswith("Sandbox.Timedout: Task timed out after 1.00 seconds")
+
+
+def test_a_throttled_function_is_a_500_from_the_gateway(emulated: Emulated) -> None:
+    # Given a function with a reserved concurrency of 1, busy with a call
+    gateway = emulated.gateway()
+    work = {"method": "POST", "body": b'{"seconds": 2}'}
+    busy = threading.Thread(target=call, args=(gateway, "/single"), kwargs=work)
+    busy.start()
+    time.sleep(0.5)
+
+    # When another request reaches it
+    result = call(gateway, "/single", method="POST", body=b"{}")
+    busy.join()
+
+    # Then Lambda throttled it, and API Gateway answers a proxy integration's throttle with a 500
+    assert (result.status, body(result)) == (HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal server error"})
+    assert result.detail is not None
+    assert "TooManyRequestsException" in result.detail
+
+
+@pytest.fixture
+def served(emulated: Emulated) -> Iterator[GatewayServer]:
+    """The gateway behind a real socket on a free port."""
+    server = GatewayServer(("127.0.0.1", 0), emulated.gateway(), access_log=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+def exchange(port: int, raw: bytes) -> tuple[int, Any]:
+    """Send raw bytes, read one HTTP answer (status, JSON body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(raw)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", "5, 7"])
+def test_a_malformed_content_length_gets_400_not_a_dropped_connection(served: GatewayServer, length: str) -> None:
+    raw = f"POST /{STAGE}/echo HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode()
+    assert exchange(served.port, raw) == (HTTPStatus.BAD_REQUEST, {"message": "Bad Request"})
+
+
+def test_a_body_over_api_gateway_s_10_mb_gets_413(served: GatewayServer) -> None:
+    # The client declares the size and waits for the answer before sending the body, as `Expect` clients do
+    raw = f"POST /{STAGE}/echo HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * 1024 * 1024 + 1}\r\n\r\n".encode()
+    assert exchange(served.port, raw) == (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Too Long"})
+
+
+def test_json_nested_100_000_deep_gets_an_answer(served: GatewayServer) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    head = "POST /{}/{} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n"
+
+    # A route with a request model: the validator refuses it, as a body that is not valid JSON for the model
+    raw = head.format(STAGE, "open", len(deep)).encode() + deep
+    assert exchange(served.port, raw) == (HTTPStatus.BAD_REQUEST, {"message": "Invalid request body"})
+    # A route without one: API Gateway does not parse the body; the function gets it as it was sent
+    status, echoed = exchange(served.port, head.format(STAGE, "echo", len(deep)).encode() + deep)
+    assert (status, len(echoed["body"])) == (HTTPStatus.OK, len(deep))
+
+
+def test_a_hundred_simultaneous_connects_are_all_accepted(emulated: Emulated) -> None:
+    # Given a gateway that is not accepting yet (as when it is busy), so every connect waits in the backlog
+    server = GatewayServer(("127.0.0.1", 0), emulated.gateway(), access_log=False)
+    connections = []
+    try:
+        # When a hundred clients connect at once
+        for _ in range(100):
+            connections.append(socket.create_connection(("127.0.0.1", server.port), timeout=1))
+
+        # Then every connection is queued, none refused or reset, and each is answered once it serves
+        server.start()
+        for connection in connections:
+            connection.sendall(f"GET /{STAGE}/nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        for connection in connections:
+            response = http.client.HTTPResponse(connection)
+            response.begin()
+            assert response.status == HTTPStatus.FORBIDDEN
+            response.read()
+    finally:
+        for connection in connections:
+            connection.close()
+        server.stop()
