@@ -1,5 +1,6 @@
 """Pydantic models of the domain: tiers and their limits, partners, signup requests and results."""
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -38,6 +39,12 @@ class Tier(BaseModel):
     limits: TierLimits
 
 
+# Characters that must never reach an email header or body, a log line or a terminal as they are: C0 (CR/LF,
+# NUL, ESC of ANSI sequences), DEL, C1, and the bidi embeddings, overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069) that make text display other than it reads. The API's model (template.yaml) has the same class.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 class SignupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
@@ -47,6 +54,14 @@ class SignupRequest(BaseModel):
     # Opt in to quota alert emails at this address (the quota monitor sends them through SES). Strict, as the
     # API's model: "yes" or 1 is refused, not read as true.
     alert_emails: StrictBool = False
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _no_control_characters(cls, name: object) -> object:
+        # Before whitespace stripping, which would quietly drop a trailing CR, LF or NEL.
+        if isinstance(name, str) and CONTROL_CHARACTERS.search(name):
+            raise ValueError("must not contain control characters (line breaks, tabs, escapes, bidi controls)")
+        return name
 
     @field_validator("email")
     @classmethod

@@ -1,10 +1,13 @@
 """POST /signup: a partner gets an API key on a self-service tier."""
 
+import base64
+import binascii
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -25,16 +28,33 @@ app = APIGatewayRestResolver()
 def sign_up() -> Response[str]:
     service = signup_service()
     result = service.sign_up(
-        parse_signup(app.current_event.decoded_body),
+        parse_signup(request_body(app.current_event)),
         idempotency_key=app.current_event.headers.get("Idempotency-Key"),  # headers are case-insensitive
     )
     return json_response(HTTPStatus.CREATED, signed_up_body(result))
 
 
+def request_body(event: APIGatewayProxyEvent) -> str | None:
+    """The body as text. API Gateway hands over bytes it cannot pass as text base64-encoded: those must be
+    UTF-8 (RFC 8259), and anything else is the caller's mistake, not ours."""
+    if not event.is_base64_encoded or event.body is None:
+        return event.body
+    try:
+        raw = base64.b64decode(event.body, validate=True)
+    except binascii.Error as exc:
+        raise InvalidRequest("request body is not valid base64") from exc
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("request body is not valid UTF-8 (JSON must be UTF-8)") from exc
+
+
 def parse_signup(body: str | None) -> SignupRequest:
     if not body:
         raise InvalidRequest("request body is required")
-    if len(body.encode()) > MAX_BODY_BYTES:
+    if len(body.encode(errors="surrogatepass")) > MAX_BODY_BYTES:
         raise InvalidRequest(f"request body is larger than {MAX_BODY_BYTES} bytes")
     try:
         return SignupRequest.model_validate_json(body)
