@@ -27,6 +27,8 @@ class SignupSettings(StackSettings):
     # A pending signup's lease on its email. Longer than the function's timeout, so an expired lease means
     # its holder is gone and a retry may take over and clean up.
     signup_lease_seconds: int = Field(default=60, ge=1)
+    # OneKeyPerMailbox: one key per mailbox where the provider ignores dots and +tags (gmail.com, googlemail.com).
+    one_key_per_mailbox: bool = False
 
     @field_validator("self_service_tiers", mode="before")
     @classmethod
@@ -46,6 +48,20 @@ class SignupSettings(StackSettings):
 @cache
 def signup_settings() -> SignupSettings:
     return SignupSettings()  # fields come from the environment
+
+
+class SignupSweepSettings(StackSettings):
+    """The scheduled sweep of failed signups (SignupSweepFunction)."""
+
+    # Its share of the account's management-API pool (DeleteApiKey: 5/s, all calls: 10/s).
+    sweep_calls_per_second: float = Field(default=1.0, gt=0, le=5)
+    # Stop starting cleanups when less than this is left of the invocation; the next run finishes.
+    sweep_reserve_seconds: float = Field(default=10.0, ge=0)
+
+
+@cache
+def signup_sweep_settings() -> SignupSweepSettings:
+    return SignupSweepSettings()  # fields come from the environment
 
 
 class AiApiSettings(StackSettings):

@@ -28,6 +28,7 @@ from core.errors import (
     ProviderMisconfigured,
     SigningSecretUnavailable,
     SignupInProgress,
+    SignupThrottled,
     TierChangeFailed,
     TierChangeInProgress,
     TierNotSelfService,
@@ -50,6 +51,7 @@ _STATUS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     IdempotencyKeyReused: (HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
     IdempotentRequestInProgress: (HTTPStatus.CONFLICT, "request_in_progress"),
     ManagementApiThrottled: (HTTPStatus.SERVICE_UNAVAILABLE, "throttled"),
+    SignupThrottled: (HTTPStatus.SERVICE_UNAVAILABLE, "throttled"),
     KeyAlreadyInPlan: (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     NotFound: (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     # The billing webhook (POST /webhooks/billing).
@@ -87,9 +89,14 @@ def domain_error_response(exc: DomainError) -> Response[str]:
         (mapped for kind, mapped in _STATUS.items() if isinstance(exc, kind)),
         (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     )
-    message = exc.message if status < HTTPStatus.INTERNAL_SERVER_ERROR else "internal error"
+    # A 5xx says "internal error", unless its message tells the caller what to do.
+    message = (
+        exc.message
+        if status < HTTPStatus.INTERNAL_SERVER_ERROR or isinstance(exc, SignupThrottled)
+        else ("internal error")
+    )
     headers = None
-    if isinstance(exc, SignupInProgress):
+    if isinstance(exc, SignupInProgress | SignupThrottled):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     elif isinstance(exc, ManagementApiThrottled | IdempotentRequestInProgress):
         headers = {"Retry-After": "1"}

@@ -98,12 +98,34 @@ class Reservation:
 
     partner_id: str
     resumed: bool
+    lease_until: int = 0  # epoch seconds
+    # Keys a dead attempt for the same partner created (a takeover deletes them first).
+    key_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PendingLock:
+    """An email lock whose signup never finished, as the sweep finds it."""
+
+    email: str
+    partner_id: str
+    lease_until: int
+    key_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class IssuedKey:
     id: str
     value: SecretStr
+
+
+class SweepReport(BaseModel):
+    """One run of the signup sweep: expired pending locks found, cleaned up, failed, left for the next run."""
+
+    found: int
+    cleaned: int
+    failed: int
+    deferred: int
 
 
 class SignedUpPartner(BaseModel):

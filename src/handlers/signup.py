@@ -30,6 +30,7 @@ def sign_up() -> Response[str]:
     result = service.sign_up(
         parse_signup(request_body(app.current_event)),
         idempotency_key=app.current_event.headers.get("Idempotency-Key"),  # headers are case-insensitive
+        remaining_ms=app.lambda_context.get_remaining_time_in_millis(),
     )
     return json_response(HTTPStatus.CREATED, signed_up_body(result))
 
