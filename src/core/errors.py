@@ -89,7 +89,7 @@ class SignupThrottled(DomainError):
 
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(
-            "too many signups at once: nothing was created for you. Send the same request again (with the same "
+            "too many signups at once: no key was issued to you. Send the same request again (with the same "
             f"Idempotency-Key, if you used one) in {retry_after_seconds} s"
         )
         self.retry_after_seconds = retry_after_seconds

@@ -190,7 +190,10 @@ class SignupService:
         return self._sign_up(SignupRequest.model_validate(signup["request"]))
 
     def _sign_up(self, request: SignupRequest) -> SignedUpPartner:
-        tier = self._self_service_tier(request.tier)
+        try:
+            tier = self._self_service_tier(request.tier)
+        except (ManagementApiThrottled, ManagementApiOutOfTime) as exc:  # reading the plans (cached afterwards)
+            raise SignupThrottled(THROTTLED_RETRY_AFTER_SECONDS) from exc
         mailbox = mailbox_of(request.email, self._settings.one_key_per_mailbox)
         reservation = self._partners.reserve_email(
             mailbox, f"p_{uuid.uuid4().hex}", self._clock(), self._settings.signup_lease_seconds
