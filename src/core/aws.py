@@ -36,6 +36,8 @@ BUDGETED_RETRY_CONFIG = Config(
     read_timeout=3,
 )
 BUDGETED_ATTEMPT_SECONDS = 4.0  # connect_timeout + read_timeout
+# One short attempt, for a step that may be skipped when time is short (signup's confirmation email).
+SINGLE_ATTEMPT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=3)
 
 
 def _client(service: str, config: Config = RETRY_CONFIG) -> Any:
@@ -62,8 +64,8 @@ def sns_client() -> "SNSClient":
     return client
 
 
-def ses_client() -> "SESClient":
-    client: SESClient = _client("ses")
+def ses_client(config: Config = RETRY_CONFIG) -> "SESClient":
+    client: SESClient = _client("ses", config)
     return client
 
 

@@ -29,6 +29,11 @@ class SignupSettings(StackSettings):
     signup_lease_seconds: int = Field(default=60, ge=1)
     # OneKeyPerMailbox: one key per mailbox where the provider ignores dots and +tags (gmail.com, googlemail.com).
     one_key_per_mailbox: bool = False
+    # PartnerAlertSender: the verified SES sender of the link that confirms a partner's alert address
+    # (empty: no link is sent, and no partner gets alert emails).
+    partner_alert_sender: str = ""
+    # How long a confirmation link works.
+    confirmation_link_seconds: int = Field(default=3 * 24 * 3600, ge=60)
 
     @field_validator("self_service_tiers", mode="before")
     @classmethod

@@ -46,6 +46,11 @@ class SignupInProgress(DomainError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class ConfirmationLinkInvalid(DomainError):
+    def __init__(self) -> None:
+        super().__init__("this confirmation link is unknown, already used or expired")
+
+
 class IdempotencyKeyReused(DomainError):
     def __init__(self) -> None:
         super().__init__("this Idempotency-Key was already used with a different request body")

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from core.errors import (
     ApiKeyMissing,
+    ConfirmationLinkInvalid,
     DomainError,
     EmailAlreadyRegistered,
     IdempotencyKeyReused,
@@ -49,6 +50,7 @@ _STATUS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     EmailAlreadyRegistered: (HTTPStatus.CONFLICT, "email_already_registered"),
     SignupInProgress: (HTTPStatus.CONFLICT, "signup_in_progress"),
     IdempotencyKeyReused: (HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+    ConfirmationLinkInvalid: (HTTPStatus.NOT_FOUND, "confirmation_link_invalid"),
     IdempotentRequestInProgress: (HTTPStatus.CONFLICT, "request_in_progress"),
     ManagementApiThrottled: (HTTPStatus.SERVICE_UNAVAILABLE, "throttled"),
     SignupThrottled: (HTTPStatus.SERVICE_UNAVAILABLE, "throttled"),

@@ -88,8 +88,14 @@ class Partner(BaseModel):
     status: PartnerStatus
     created_at: str
     updated_at: str
-    # Quota alert emails to `email` (opted in at signup).
+    # Quota alert emails to `email` (opted in at signup); sent only once the address confirmed a link.
     alert_emails: bool = False
+    email_confirmed: bool = False
+
+    @property
+    def wants_alert_emails(self) -> bool:
+        """Opted in, and the address proved it is the partner's: we never mail an address that did not ask."""
+        return self.alert_emails and self.email_confirmed
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,8 @@ class SignedUpPartner(BaseModel):
     api_key_id: str
     tier: TierName
     limits: TierLimits
+    # With alert_emails: whether the confirmation link was emailed ("sent"), or could not be ("unavailable").
+    email_confirmation: Literal["sent", "unavailable"] | None = None
 
 
 # --- Tier-change webhook -------------------------------------------------------------------------------

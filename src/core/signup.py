@@ -14,6 +14,8 @@ The whole signup runs inside a time budget below the function's timeout: managem
 retries of them stop when they could not end in time, and the caller gets `503 throttled` with Retry-After.
 """
 
+import hashlib
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +24,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -39,9 +41,17 @@ from pydantic import SecretStr
 
 from core.adapters.apigateway import ApiGateway, bound_by_deadline
 from core.adapters.dynamodb import PartnersTable
-from core.aws import BUDGETED_ATTEMPT_SECONDS, BUDGETED_RETRY_CONFIG, apigateway_client
+from core.adapters.ses import SesEmail
+from core.aws import (
+    BUDGETED_ATTEMPT_SECONDS,
+    BUDGETED_RETRY_CONFIG,
+    SINGLE_ATTEMPT_CONFIG,
+    apigateway_client,
+    ses_client,
+)
 from core.config import SignupSettings, SignupSweepSettings, signup_settings, signup_sweep_settings
 from core.errors import (
+    ConfirmationLinkInvalid,
     IdempotencyKeyReused,
     IdempotentRequestInProgress,
     ManagementApiOutOfTime,
@@ -61,7 +71,8 @@ from core.models import (
 )
 from core.observability import logger
 from core.pacing import TokenBucket
-from core.ports import PartnerStore, UsagePlanGateway
+from core.ports import EmailSender, PartnerStore, UsagePlanGateway
+from core.quota_alerts import Message
 from core.tiers import TierCatalog, key_name
 
 IDEMPOTENCY_WINDOW_SECONDS = 600
@@ -141,12 +152,15 @@ class SignupService:
         plans: UsagePlanGateway,
         partners: PartnerStore,
         idempotency_store: BasePersistenceLayer,
+        *,
         clock: Callable[[], float] = time.time,
+        email: EmailSender | None = None,
     ) -> None:
         self._settings = settings
         self._plans = plans
         self._partners = partners
         self._clock = clock
+        self._email = email  # None: no sender configured, so no confirmation links (and no alert emails)
         self.tiers = TierCatalog(settings.stack_name, plans, settings.tier_cache_seconds)
         self.idempotency_config = IdempotencyConfig(
             event_key_jmespath="idempotency_key",
@@ -161,17 +175,27 @@ class SignupService:
         )(self._sign_up_from_record)
 
     def sign_up(
-        self, request: SignupRequest, idempotency_key: str | None = None, remaining_ms: int | None = None
+        self,
+        request: SignupRequest,
+        idempotency_key: str | None = None,
+        remaining_ms: int | None = None,
+        confirm_url: str | None = None,
     ) -> SignedUpPartner:
         """Sign a partner up. With an Idempotency-Key, a retry of the same request returns the same partner.
-        With `remaining_ms` (the invocation's time left), every step ends in time or raises SignupThrottled."""
+        With `remaining_ms` (the invocation's time left), every step ends in time or raises SignupThrottled.
+        `confirm_url`: the public URL of GET /signup/confirm, for the link that confirms an alert address."""
         budget = TimeBudget.from_remaining(remaining_ms) if remaining_ms is not None else None
         with _phase(_budget, budget):
             if idempotency_key is None:
-                return self._sign_up(request)
+                return self._sign_up(request, confirm_url)
             try:
                 result: SignedUpPartner = self._sign_up_once(
-                    signup={"idempotency_key": idempotency_key, "request": request.model_dump(mode="json")}
+                    # Only idempotency_key is hashed, and only request is validated: the URL rides along.
+                    signup={
+                        "idempotency_key": idempotency_key,
+                        "request": request.model_dump(mode="json"),
+                        "confirm_url": confirm_url,
+                    }
                 )
             except IdempotencyValidationError as exc:
                 raise IdempotencyKeyReused() from exc
@@ -187,9 +211,17 @@ class SignupService:
             return result
 
     def _sign_up_from_record(self, signup: dict[str, Any]) -> SignedUpPartner:
-        return self._sign_up(SignupRequest.model_validate(signup["request"]))
+        return self._sign_up(SignupRequest.model_validate(signup["request"]), signup.get("confirm_url"))
 
-    def _sign_up(self, request: SignupRequest) -> SignedUpPartner:
+    def confirm_email(self, token: str) -> str:
+        """Use a confirmation link's token: the partner whose address is now confirmed."""
+        partner_id = self._partners.confirm_email(_token_hash(token), self._clock())
+        if partner_id is None:
+            raise ConfirmationLinkInvalid()
+        logger.info("confirmed a partner's email address", partner_id=partner_id)
+        return partner_id
+
+    def _sign_up(self, request: SignupRequest, confirm_url: str | None = None) -> SignedUpPartner:
         try:
             tier = self._self_service_tier(request.tier)
         except (ManagementApiThrottled, ManagementApiOutOfTime) as exc:  # reading the plans (cached afterwards)
@@ -210,9 +242,38 @@ class SignupService:
                 raise SignupThrottled(self._retry_after(reservation, undone)) from exc
             raise
         logger.info("signed up partner", partner_id=reservation.partner_id, tier=tier.name, api_key_id=key.id)
+        confirmation = self._send_confirmation(request, reservation.partner_id, confirm_url)
         return SignedUpPartner(
-            partner_id=reservation.partner_id, api_key=key.value, api_key_id=key.id, tier=tier.name, limits=tier.limits
+            partner_id=reservation.partner_id,
+            api_key=key.value,
+            api_key_id=key.id,
+            tier=tier.name,
+            limits=tier.limits,
+            email_confirmation=confirmation,
         )
+
+    def _send_confirmation(
+        self, request: SignupRequest, partner_id: str, confirm_url: str | None
+    ) -> Literal["sent", "unavailable"] | None:
+        """Email the link that confirms the alert address. Best effort: the partner is signed up either way,
+        and gets no alert email until the link is opened."""
+        if not request.alert_emails:
+            return None
+        budget = _budget.get()
+        short_of_time = budget is not None and time.monotonic() + BUDGETED_ATTEMPT_SECONDS > budget.undo_until
+        if self._email is None or confirm_url is None or short_of_time:
+            return "unavailable"
+        token = secrets.token_urlsafe(32)
+        lifetime = self._settings.confirmation_link_seconds
+        try:
+            self._partners.add_confirmation(_token_hash(token), partner_id, int(self._clock()) + lifetime)
+            self._email.send(
+                request.email, confirmation_message(request.name, f"{confirm_url}?token={token}", lifetime)
+            )
+        except Exception as exc:
+            logger.warning("could not send the confirmation link", partner_id=partner_id, error=str(exc))
+            return "unavailable"
+        return "sent"
 
     def _self_service_tier(self, requested: str | None) -> Tier:
         allowed = list(self._settings.self_service_tiers)
@@ -280,6 +341,24 @@ class SignupService:
         return max(THROTTLED_RETRY_AFTER_SECONDS, reservation.lease_until - int(self._clock()) + 1)
 
 
+def _token_hash(token: str) -> str:
+    # Only the hash is stored: a table reader cannot confirm an address it does not own.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def confirmation_message(name: str, link: str, lifetime_seconds: int) -> Message:
+    days = max(1, lifetime_seconds // 86400)
+    body = (
+        f"Hello {name},\n\n"
+        "You signed up for an API key and asked for quota alert emails at this address. Open this link to "
+        f"confirm that the address is yours (it works once, for {days} day{'s' if days > 1 else ''}):\n\n"
+        f"{link}\n\n"
+        "Until then we send no alert emails here. If you did not sign up, ignore this email: you will get "
+        "nothing more from us.\n"
+    )
+    return Message(subject="Confirm your address for quota alert emails", body=body, attributes={})
+
+
 class SignupSweep:
     """Finishes what failed signups could not undo: for each mailbox lock whose lease ran out while still
     PENDING, deletes the keys it lists, then the lock. Run on a schedule (SignupSweepFunction)."""
@@ -313,11 +392,13 @@ def signup_service() -> SignupService:
     settings = signup_settings()
     client = apigateway_client(BUDGETED_RETRY_CONFIG)
     bound_by_deadline(client, management_deadline, BUDGETED_ATTEMPT_SECONDS)
+    sender = settings.partner_alert_sender
     return SignupService(
         settings,
         plans=ApiGateway(client),
         partners=PartnersTable(settings.partners_table),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+        email=SesEmail(sender, ses_client(SINGLE_ATTEMPT_CONFIG)) if sender else None,
     )
 
 

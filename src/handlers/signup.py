@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -18,6 +19,8 @@ from core.observability import logger, tracer
 from core.signup import signup_service
 
 MAX_BODY_BYTES = 4096
+# secrets.token_urlsafe(32): 43 URL-safe base64 characters.
+CONFIRMATION_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 app = APIGatewayRestResolver()
 
@@ -31,8 +34,32 @@ def sign_up() -> Response[str]:
         parse_signup(request_body(app.current_event)),
         idempotency_key=app.current_event.headers.get("Idempotency-Key"),  # headers are case-insensitive
         remaining_ms=app.lambda_context.get_remaining_time_in_millis(),
+        confirm_url=confirm_url(app.current_event),
     )
     return json_response(HTTPStatus.CREATED, signed_up_body(result))
+
+
+@app.get("/signup/confirm")
+def confirm_email() -> Response[str]:
+    token = app.current_event.get_query_string_value("token") or ""
+    if not CONFIRMATION_TOKEN.fullmatch(token):
+        raise InvalidRequest("the link's token is missing or malformed", [{"field": "token", "message": "invalid"}])
+    partner_id = signup_service().confirm_email(token)
+    return json_response(
+        HTTPStatus.OK,
+        {"partner_id": partner_id, "email_confirmed": True, "message": "your address is confirmed for quota alerts"},
+    )
+
+
+def confirm_url(event: APIGatewayProxyEvent) -> str:
+    """GET /signup/confirm on the host and stage this request came through (the function cannot name its own
+    API in its environment: the circular-dependency trap)."""
+    context = event.request_context
+    host = context.domain_name or event.headers.get("Host", "")
+    local = host.split(":")[0] in ("localhost", "127.0.0.1")
+    scheme = event.headers.get("X-Forwarded-Proto") or ("http" if local else "https")
+    stage_path = (context.path or f"/{context.stage}/signup").removesuffix("/signup")
+    return f"{scheme}://{host}{stage_path}/signup/confirm"
 
 
 def request_body(event: APIGatewayProxyEvent) -> str | None:
@@ -66,6 +93,8 @@ def parse_signup(body: str | None) -> SignupRequest:
 def signed_up_body(result: SignedUpPartner) -> dict[str, Any]:
     body = result.model_dump(mode="json")
     body["api_key"] = result.api_key.get_secret_value() if result.api_key else None
+    if result.email_confirmation is None:
+        del body["email_confirmation"]
     return body
 
 

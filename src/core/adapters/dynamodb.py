@@ -60,6 +60,10 @@ def customer_pk(customer_id: str) -> str:
     return f"CUSTOMER#{customer_id}"
 
 
+def confirmation_pk(token_hash: str) -> str:
+    return f"CONFIRM#{token_hash}"
+
+
 def unmatched_pk(scheme: str, event_id: str) -> str:
     return f"UNMATCHED#{scheme}#{event_id}"
 
@@ -248,6 +252,51 @@ class PartnersTable:
                 },
             ]
         )
+
+    def add_confirmation(self, token_hash: str, partner_id: str, expires_at: int) -> None:
+        """A pending email confirmation, found by the hash of its link's token (never the token itself)."""
+        self._client.put_item(
+            TableName=self._table,
+            Item=_item({"pk": confirmation_pk(token_hash), "partner_id": partner_id, "expires_at": expires_at}),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def confirm_email(self, token_hash: str, now: float) -> str | None:
+        """Use a confirmation once: mark its partner's email confirmed and delete it, in one transaction; the
+        partner id, or None if the token is unknown, used or expired."""
+        found = self._client.get_item(
+            TableName=self._table, Key=_item({"pk": confirmation_pk(token_hash)}), ConsistentRead=True
+        )
+        item = _plain(found.get("Item", {}))
+        if not item or int(item["expires_at"]) < int(now):
+            return None
+        partner_id = str(item["partner_id"])
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": _item({"pk": confirmation_pk(token_hash)}),
+                            "ConditionExpression": "attribute_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _item({"pk": partner_pk(partner_id)}),
+                            "UpdateExpression": "SET email_confirmed = :true",
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeValues": _item({":true": True}),
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            return None  # used meanwhile (a double click), or the partner is gone
+        return partner_id
 
     def release(self, email: str, reservation: Reservation) -> None:
         """Drop a pending lock so the same signup can be tried again at once."""
