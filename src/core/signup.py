@@ -356,7 +356,7 @@ def confirmation_message(name: str, link: str, lifetime_seconds: int) -> Message
         "Until then we send no alert emails here. If you did not sign up, ignore this email: you will get "
         "nothing more from us.\n"
     )
-    return Message(subject="Confirm your address for quota alert emails", body=body, attributes={})
+    return Message(subject="Confirm your email address for alerts", body=body, attributes={})
 
 
 class SignupSweep:
