@@ -34,6 +34,14 @@ class SignupSettings(StackSettings):
     partner_alert_sender: str = ""
     # How long a confirmation link works.
     confirmation_link_seconds: int = Field(default=3 * 24 * 3600, ge=60)
+    # SignupDoubleOptIn: the key is issued only when the link emailed to the address is opened.
+    double_opt_in: bool = False
+
+    @model_validator(mode="after")
+    def _opt_in_needs_a_sender(self) -> "SignupSettings":
+        if self.double_opt_in and not self.partner_alert_sender:
+            raise ValueError("DOUBLE_OPT_IN needs PARTNER_ALERT_SENDER, the sender of the confirmation link")
+        return self
 
     @field_validator("self_service_tiers", mode="before")
     @classmethod

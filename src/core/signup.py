@@ -213,6 +213,47 @@ class SignupService:
     def _sign_up_from_record(self, signup: dict[str, Any]) -> SignedUpPartner:
         return self._sign_up(SignupRequest.model_validate(signup["request"]), signup.get("confirm_url"))
 
+    @property
+    def double_opt_in(self) -> bool:
+        return self._settings.double_opt_in
+
+    def request_signup(self, request: SignupRequest, confirm_url: str) -> None:
+        """Double opt-in: email the address a link that issues the key when opened. The same answer whether or
+        not the address is registered or already has a link pending (which get no second email)."""
+        try:
+            self._self_service_tier(request.tier)  # a bad tier is refused now, not after the email
+        except (ManagementApiThrottled, ManagementApiOutOfTime) as exc:
+            raise SignupThrottled(THROTTLED_RETRY_AFTER_SECONDS) from exc
+        mailbox = mailbox_of(request.email, self._settings.one_key_per_mailbox)
+        if self._email is None or self._partners.is_registered(mailbox):
+            return
+        token = secrets.token_urlsafe(32)
+        lifetime = self._settings.confirmation_link_seconds
+        now = self._clock()
+        if not self._partners.add_signup_request(
+            _token_hash(token), mailbox, request.model_dump(mode="json"), now, int(now) + lifetime
+        ):
+            return
+        try:
+            self._email.send(request.email, signup_link_message(request.name, f"{confirm_url}?token={token}", lifetime))
+        except Exception:
+            self._partners.forget_signup_request(_token_hash(token), mailbox)  # so a retry may send it again
+            raise
+        logger.info("sent a signup link")
+
+    def confirm(self, token: str, remaining_ms: int | None = None) -> SignedUpPartner | str:
+        """Open a confirmation link: a double opt-in signup's result (the key, shown once), or the partner
+        whose alert address is now confirmed."""
+        token_hash = _token_hash(token)
+        pending = self._partners.pending_signup(token_hash, self._clock())
+        if pending is None:
+            return self.confirm_email(token)
+        request = SignupRequest.model_validate(pending)
+        with _phase(_budget, TimeBudget.from_remaining(remaining_ms) if remaining_ms is not None else None):
+            result = self._sign_up(request, confirmed=True)
+        self._partners.forget_signup_request(token_hash, mailbox_of(request.email, self._settings.one_key_per_mailbox))
+        return result
+
     def confirm_email(self, token: str) -> str:
         """Use a confirmation link's token: the partner whose address is now confirmed."""
         partner_id = self._partners.confirm_email(_token_hash(token), self._clock())
@@ -221,7 +262,9 @@ class SignupService:
         logger.info("confirmed a partner's email address", partner_id=partner_id)
         return partner_id
 
-    def _sign_up(self, request: SignupRequest, confirm_url: str | None = None) -> SignedUpPartner:
+    def _sign_up(
+        self, request: SignupRequest, confirm_url: str | None = None, confirmed: bool = False
+    ) -> SignedUpPartner:
         try:
             tier = self._self_service_tier(request.tier)
         except (ManagementApiThrottled, ManagementApiOutOfTime) as exc:  # reading the plans (cached afterwards)
@@ -235,14 +278,14 @@ class SignupService:
         try:
             self._delete_keys(outstanding)
             key = self._issue_key(mailbox, reservation, tier, outstanding)
-            self._partners.activate(self._partner(request, reservation, tier, key), mailbox)
+            self._partners.activate(self._partner(request, reservation, tier, key, confirmed), mailbox)
         except Exception as exc:
             undone = self._undo(mailbox, reservation, outstanding)
             if isinstance(exc, ManagementApiThrottled | ManagementApiOutOfTime):
                 raise SignupThrottled(self._retry_after(reservation, undone)) from exc
             raise
         logger.info("signed up partner", partner_id=reservation.partner_id, tier=tier.name, api_key_id=key.id)
-        confirmation = self._send_confirmation(request, reservation.partner_id, confirm_url)
+        confirmation = None if confirmed else self._send_confirmation(request, reservation.partner_id, confirm_url)
         return SignedUpPartner(
             partner_id=reservation.partner_id,
             api_key=key.value,
@@ -295,7 +338,9 @@ class SignupService:
         self._plans.enable_key(key.id)
         return key
 
-    def _partner(self, request: SignupRequest, reservation: Reservation, tier: Tier, key: IssuedKey) -> Partner:
+    def _partner(
+        self, request: SignupRequest, reservation: Reservation, tier: Tier, key: IssuedKey, confirmed: bool
+    ) -> Partner:
         now = datetime.fromtimestamp(self._clock(), UTC).isoformat()
         return Partner(
             partner_id=reservation.partner_id,
@@ -308,6 +353,7 @@ class SignupService:
             created_at=now,
             updated_at=now,
             alert_emails=request.alert_emails,
+            email_confirmed=confirmed,
         )
 
     def _delete_keys(self, outstanding: list[str]) -> None:
@@ -357,6 +403,18 @@ def confirmation_message(name: str, link: str, lifetime_seconds: int) -> Message
         "nothing more from us.\n"
     )
     return Message(subject="Confirm your email address for alerts", body=body, attributes={})
+
+
+def signup_link_message(name: str, link: str, lifetime_seconds: int) -> Message:
+    days = max(1, lifetime_seconds // 86400)
+    body = (
+        f"Hello {name},\n\n"
+        "Someone, we hope you, asked for an API key for this address. Open this link to get it (the page shows "
+        f"the key once; the link works once, for {days} day{'s' if days > 1 else ''}):\n\n"
+        f"{link}\n\n"
+        "If you did not ask, ignore this email: no key is issued and you will get nothing more from us.\n"
+    )
+    return Message(subject="Confirm your email address to get your API key", body=body, attributes={})
 
 
 class SignupSweep:

@@ -30,6 +30,15 @@ app = APIGatewayRestResolver()
 @tracer.capture_method(capture_response=False)
 def sign_up() -> Response[str]:
     service = signup_service()
+    if service.double_opt_in:
+        service.request_signup(parse_signup(request_body(app.current_event)), confirm_url(app.current_event))
+        return json_response(
+            HTTPStatus.ACCEPTED,
+            {
+                "status": "confirmation_sent",
+                "message": "open the link we emailed to this address to get your API key",
+            },
+        )
     result = service.sign_up(
         parse_signup(request_body(app.current_event)),
         idempotency_key=app.current_event.headers.get("Idempotency-Key"),  # headers are case-insensitive
@@ -44,7 +53,10 @@ def confirm_email() -> Response[str]:
     token = app.current_event.get_query_string_value("token") or ""
     if not CONFIRMATION_TOKEN.fullmatch(token):
         raise InvalidRequest("the link's token is missing or malformed", [{"field": "token", "message": "invalid"}])
-    partner_id = signup_service().confirm_email(token)
+    result = signup_service().confirm(token, remaining_ms=app.lambda_context.get_remaining_time_in_millis())
+    if isinstance(result, SignedUpPartner):  # a double opt-in signup: the key, shown this once
+        return json_response(HTTPStatus.CREATED, signed_up_body(result))
+    partner_id = result
     return json_response(
         HTTPStatus.OK,
         {"partner_id": partner_id, "email_confirmed": True, "message": "your address is confirmed for quota alerts"},

@@ -152,3 +152,64 @@ def test_with_one_key_per_mailbox_a_gmail_alias_is_already_registered(
     assert answer["error"]["code"] == "email_already_registered"
     # And the partner record keeps the address as given
     assert partner_record(stack, first["partner_id"]).email == "ab@gmail.com"
+
+
+@pytest.fixture
+def double_opt_in(mailbox: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DOUBLE_OPT_IN", "true")
+    signup_settings.cache_clear()
+    signup_service.cache_clear()
+    return mailbox
+
+
+def link_in(mail: Message) -> str:
+    found = re.search(r"https://\S+/signup/confirm\?token=\S+", mail.get_payload(decode=True).decode())
+    assert found is not None
+    return found.group(0)
+
+
+def test_with_double_opt_in_the_key_is_issued_when_the_link_is_opened(
+    stack: ProvisionedStack, double_opt_in: Path
+) -> None:
+    # Given double opt-in, a signup only sends a link: no key exists yet
+    status, body = call({"name": "Acme", "email": "dev@acme.example", "alert_emails": True})
+    assert status == HTTPStatus.ACCEPTED
+    assert body["status"] == "confirmation_sent" and "api_key" not in body
+    assert boto3.client("apigateway").get_api_keys()["items"] == []
+    [mail] = mails(double_opt_in)
+    assert mail["To"] == "dev@acme.example"
+
+    # When the link is opened
+    status, signed_up = open_link(link_in(mail))
+
+    # Then the key is issued and shown this once, in its plan, and the address counts as confirmed
+    assert status == HTTPStatus.CREATED
+    assert signed_up["api_key"] and signed_up["tier"] == "free"
+    partner = partner_record(stack, signed_up["partner_id"])
+    assert partner.api_key_id == signed_up["api_key_id"] and partner.wants_alert_emails
+    # And the link does not issue a second key
+    status, _ = open_link(link_in(mail))
+    assert status == HTTPStatus.NOT_FOUND
+    assert len(boto3.client("apigateway").get_api_keys()["items"]) == 1
+
+
+def test_with_double_opt_in_an_address_gets_one_link_however_often_it_is_posted(
+    stack: ProvisionedStack, double_opt_in: Path
+) -> None:
+    # Given someone posts a third party's address again and again
+    answers = [call({"name": "Spam", "email": "victim@example.org"}) for _ in range(3)]
+
+    # Then every answer is the same 202, and the address gets one email
+    assert {status for status, _ in answers} == {HTTPStatus.ACCEPTED}
+    assert len(mails(double_opt_in)) == 1
+
+
+def test_with_double_opt_in_a_registered_address_gets_no_email(stack: ProvisionedStack, double_opt_in: Path) -> None:
+    status, _ = call({"name": "Acme", "email": "dev@acme.example"})
+    assert status == HTTPStatus.ACCEPTED
+    assert open_link(link_in(mails(double_opt_in)[0]))[0] == HTTPStatus.CREATED
+
+    # When the registered address is posted again, the answer is the same and nothing is sent
+    status, _ = call({"name": "Acme", "email": "dev@acme.example"})
+    assert status == HTTPStatus.ACCEPTED
+    assert len(mails(double_opt_in)) == 1

@@ -64,6 +64,10 @@ def confirmation_pk(token_hash: str) -> str:
     return f"CONFIRM#{token_hash}"
 
 
+def opt_in_pk(mailbox: str) -> str:
+    return f"OPTIN#{mailbox}"
+
+
 def unmatched_pk(scheme: str, event_id: str) -> str:
     return f"UNMATCHED#{scheme}#{event_id}"
 
@@ -268,7 +272,7 @@ class PartnersTable:
             TableName=self._table, Key=_item({"pk": confirmation_pk(token_hash)}), ConsistentRead=True
         )
         item = _plain(found.get("Item", {}))
-        if not item or int(item["expires_at"]) < int(now):
+        if "partner_id" not in item or int(item["expires_at"]) < int(now):
             return None
         partner_id = str(item["partner_id"])
         try:
@@ -297,6 +301,58 @@ class PartnersTable:
                 raise
             return None  # used meanwhile (a double click), or the partner is gone
         return partner_id
+
+    def is_registered(self, mailbox: str) -> bool:
+        found = self._client.get_item(TableName=self._table, Key=_item({"pk": email_pk(mailbox)}), ConsistentRead=True)
+        return "Item" in found
+
+    def add_signup_request(
+        self, token_hash: str, mailbox: str, request: dict[str, Any], now: float, expires_at: int
+    ) -> bool:
+        """Double opt-in: keep a signup request until its link is opened. False if a link for this mailbox is
+        already pending (one email per mailbox and link lifetime, so nobody can make us mail an address twice)."""
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _item({"pk": opt_in_pk(mailbox), "expires_at": expires_at}),
+                            "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
+                            "ExpressionAttributeValues": _item({":now": int(now)}),
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _item(
+                                {"pk": confirmation_pk(token_hash), "request": request, "expires_at": expires_at}
+                            ),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            return False
+        return True
+
+    def pending_signup(self, token_hash: str, now: float) -> dict[str, Any] | None:
+        """The signup request a double opt-in link stands for, if the link is known and not expired."""
+        found = self._client.get_item(
+            TableName=self._table, Key=_item({"pk": confirmation_pk(token_hash)}), ConsistentRead=True
+        )
+        item = _plain(found.get("Item", {}))
+        if "request" not in item or int(item["expires_at"]) < int(now):
+            return None
+        request: dict[str, Any] = item["request"]
+        return request
+
+    def forget_signup_request(self, token_hash: str, mailbox: str) -> None:
+        for pk in (confirmation_pk(token_hash), opt_in_pk(mailbox)):
+            self._client.delete_item(TableName=self._table, Key=_item({"pk": pk}))
 
     def release(self, email: str, reservation: Reservation) -> None:
         """Drop a pending lock so the same signup can be tried again at once."""
