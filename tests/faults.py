@@ -2,6 +2,7 @@
 dies between two calls) once, through botocore's own event hooks, so the code under test sees exactly
 what boto3 raises for that error."""
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +20,36 @@ def fails_once(service_id: str, operation: str, code: str, status: int = 400) ->
     """The next `operation` call answers `code` (e.g. TooManyRequestsException) instead of running."""
     with _on_call(service_id, operation, lambda: _error(code, status)) as calls:
         yield calls
+
+
+@contextmanager
+def throttled(service_id: str, operation: str, every: int = 1) -> Iterator[Callable[[], int]]:
+    """Every `every`-th `operation` call answers TooManyRequestsException (429), as API Gateway does once
+    botocore's retries of a throttled call ran out; the calls in between run."""
+    calls = 0
+    refused = 0
+    active = True  # clients created inside the block keep a copy of the hook: it must go quiet after it
+
+    def maybe_throttle(**_: Any) -> Any:
+        nonlocal calls, refused
+        with lock:
+            if not active:
+                return None
+            calls += 1
+            if calls % every:
+                return None
+            refused += 1
+        return _error("TooManyRequestsException", 429)
+
+    lock = threading.Lock()
+    name = f"before-call.{service_id}.{operation}"
+    events = boto3._get_default_session().events
+    events.register(name, maybe_throttle)
+    try:
+        yield lambda: refused
+    finally:
+        active = False
+        events.unregister(name, maybe_throttle)
 
 
 @contextmanager

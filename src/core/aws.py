@@ -28,12 +28,24 @@ RETRY_CONFIG = Config(
 )
 
 
-def _client(service: str) -> Any:
-    return boto3.client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+# For a caller inside a time budget (signup, behind API Gateway's 29 s): short attempts, so that a deadline
+# check before each one (core.adapters.apigateway.bound_by_deadline) can promise it ends in time.
+BUDGETED_RETRY_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=1,
+    read_timeout=3,
+)
+BUDGETED_ATTEMPT_SECONDS = 4.0  # connect_timeout + read_timeout
+# One short attempt, for a step that may be skipped when time is short (signup's confirmation email).
+SINGLE_ATTEMPT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=3)
 
 
-def apigateway_client() -> "APIGatewayClient":
-    client: APIGatewayClient = _client("apigateway")
+def _client(service: str, config: Config = RETRY_CONFIG) -> Any:
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+def apigateway_client(config: Config = RETRY_CONFIG) -> "APIGatewayClient":
+    client: APIGatewayClient = _client("apigateway", config)
     return client
 
 
@@ -52,8 +64,8 @@ def sns_client() -> "SNSClient":
     return client
 
 
-def ses_client() -> "SESClient":
-    client: SESClient = _client("ses")
+def ses_client(config: Config = RETRY_CONFIG) -> "SESClient":
+    client: SESClient = _client("ses", config)
     return client
 
 

@@ -46,6 +46,11 @@ class SignupInProgress(DomainError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class ConfirmationLinkInvalid(DomainError):
+    def __init__(self) -> None:
+        super().__init__("this confirmation link is unknown, already used or expired")
+
+
 class IdempotencyKeyReused(DomainError):
     def __init__(self) -> None:
         super().__init__("this Idempotency-Key was already used with a different request body")
@@ -69,6 +74,30 @@ class ManagementApiThrottled(DomainError):
 
     def __init__(self, operation: str) -> None:
         super().__init__(f"API Gateway throttled {operation}; retry later")
+
+
+class SignupSweepFailed(DomainError):
+    """A sweep run could not clean up every failed signup it found; raised at the end of the run (the rest was
+    done), so Lambda's retries and the DLQ see it."""
+
+
+class ManagementApiOutOfTime(DomainError):
+    """A management-API call (or botocore's retry of it) could not finish before the caller's deadline."""
+
+    def __init__(self) -> None:
+        super().__init__("no time left for another API Gateway management call")
+
+
+class SignupThrottled(DomainError):
+    """Signup gave up inside its time budget (API Gateway's management API is throttling): nothing was
+    issued, and the caller should send the same request again after `retry_after_seconds`."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            "too many signups at once: no key was issued to you. Send the same request again (with the same "
+            f"Idempotency-Key, if you used one) in {retry_after_seconds} s"
+        )
+        self.retry_after_seconds = retry_after_seconds
 
 
 # --- Tier-change webhook -------------------------------------------------------------------------------

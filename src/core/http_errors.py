@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from core.errors import (
     ApiKeyMissing,
+    ConfirmationLinkInvalid,
     DomainError,
     EmailAlreadyRegistered,
     IdempotencyKeyReused,
@@ -29,6 +30,7 @@ from core.errors import (
     ProviderMisconfigured,
     SigningSecretUnavailable,
     SignupInProgress,
+    SignupThrottled,
     TierChangeFailed,
     TierChangeInProgress,
     TierNotSelfService,
@@ -49,8 +51,10 @@ _STATUS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     EmailAlreadyRegistered: (HTTPStatus.CONFLICT, "email_already_registered"),
     SignupInProgress: (HTTPStatus.CONFLICT, "signup_in_progress"),
     IdempotencyKeyReused: (HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+    ConfirmationLinkInvalid: (HTTPStatus.NOT_FOUND, "confirmation_link_invalid"),
     IdempotentRequestInProgress: (HTTPStatus.CONFLICT, "request_in_progress"),
     ManagementApiThrottled: (HTTPStatus.SERVICE_UNAVAILABLE, "throttled"),
+    SignupThrottled: (HTTPStatus.SERVICE_UNAVAILABLE, "throttled"),
     KeyAlreadyInPlan: (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     NotFound: (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     # The billing webhook (POST /webhooks/billing). MalformedSignature before InvalidSignature, its base.
@@ -89,9 +93,14 @@ def domain_error_response(exc: DomainError) -> Response[str]:
         (mapped for kind, mapped in _STATUS.items() if isinstance(exc, kind)),
         (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     )
-    message = exc.message if status < HTTPStatus.INTERNAL_SERVER_ERROR else "internal error"
+    # A 5xx says "internal error", unless its message tells the caller what to do.
+    message = (
+        exc.message
+        if status < HTTPStatus.INTERNAL_SERVER_ERROR or isinstance(exc, SignupThrottled)
+        else ("internal error")
+    )
     headers = None
-    if isinstance(exc, SignupInProgress):
+    if isinstance(exc, SignupInProgress | SignupThrottled):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     elif isinstance(exc, ManagementApiThrottled | IdempotentRequestInProgress):
         headers = {"Retry-After": "1"}

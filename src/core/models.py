@@ -1,5 +1,6 @@
 """Pydantic models of the domain: tiers and their limits, partners, signup requests and results."""
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -38,6 +39,12 @@ class Tier(BaseModel):
     limits: TierLimits
 
 
+# Characters that must never reach an email header or body, a log line or a terminal as they are: C0 (CR/LF,
+# NUL, ESC of ANSI sequences), DEL, C1, and the bidi embeddings, overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069) that make text display other than it reads. The API's model (template.yaml) has the same class.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 class SignupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
@@ -47,6 +54,14 @@ class SignupRequest(BaseModel):
     # Opt in to quota alert emails at this address (the quota monitor sends them through SES). Strict, as the
     # API's model: "yes" or 1 is refused, not read as true.
     alert_emails: StrictBool = False
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _no_control_characters(cls, name: object) -> object:
+        # Before whitespace stripping, which would quietly drop a trailing CR, LF or NEL.
+        if isinstance(name, str) and CONTROL_CHARACTERS.search(name):
+            raise ValueError("must not contain control characters (line breaks, tabs, escapes, bidi controls)")
+        return name
 
     @field_validator("email")
     @classmethod
@@ -73,8 +88,14 @@ class Partner(BaseModel):
     status: PartnerStatus
     created_at: str
     updated_at: str
-    # Quota alert emails to `email` (opted in at signup).
+    # Quota alert emails to `email` (opted in at signup); sent only once the address confirmed a link.
     alert_emails: bool = False
+    email_confirmed: bool = False
+
+    @property
+    def wants_alert_emails(self) -> bool:
+        """Opted in, and the address proved it is the partner's: we never mail an address that did not ask."""
+        return self.alert_emails and self.email_confirmed
 
 
 @dataclass(frozen=True)
@@ -83,12 +104,34 @@ class Reservation:
 
     partner_id: str
     resumed: bool
+    lease_until: int = 0  # epoch seconds
+    # Keys a dead attempt for the same partner created (a takeover deletes them first).
+    key_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PendingLock:
+    """An email lock whose signup never finished, as the sweep finds it."""
+
+    email: str
+    partner_id: str
+    lease_until: int
+    key_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class IssuedKey:
     id: str
     value: SecretStr
+
+
+class SweepReport(BaseModel):
+    """One run of the signup sweep: expired pending locks found, cleaned up, failed, left for the next run."""
+
+    found: int
+    cleaned: int
+    failed: int
+    deferred: int
 
 
 class SignedUpPartner(BaseModel):
@@ -99,6 +142,8 @@ class SignedUpPartner(BaseModel):
     api_key_id: str
     tier: TierName
     limits: TierLimits
+    # With alert_emails: whether the confirmation link was emailed ("sent"), or could not be ("unavailable").
+    email_confirmation: Literal["sent", "unavailable"] | None = None
 
 
 # --- Tier-change webhook -------------------------------------------------------------------------------

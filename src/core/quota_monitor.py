@@ -311,7 +311,7 @@ class QuotaMonitor:
         return delivered
 
     def _wants_email(self, alert: QuotaAlert) -> bool:
-        return self._email is not None and alert.partner is not None and alert.partner.alert_emails
+        return self._email is not None and alert.partner is not None and alert.partner.wants_alert_emails
 
     def _email_partners(
         self, delivered: list[tuple[QuotaAlert, AlertState]], report: RunReport, time_left: Callable[[], float]

@@ -1,10 +1,14 @@
 """POST /signup: a partner gets an API key on a self-service tier."""
 
+import base64
+import binascii
+import re
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -15,6 +19,8 @@ from core.observability import logger, tracer
 from core.signup import signup_service
 
 MAX_BODY_BYTES = 4096
+# secrets.token_urlsafe(32): 43 URL-safe base64 characters.
+CONFIRMATION_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 app = APIGatewayRestResolver()
 
@@ -24,17 +30,71 @@ app = APIGatewayRestResolver()
 @tracer.capture_method(capture_response=False)
 def sign_up() -> Response[str]:
     service = signup_service()
+    if service.double_opt_in:
+        service.request_signup(parse_signup(request_body(app.current_event)), confirm_url(app.current_event))
+        return json_response(
+            HTTPStatus.ACCEPTED,
+            {
+                "status": "confirmation_sent",
+                "message": "open the link we emailed to this address to get your API key",
+            },
+        )
     result = service.sign_up(
-        parse_signup(app.current_event.decoded_body),
+        parse_signup(request_body(app.current_event)),
         idempotency_key=app.current_event.headers.get("Idempotency-Key"),  # headers are case-insensitive
+        remaining_ms=app.lambda_context.get_remaining_time_in_millis(),
+        confirm_url=confirm_url(app.current_event),
     )
     return json_response(HTTPStatus.CREATED, signed_up_body(result))
+
+
+@app.get("/signup/confirm")
+def confirm_email() -> Response[str]:
+    token = app.current_event.get_query_string_value("token") or ""
+    if not CONFIRMATION_TOKEN.fullmatch(token):
+        raise InvalidRequest("the link's token is missing or malformed", [{"field": "token", "message": "invalid"}])
+    result = signup_service().confirm(token, remaining_ms=app.lambda_context.get_remaining_time_in_millis())
+    if isinstance(result, SignedUpPartner):  # a double opt-in signup: the key, shown this once
+        return json_response(HTTPStatus.CREATED, signed_up_body(result))
+    partner_id = result
+    return json_response(
+        HTTPStatus.OK,
+        {"partner_id": partner_id, "email_confirmed": True, "message": "your address is confirmed for quota alerts"},
+    )
+
+
+def confirm_url(event: APIGatewayProxyEvent) -> str:
+    """GET /signup/confirm on the host and stage this request came through (the function cannot name its own
+    API in its environment: the circular-dependency trap)."""
+    context = event.request_context
+    host = context.domain_name or event.headers.get("Host", "")
+    local = host.split(":")[0] in ("localhost", "127.0.0.1")
+    scheme = event.headers.get("X-Forwarded-Proto") or ("http" if local else "https")
+    stage_path = (context.path or f"/{context.stage}/signup").removesuffix("/signup")
+    return f"{scheme}://{host}{stage_path}/signup/confirm"
+
+
+def request_body(event: APIGatewayProxyEvent) -> str | None:
+    """The body as text. API Gateway hands over bytes it cannot pass as text base64-encoded: those must be
+    UTF-8 (RFC 8259), and anything else is the caller's mistake, not ours."""
+    if not event.is_base64_encoded or event.body is None:
+        return event.body
+    try:
+        raw = base64.b64decode(event.body, validate=True)
+    except binascii.Error as exc:
+        raise InvalidRequest("request body is not valid base64") from exc
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("request body is not valid UTF-8 (JSON must be UTF-8)") from exc
 
 
 def parse_signup(body: str | None) -> SignupRequest:
     if not body:
         raise InvalidRequest("request body is required")
-    if len(body.encode()) > MAX_BODY_BYTES:
+    if len(body.encode(errors="surrogatepass")) > MAX_BODY_BYTES:
         raise InvalidRequest(f"request body is larger than {MAX_BODY_BYTES} bytes")
     try:
         return SignupRequest.model_validate_json(body)
@@ -45,6 +105,8 @@ def parse_signup(body: str | None) -> SignupRequest:
 def signed_up_body(result: SignedUpPartner) -> dict[str, Any]:
     body = result.model_dump(mode="json")
     body["api_key"] = result.api_key.get_secret_value() if result.api_key else None
+    if result.email_confirmation is None:
+        del body["email_confirmation"]
     return body
 
 

@@ -23,7 +23,7 @@ COMPLETIONS = 60
 PATIENCE_SECONDS = 180
 # Every limit out of the way: the burst is about isolation, not about throttles, quotas or budgets.
 BURST_PARAMS = (
-    "SignupRateLimit=1000 SignupBurstLimit=1000 FreeRateLimit=1000 FreeBurstLimit=1000 "
+    "SignupRateLimit=1000 SignupBurstLimit=1000 SignupReservedConcurrency=0 FreeRateLimit=1000 FreeBurstLimit=1000 "
     "FreeQuotaLimit=100000 FreeTokenBudget=1000000"
 )
 

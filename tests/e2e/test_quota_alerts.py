@@ -4,6 +4,7 @@ scheduler run it, and the outbox holds exactly one email per crossed threshold p
 
 import email
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -64,6 +65,11 @@ def sign_up(stack: RunningStack, name: str, alert_emails: bool) -> dict[str, Any
     }
     answer = http("POST", stack.url("/signup"), body=body)
     assert answer.status == HTTPStatus.CREATED, answer
+    if alert_emails:  # alert emails go only to an address that opened the link signup sent it
+        [confirmation] = [mail for mail in mails(stack) if mail["To"] == body["email"]]
+        link = re.search(r"http\S+/signup/confirm\?token=\S+", confirmation.get_payload(decode=True).decode())
+        assert link is not None
+        assert http("GET", link.group(0)).status == HTTPStatus.OK
     return {**answer.body, "email": body["email"]}
 
 

@@ -139,6 +139,7 @@ class Monitored:
                 created_at=AS_OF.isoformat(),
                 updated_at=AS_OF.isoformat(),
                 alert_emails=alert_emails,
+                email_confirmed=alert_emails,
             )
         )
         return key_id

@@ -1,5 +1,6 @@
 """POST /signup, in-process against the emulated stack provisioned from template.yaml."""
 
+import base64
 import io
 import json
 import logging
@@ -312,3 +313,72 @@ def test_a_partner_may_opt_in_to_quota_alert_emails_at_signup(stack: Provisioned
     status, answer = call({"name": "Third", "email": "third@acme.example", "alert_emails": "yes"})
     assert status == HTTPStatus.BAD_REQUEST
     assert [detail["field"] for detail in answer["error"]["details"]] == ["alert_emails"]
+
+
+def base64_event(raw: bytes) -> dict[str, Any]:
+    """A POST /signup event whose body API Gateway passed base64-encoded (as it does for bytes it cannot
+    hand over as text)."""
+    event = signup_event("")
+    event["body"] = base64.b64encode(raw).decode()
+    event["isBase64Encoded"] = True
+    return event
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "Acme \xff", "email": "a@acme.example"}',  # a byte that starts no UTF-8 sequence
+        b'{"name": "Acme \xc3", "email": "a@acme.example"}',  # a truncated sequence
+        b"\xfe\xff\x00{\x00}",  # UTF-16 with a byte-order mark
+    ],
+)
+def test_a_body_that_is_not_utf8_gets_a_400_in_the_error_shape(stack: ProvisionedStack, raw: bytes) -> None:
+    # Given a body that is not UTF-8
+    # When it is posted
+    response = signup.handler(base64_event(raw), LambdaContext())
+
+    # Then it is refused as the caller's mistake, in the documented shape, and nothing is created
+    assert response["statusCode"] == HTTPStatus.BAD_REQUEST
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "invalid_request"
+    assert "UTF-8" in error["message"]
+    assert keys_named_for(stack) == []
+
+
+def test_a_base64_encoded_utf8_body_is_accepted(stack: ProvisionedStack) -> None:
+    raw = json.dumps({"name": "Acmé", "email": "a@acme.example"}).encode()
+
+    response = signup.handler(base64_event(raw), LambdaContext())
+
+    assert response["statusCode"] == HTTPStatus.CREATED
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Acme\r\nBcc: victim@example.com",  # CR/LF: header injection in an email
+        "Acme\x00",  # NUL
+        "Acme \x1b[31mred\x1b[0m",  # ANSI escape (ESC is C0)
+        "Acme\x7f",  # DEL
+        "Acme\x85",  # NEL (C1)
+        "Acme \u202eevil",  # right-to-left override
+        "Acme \u2066isolate\u2069",  # bidi isolates
+        "Acme\u202a",  # left-to-right embedding
+    ],
+)
+def test_a_name_with_control_characters_is_refused_naming_the_field(stack: ProvisionedStack, name: str) -> None:
+    # Given a partner name carrying control characters that would reach an email or a terminal raw
+    # When it signs up
+    status, answer = call({"name": name, "email": "a@acme.example"})
+
+    # Then it is refused with a 400 that names the field, and nothing is created
+    assert status == HTTPStatus.BAD_REQUEST
+    assert answer["error"]["code"] == "invalid_request"
+    assert [detail["field"] for detail in answer["error"]["details"]] == ["name"]
+    assert keys_named_for(stack) == []
+
+
+def test_a_name_with_ordinary_unicode_is_accepted(stack: ProvisionedStack) -> None:
+    status, _ = call({"name": "Zoë & Søn — 株式会社 (AI)", "email": "a@acme.example"})
+
+    assert status == HTTPStatus.CREATED

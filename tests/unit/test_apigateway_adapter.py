@@ -53,18 +53,6 @@ def test_attach_enable_and_read_use_the_documented_shapes(stubbed: tuple[ApiGate
     assert gateway.read_key_value("k1") == "v"
 
 
-def test_find_key_ids_keeps_exact_names_only(stubbed: tuple[ApiGateway, Stubber]) -> None:
-    # nameQuery is a prefix match: stack-p_1 must not pick up stack-p_10
-    gateway, stubber = stubbed
-    stubber.add_response(
-        "get_api_keys",
-        {"items": [{"id": "a", "name": "stack-p_1"}, {"id": "b", "name": "stack-p_10"}]},
-        {"nameQuery": "stack-p_1", "includeValues": False, "limit": 500},
-    )
-
-    assert gateway.find_key_ids("stack-p_1") == ["a"]
-
-
 def test_usage_plans_map_throttle_and_quota(stubbed: tuple[ApiGateway, Stubber]) -> None:
     gateway, stubber = stubbed
     stubber.add_response(

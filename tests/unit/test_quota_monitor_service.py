@@ -83,6 +83,7 @@ class FakePartners:
                 created_at="2026-03-01T00:00:00+00:00",
                 updated_at="2026-03-01T00:00:00+00:00",
                 alert_emails=True,
+                email_confirmed=True,
             )
             for key in api_key_ids
         }

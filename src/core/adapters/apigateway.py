@@ -1,15 +1,17 @@
 """API Gateway adapter: usage plans and API keys through the management API."""
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from core.aws import apigateway_client
-from core.errors import KeyAlreadyInPlan, ManagementApiThrottled, NotFound
+from core.errors import KeyAlreadyInPlan, ManagementApiOutOfTime, ManagementApiThrottled, NotFound
 from core.models import DailyUsage, IssuedKey, TierLimits, UsagePlan
 from core.pacing import TokenBucket
 
@@ -53,6 +55,41 @@ def usage_plan_from_api(item: Any) -> UsagePlan:
     )
 
 
+# botocore's standard retry mode sleeps up to 2**(attempt - 1) s (with jitter) before attempt `attempt + 1`.
+_THROTTLING_CODES = {"TooManyRequestsException", "ThrottlingException", "Throttling"}
+
+
+def bound_by_deadline(client: "APIGatewayClient", deadline: Callable[[], float | None], attempt_seconds: float) -> None:
+    """Make every call of `client`, botocore's retries included, end by `deadline()` (a time.monotonic()
+    instant; None: no deadline). An attempt that could not finish in time (`attempt_seconds`: the client's
+    connect + read timeouts), or a retry whose backoff could outlast the deadline, raises
+    ManagementApiOutOfTime instead of being made."""
+
+    def before_send(**_: Any) -> None:
+        end = deadline()
+        if end is not None and time.monotonic() + attempt_seconds > end:
+            raise ManagementApiOutOfTime()
+
+    def before_retry(response: Any = None, attempts: int = 1, caught_exception: Any = None, **_: Any) -> None:
+        end = deadline()
+        if end is None or isinstance(caught_exception, ManagementApiOutOfTime):
+            return
+        throttled = (
+            caught_exception is None
+            and response is not None
+            and (
+                response[0].status_code == HTTPStatus.TOO_MANY_REQUESTS
+                or response[1].get("Error", {}).get("Code") in _THROTTLING_CODES
+            )
+        )
+        if throttled and time.monotonic() + 2 ** (attempts - 1) + attempt_seconds > end:
+            raise ManagementApiOutOfTime()
+
+    client.meta.events.register("before-send.api-gateway", before_send)
+    # First, so it runs before botocore's own retry handler sleeps.
+    client.meta.events.register_first("needs-retry.api-gateway", before_retry)
+
+
 class ApiGateway:
     """The UsagePlanGateway port on API Gateway."""
 
@@ -89,19 +126,12 @@ class ApiGateway:
 
     def delete_key(self, key_id: str) -> None:
         """Delete a key (API Gateway drops its plan memberships with it). A key already gone is fine."""
+        self._pace()
         try:
             with _translated_errors("DeleteApiKey"):
                 self._client.delete_api_key(apiKey=key_id)
         except NotFound:
             return
-
-    def find_key_ids(self, name: str) -> list[str]:
-        # nameQuery matches by prefix; only an exact name is ours.
-        with _translated_errors("GetApiKeys"):
-            pages = self._client.get_paginator("get_api_keys").paginate(
-                nameQuery=name, includeValues=False, PaginationConfig={"PageSize": 500}
-            )
-            return [item["id"] for page in pages for item in page.get("items", []) if item.get("name") == name]
 
     def read_key_value(self, key_id: str) -> str:
         with _translated_errors("GetApiKey"):

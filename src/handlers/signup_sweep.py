@@ -1,0 +1,25 @@
+"""The scheduled signup sweep: deletes the keys and locks of signups that failed and could not undo
+themselves (their lease ran out). A run that could not clean something raises at the end, so Lambda retries
+the event and, when retries run out, sends it to the DLQ."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from core.config import signup_sweep_settings
+from core.errors import SignupSweepFailed
+from core.observability import logger, tracer
+from core.signup import signup_sweep
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any] | None, context: LambdaContext) -> dict[str, Any]:
+    report = signup_sweep().run(
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        reserve_seconds=signup_sweep_settings().sweep_reserve_seconds,
+    )
+    logger.info("signup sweep finished", **report.model_dump())
+    if report.failed:
+        raise SignupSweepFailed(f"signup sweep: {report.failed} of {report.found} failed signups not cleaned up")
+    return report.model_dump()
