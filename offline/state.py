@@ -10,7 +10,8 @@ from typing import Any
 
 from offline.template import PROJECT_ROOT
 
-DEFAULT_STATE_DIR = PROJECT_ROOT / ".local"
+# METERED_AI_OFFLINE_STATE_DIR moves it (a second checkout, a test that plays a reader's project folder).
+DEFAULT_STATE_DIR = Path(os.environ.get("METERED_AI_OFFLINE_STATE_DIR") or PROJECT_ROOT / ".local")
 
 
 class AlreadyRunning(RuntimeError):
