@@ -405,6 +405,9 @@ class _Worker:
     def kill(self) -> None:
         self.alive = False
         self.process.kill()
+        # Reap it now: Lambda's environment is gone when the caller hears of the timeout, not some time later.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
         self._close_pipes()
 
     def stop(self) -> None:
