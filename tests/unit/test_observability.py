@@ -69,7 +69,8 @@ TRACED = """
 import json, sys
 from aws_xray_sdk.core.patcher import _PATCHED_MODULES
 from core.observability import tracer
-print(json.dumps({"on": not tracer.disabled, "patched": sorted(_PATCHED_MODULES), "requests": "requests" in sys.modules}))
+traced = {"on": not tracer.disabled, "patched": sorted(_PATCHED_MODULES), "requests": "requests" in sys.modules}
+print(json.dumps(traced))
 """
 
 
