@@ -24,14 +24,17 @@ ENV ?= dev
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt src/requirements.txt
+# The pinned tools, then the project itself, editable (core, handlers, offline, tools: they import from anywhere),
+# built by the setuptools pinned in requirements-dev.txt.
+$(STAMP): requirements-dev.txt src/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or set PYTHON=/path/to/python3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $@
 
-install: $(STAMP) ## Create .venv with the pinned tools (idempotent)
+install: $(STAMP) ## Create .venv with the pinned tools and the project installed editable (idempotent)
 
 test: $(STAMP) ## Run the whole test suite (unit, integration, fidelity, end-to-end)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,5 @@
-"""The AI API's own cost per request, the model excluded, and its cold import times. Figures only.
+"""The AI API's own cost per request, the model excluded. Figures only (cold imports: bench_cold_imports.py).
 
-- Cold import: each handler module imported in a fresh interpreter (what a Lambda cold start pays before
-  the first request, on top of the runtime's own start), median of a few runs.
 - Per request: POST /v1/chat/completions through the real handler (Powertools resolver, validation, partner
   lookup, reservation, settlement, metrics, OpenAI-shaped answer) with a model that answers at once, so
   the figure is our overhead only. Measured twice: with the ledger and partners in memory (our CPU time),
@@ -9,7 +7,7 @@
   DynamoDB's own latency for those two writes instead of moto's). The authorizer, which runs before every
   key-protected request, is timed too.
 
-    .venv/bin/python bench/bench_ai_handler.py [--requests N] [--imports N]
+    .venv/bin/python bench/bench_ai_handler.py [--requests N]
 """
 
 import argparse
@@ -17,8 +15,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SOURCE = PROJECT_ROOT / "src"
-# `python bench/...` puts bench/ first on the path, not the project root and the functions' code.
-sys.path[:0] = [str(SOURCE), str(PROJECT_ROOT)]
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
     AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto takes any credentials; these are dummies
@@ -47,7 +40,6 @@ from core.config import ChatSettings  # noqa: E402
 from core.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold  # noqa: E402
 from core.models import Partner, PartnerStatus  # noqa: E402
 
-HANDLERS = ("handlers.api_key_authorizer", "handlers.models", "handlers.usage", "handlers.chat_completions")
 KEY_ID = "benchkey01"
 TIERS = {
     "free": {
@@ -231,20 +223,6 @@ def _on_moto(served: Callable[[], None], requests: int, chat_completions: Any) -
         return time_calls(served, requests)
 
 
-def cold_imports(runs: int) -> list[tuple[str, float]]:
-    rows = []
-    for module in HANDLERS:
-        code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-        samples = []
-        for _ in range(runs):
-            out = subprocess.run(  # noqa: S603 - our interpreter, our module names
-                [sys.executable, "-c", code], cwd=SOURCE, capture_output=True, text=True, check=True
-            ).stdout
-            samples.append(float(out) * 1000)
-        rows.append((module, statistics.median(samples)))
-    return rows
-
-
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]
@@ -253,13 +231,8 @@ def _percentile(values: list[float], fraction: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--imports", type=int, default=5, help="fresh interpreters per module")
     args = parser.parse_args()
 
-    print(f"cold import, fresh interpreter, median of {args.imports}")
-    for module, milliseconds in cold_imports(args.imports):
-        print(f"  {module:34} {milliseconds:8.1f} ms")
-    print()
     print(f"per request, model excluded: {args.requests} requests after 50 warm-up")
     print(f"  {'':44} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for name, values in per_request(args.requests):

@@ -11,13 +11,9 @@ import http.client
 import json
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-# `python bench/...` puts bench/ first on the path, not the project root.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from offline.events import Caller, IncomingRequest, proxy_event
 from offline.stack import OfflineStack, StackOptions

@@ -24,10 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# `python bench/...` puts bench/ first on the path, not the project root (nor src/, the functions' code).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from boto3.dynamodb.types import TypeSerializer
 from moto.apigateway.models import apigateway_backends
 from moto.dynamodb.models import dynamodb_backends

@@ -14,7 +14,6 @@ import contextlib
 import json
 import socket
 import statistics
-import sys
 import tempfile
 import time
 import urllib.error
@@ -24,9 +23,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-# `python bench/...` puts bench/ first on the path, not the project root.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from moto.apigateway.models import APIGatewayBackend
 

@@ -14,8 +14,13 @@ logging.getLogger("botocore").setLevel(logging.INFO)
 # the same namespace, and each stack's alarms filter on their own `stack` (docs/template-notes.md).
 STACK_DIMENSIONS = {"stack": os.environ["STACK_NAME"]} if os.environ.get("STACK_NAME") else {}
 
+# X-Ray traces the AWS calls (botocore) and the model provider's HTTP calls (httplib, under urllib3). Not
+# Tracer()'s patch_all: it imports every library it can patch (requests, sqlite3...) at every cold start, for
+# calls these functions never make (docs/decisions.md, cold start).
+TRACED_MODULES = ("botocore", "httplib")
+
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 metrics.set_default_dimensions(**STACK_DIMENSIONS)
 

@@ -62,3 +62,33 @@ def test_without_a_stack_name_metrics_are_still_published() -> None:
     # Then the metrics are published without a stack dimension rather than failing
     assert len(emitted) == 2
     assert all("stack" not in document for document in emitted)
+
+
+# What a function traces once Lambda has imported it (Tracing: Active sets LAMBDA_TASK_ROOT: the Tracer is on).
+TRACED = """
+import json, sys
+from aws_xray_sdk.core.patcher import _PATCHED_MODULES
+from core.observability import tracer
+traced = {"on": not tracer.disabled, "patched": sorted(_PATCHED_MODULES), "requests": "requests" in sys.modules}
+print(json.dumps(traced))
+"""
+
+
+def test_a_function_traces_its_aws_and_model_calls_without_importing_every_patchable_library() -> None:
+    # Given a function started by Lambda with active tracing
+    environment = {name: value for name, value in os.environ.items() if name != "POWERTOOLS_TRACE_DISABLED"}
+    environment.update(PYTHONPATH="src", LAMBDA_TASK_ROOT="src", AWS_LAMBDA_FUNCTION_NAME="metered-ai-dev-Signup")
+    environment.pop("AWS_SAM_LOCAL", None)
+
+    # When it imports the observability module
+    run = subprocess.run(  # noqa: S603 - this interpreter, our own snippet
+        [sys.executable, "-c", TRACED], cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    traced = json.loads(run.stdout)
+
+    # Then AWS calls (botocore) and the model provider's HTTP calls (httplib) are traced, and nothing else is
+    # imported for tracing: `requests` (which no function calls) costs a cold start its import time
+    assert traced["on"]
+    assert traced["patched"] == ["botocore", "httplib"]
+    assert not traced["requests"]
