@@ -41,10 +41,10 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from core.ai_api import AiApi  # noqa: E402
-from core.chat import ModelReply, ModelRequest  # noqa: E402
+from core.ai.chat import ModelReply, ModelRequest  # noqa: E402
+from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold  # noqa: E402
+from core.ai.service import AiApi  # noqa: E402
 from core.config import ChatSettings  # noqa: E402
-from core.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold  # noqa: E402
 from core.models import Partner, PartnerStatus  # noqa: E402
 
 HANDLERS = ("handlers.api_key_authorizer", "handlers.models", "handlers.usage", "handlers.chat_completions")
@@ -197,7 +197,7 @@ def per_request(requests: int) -> list[tuple[str, list[float]]]:
 
 
 def _emf_only(outcome: Any) -> None:
-    from core.ai_api import emit_chat_metrics  # noqa: PLC0415
+    from core.ai.service import emit_chat_metrics  # noqa: PLC0415
 
     emit_chat_metrics(outcome)
 
@@ -206,7 +206,7 @@ def _on_moto(served: Callable[[], None], requests: int, chat_completions: Any) -
     from moto import mock_aws  # noqa: PLC0415
 
     from core.adapters.dynamodb import PartnersTable  # noqa: PLC0415
-    from core.adapters.metering_table import MeteringTable  # noqa: PLC0415
+    from core.ai.adapters.metering_table import MeteringTable  # noqa: PLC0415
     from offline import dynamodb_fidelity  # noqa: PLC0415
     from offline.provision import provision  # noqa: PLC0415
     from offline.template import load_template  # noqa: PLC0415

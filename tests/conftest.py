@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from core.config import signup_settings
 from core.observability import logger
-from core.signup import signup_service
+from core.signup.service import signup_service
 from offline import apigateway_fidelity, dynamodb_fidelity
 from offline.provision import ProvisionedStack, provision
 from offline.template import StackTemplate, load_template

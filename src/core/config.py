@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.ai_policy import ModelCatalog, TierPolicy
+from core.tier_policy import ModelCatalog, TierPolicy
 
 
 class StackSettings(BaseSettings):

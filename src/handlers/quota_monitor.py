@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from core.config import quota_monitor_settings
 from core.errors import QuotaMonitorRunFailed
 from core.observability import logger, metrics, tracer
-from core.quota_monitor import RunReport, quota_monitor
+from core.quota.service import RunReport, quota_monitor
 
 
 class MonitorEvent(BaseModel):

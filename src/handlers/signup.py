@@ -16,7 +16,7 @@ from core.errors import DomainError, InvalidRequest
 from core.http_errors import domain_error_response, error_response, invalid_request, json_response
 from core.models import SignedUpPartner, SignupRequest
 from core.observability import logger, tracer
-from core.signup import signup_service
+from core.signup.service import signup_service
 
 MAX_BODY_BYTES = 4096
 # secrets.token_urlsafe(32): 43 URL-safe base64 characters.

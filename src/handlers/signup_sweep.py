@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from core.config import signup_sweep_settings
 from core.errors import SignupSweepFailed
 from core.observability import logger, tracer
-from core.signup import signup_sweep
+from core.signup.service import signup_sweep
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -12,11 +12,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from core.billing.service import tier_change_service
 from core.errors import DomainError, InvalidRequest, InvalidSignature, TierChangeFailed
 from core.http_errors import domain_error_response, error_response, json_response
 from core.models import TierChangeOutcome
 from core.observability import logger, metrics, tracer
-from core.tier_changes import tier_change_service
 
 app = APIGatewayRestResolver()
 

@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from core.ai_api import usage_api
+from core.ai.service import usage_api
 from core.errors import DomainError
 from core.http_errors import json_response, openai_domain_error_response, openai_error_response
 from core.observability import logger, tracer

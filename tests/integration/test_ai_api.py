@@ -19,15 +19,16 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from core import ai_api, config
-from core.adapters.metering_table import MeteringTable
-from core.ai_api import AiApi, chat_api
-from core.chat import ModelReply, ModelRequest
+from core import config
+from core.ai import service as ai_api
+from core.ai.adapters.metering_table import MeteringTable
+from core.ai.chat import ModelReply, ModelRequest
+from core.ai.metering import TokenMeter
+from core.ai.offline_model import OfflineModel
+from core.ai.service import AiApi, chat_api
 from core.errors import TokenBudgetExceeded, UpstreamFailed
-from core.metering import TokenMeter
-from core.offline_model import OfflineModel
 from core.periods import period_bounds, period_key
-from core.signup import signup_service
+from core.signup.service import signup_service
 from handlers import chat_completions, models, signup, usage
 from offline.provision import ProvisionedStack, provision
 from offline.template import StackTemplate, load_template

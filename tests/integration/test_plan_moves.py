@@ -8,9 +8,9 @@ import boto3
 import pytest
 
 from core.adapters.apigateway import ApiGateway
-from core.adapters.metering_table import MeteringTable
+from core.billing.adapters.ledger_requests import LedgerRequests
+from core.billing.plan_moves import PlanMover, quota_window
 from core.models import Tier
-from core.plan_moves import PlanMover, quota_window
 from core.tiers import TierCatalog
 from offline import apigateway_fidelity
 from offline.provision import ProvisionedStack
@@ -157,7 +157,7 @@ def counted(stack: ProvisionedStack, tier: Tier, key_id: str, period_start: date
 
 
 def ledger_mover(stack: ProvisionedStack) -> PlanMover:
-    return PlanMover(ApiGateway(), MeteringTable(stack.physical_ids["MeteringTable"]))
+    return PlanMover(ApiGateway(), LedgerRequests(stack.physical_ids["MeteringTable"]))
 
 
 @pytest.mark.usefixtures("usage_lag")

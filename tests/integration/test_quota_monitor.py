@@ -19,17 +19,17 @@ from botocore.config import Config
 
 from core.adapters.apigateway import ApiGateway
 from core.adapters.dynamodb import PartnersTable
-from core.adapters.quota_table import QuotaTable
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
 from core.config import QuotaMonitorSettings, quota_monitor_settings
 from core.errors import QuotaMonitorRunFailed
+from core.messages import Message
 from core.models import Partner, PartnerStatus
 from core.observability import metrics
 from core.pacing import TokenBucket
-from core.quota import TierSummary
-from core.quota_alerts import Message
-from core.quota_monitor import QuotaMonitor, quota_monitor
+from core.quota.adapters.quota_table import QuotaTable
+from core.quota.service import QuotaMonitor, quota_monitor
+from core.quota.standing import TierSummary
 from handlers import quota_monitor as quota_monitor_handler
 from offline import apigateway_fidelity, outbox
 from offline.provision import ProvisionedStack, provision
@@ -100,7 +100,7 @@ class Monitored:
     keys: int = 0
 
     def monitor(self, apigateway: Any = None, topic: Any = None) -> QuotaMonitor:
-        """The monitor as the handler builds it (core.quota_monitor.quota_monitor), with pacers on a fake clock."""
+        """The monitor as the handler builds it (core.quota.service.quota_monitor), with pacers on a fake clock."""
         settings = self.settings
         pacer = TokenBucket(settings.management_api_rate, settings.management_api_burst, self.clock, self.clock.sleep)
         return QuotaMonitor(

@@ -13,7 +13,7 @@ import pytest
 
 from core.adapters.dynamodb import PartnersTable
 from core.models import SignupRequest
-from core.signup import signup_service
+from core.signup.service import signup_service
 from handlers import signup
 from offline.provision import ProvisionedStack
 from tests.faults import LambdaTimedOut, dies_before, fails_once

@@ -14,7 +14,7 @@ import pytest
 
 from core.adapters.dynamodb import PartnersTable
 from core.config import signup_settings
-from core.signup import mailbox_of, signup_service
+from core.signup.service import mailbox_of, signup_service
 from handlers import signup
 from offline import outbox
 from offline.provision import ProvisionedStack

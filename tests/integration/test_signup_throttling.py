@@ -18,7 +18,7 @@ from core.adapters.dynamodb import PartnersTable
 from core.config import signup_settings
 from core.errors import SignupThrottled
 from core.models import PartnerStatus, SignedUpPartner, SignupRequest
-from core.signup import SignupSweep, signup_service
+from core.signup.service import SignupSweep, signup_service
 from handlers import signup, signup_sweep
 from offline import apigateway_fidelity
 from offline.provision import ProvisionedStack

@@ -16,13 +16,13 @@ from typing import Any
 import boto3
 import pytest
 
-import core.signup
+import core.signup.service
 from core.adapters.dynamodb import PartnersTable
+from core.billing.service import tier_change_service
 from core.config import tier_webhook_settings
 from core.models import BillingState, Partner, PartnerStatus, SignupRequest
 from core.observability import metrics
-from core.signup import signup_service
-from core.tier_changes import tier_change_service
+from core.signup.service import signup_service
 from handlers import tier_webhook
 from offline import apigateway_fidelity
 from offline.provision import ProvisionedStack
@@ -717,7 +717,7 @@ def test_the_billing_customer_finds_the_partner_once_an_event_linked_them(
 def _sign_up_as(partner_id: str, monkeypatch: pytest.MonkeyPatch) -> Partner:
     """Signup, with the partner id it will draw fixed in advance (a partner the billing system already knows)."""
     hex_id = partner_id.removeprefix("p_")
-    monkeypatch.setattr(core.signup, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=hex_id)))
+    monkeypatch.setattr(core.signup.service, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=hex_id)))
     return sign_up()
 
 

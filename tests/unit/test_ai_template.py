@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.ai_policy import ModelCatalog, TierPolicy
+from core.tier_policy import ModelCatalog, TierPolicy
 from offline.routes import declared_apis, declared_routes
 from offline.template import StackTemplate, load_template
 

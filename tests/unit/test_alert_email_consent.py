@@ -5,7 +5,7 @@ from typing import Any
 from core.config import QuotaMonitorSettings
 from core.models import Partner
 from core.pacing import TokenBucket
-from core.quota_monitor import QuotaMonitor
+from core.quota.service import QuotaMonitor
 from tests.unit.test_quota_monitor_service import AS_OF, FakePartners, FakeRecords, NoMetrics, Outbox, crossing
 
 

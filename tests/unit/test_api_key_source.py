@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.api_key_source import key_from_headers
+from core.ai.api_key_source import key_from_headers
 from handlers import api_key_authorizer
 from offline.api_keys import AuthorizerKeySource, HeaderKeySource, key_source_for
 from offline.template import TemplateError

@@ -10,8 +10,8 @@ from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-from core.adapters.bedrock import BedrockConverse
-from core.chat import ChatTurn, ModelRequest
+from core.ai.adapters.bedrock import BedrockConverse
+from core.ai.chat import ChatTurn, ModelRequest
 from core.errors import UpstreamFailed, UpstreamRejected, UpstreamThrottled, UpstreamTimedOut
 
 MODEL_ID = "amazon.nova-micro-v1:0"

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from core.ai_policy import DEFAULT_MAX_OUTPUT_TOKENS, CatalogModel, ModelCatalog, TierPolicy
-from core.chat import ChatTurn, ModelRequest, estimate_prompt_tokens, model_request, parse_chat_request
+from core.ai.chat import ChatTurn, ModelRequest, estimate_prompt_tokens, model_request, parse_chat_request
+from core.ai.offline_model import OfflineModel
 from core.errors import InvalidRequest
-from core.offline_model import OfflineModel
+from core.tier_policy import DEFAULT_MAX_OUTPUT_TOKENS, CatalogModel, ModelCatalog, TierPolicy
 
 MODEL = CatalogModel(name="m", provider_model_id="provider-id", max_output_tokens=1000)
 

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from core.adapters.metering_table import MeteringTable
-from core.ledger import LedgerEntry, LedgerReading, TokenHold
+from core.ai.adapters.metering_table import MeteringTable
+from core.ai.ledger import LedgerEntry, LedgerReading, TokenHold
 
 TABLE = "metering"
 ENTRY = LedgerEntry(

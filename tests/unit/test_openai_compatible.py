@@ -6,9 +6,9 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from core.adapters.openai_compatible import OpenAICompatible
-from core.adapters.upstream_key import UpstreamApiKey
-from core.chat import ChatTurn, ModelRequest
+from core.ai.adapters.openai_compatible import OpenAICompatible
+from core.ai.adapters.upstream_key import UpstreamApiKey
+from core.ai.chat import ChatTurn, ModelRequest
 from core.errors import ProviderMisconfigured, UpstreamFailed, UpstreamRejected, UpstreamThrottled, UpstreamTimedOut
 from tests.fake_openai_upstream import FakeUpstream, chat_completion, error_body, fake_upstream
 

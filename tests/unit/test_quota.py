@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.periods import QuotaPeriod, effective_limit, is_first_period, period_bounds, period_key
-from core.quota import (
+from core.quota.standing import (
     Outlook,
     PlanUsage,
     QuotaStanding,

@@ -11,13 +11,13 @@ from botocore.stub import ANY, Stubber
 
 from core.adapters.apigateway import ApiGateway
 from core.adapters.dynamodb import PartnersTable
-from core.adapters.quota_table import QuotaTable
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
 from core.errors import EmailRejected, ManagementApiThrottled
+from core.messages import Message
 from core.pacing import TokenBucket
-from core.quota import AlertClaim, KeyQuotaReading
-from core.quota_alerts import Message
+from core.quota.adapters.quota_table import QuotaTable
+from core.quota.standing import AlertClaim, KeyQuotaReading
 
 
 class FakeClock:

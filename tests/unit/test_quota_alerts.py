@@ -10,8 +10,7 @@ import pytest
 from core.email_text import email_safe
 from core.models import Partner, PartnerStatus
 from core.periods import QuotaPeriod, period_bounds
-from core.quota import PlanUsage, TokenCounters, standing
-from core.quota_alerts import (
+from core.quota.alerts import (
     ALERT_KIND,
     DIGEST_KIND,
     Message,
@@ -20,6 +19,7 @@ from core.quota_alerts import (
     operator_message,
     partner_email,
 )
+from core.quota.standing import PlanUsage, TokenCounters, standing
 
 AS_OF = datetime(2026, 3, 11, tzinfo=UTC)
 

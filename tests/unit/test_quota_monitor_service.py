@@ -11,11 +11,11 @@ import pytest
 from pydantic import ValidationError
 
 from core.config import QuotaMonitorSettings
+from core.messages import Message
 from core.models import Partner, PartnerStatus, TierLimits, UsagePlan
 from core.pacing import TokenBucket
-from core.quota import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
-from core.quota_alerts import Message
-from core.quota_monitor import QuotaMonitor
+from core.quota.service import QuotaMonitor
+from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
 from handlers.quota_monitor import MonitorEvent
 
 AS_OF = datetime(2026, 3, 11, 12, tzinfo=UTC)

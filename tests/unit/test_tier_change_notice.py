@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime
 
-from core.ai_policy import TierPolicy
+from core.billing.notice import TierChangeNotice, body, subject
 from core.models import BillingEvent, PartnerStatus, TierAction
-from core.tier_change_notice import TierChangeNotice, body, subject
+from core.tier_policy import TierPolicy
 
 POLICIES = {
     "free": TierPolicy(

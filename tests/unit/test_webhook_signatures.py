@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.billing.signatures import SigningSecrets, scheme_of, verify
 from core.errors import InvalidSignature, MalformedSignature, SigningSecretUnavailable
-from core.webhook_signatures import SigningSecrets, scheme_of, verify
 from offline.webhook_secrets import generate_signing_secret
 from tests.webhook_events import standard_headers, stripe_headers
 

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
 
-    from core.quota_alerts import AttributeValue, Message
+    from core.messages import AttributeValue, Message
 
 # SNS refuses a Subject longer than 100 characters (and email clients show only the start of it).
 MAX_SUBJECT_LENGTH = 100

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core.email_text import email_safe
+from core.messages import Message
 from core.models import Partner
 from core.periods import QuotaPeriod
-from core.quota import Outlook, Projection, QuotaStanding
+from core.quota.standing import Outlook, Projection, QuotaStanding
 
 MAX_SUBJECT_LENGTH = 99
-# Message attributes subscribers can filter on: str -> String, int -> Number, list -> String.Array.
-AttributeValue = str | int | list[str]
 
 ALERT_KIND = "quota-alert"
 DIGEST_KIND = "quota-digest"
@@ -75,13 +74,6 @@ class QuotaAlert:
     @property
     def projection(self) -> Projection:
         return self.standing.projection(active_since=_created_at(self.partner))
-
-
-@dataclass(frozen=True)
-class Message:
-    subject: str
-    body: str
-    attributes: dict[str, AttributeValue]
 
 
 def operator_message(alert: QuotaAlert) -> Message:

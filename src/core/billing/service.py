@@ -1,13 +1,13 @@
 """The billing webhook's service: verify a delivery, read the tier change it asks for, apply it once, in order.
 
-1. The signature is verified on the raw body before anything parses it (`core.webhook_signatures`).
+1. The signature is verified on the raw body before anything parses it (`core.billing.signatures`).
 2. Event types we do not handle are acknowledged and ignored.
 3. Each event id is processed once (Powertools idempotency, records kept `processed_event_seconds`); and
    on the partner record, an event not newer than the last applied one changes nothing (a duplicate is
    recognised by its id, an older event is stale), so events applied out of order never roll a tier back.
 4. A change holds a lock (a lease) on the partner record, which also journals the usage to carry over, so
    a change that dies half-way is finished by the next attempt instead of being lost.
-5. The key moves between plans (`core.plan_moves`), its period's usage is carried over, it is disabled on
+5. The key moves between plans (`core.billing.plan_moves`), its period's usage is carried over, it is disabled on
    cancellation (or moved to the free tier) and enabled again by a later subscription.
 6. Each applied change is published to the operators' topic; a failed publish is retried with the event.
 An event for a partner we do not know (a race with signup) is recorded and answered "retry later" for
@@ -34,10 +34,16 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 
 from core.adapters.apigateway import ApiGateway
 from core.adapters.dynamodb import PartnersTable
-from core.adapters.metering_table import MeteringTable
-from core.adapters.secrets import JsonSecret
 from core.adapters.sns import OperatorTopic
-from core.billing_events import parse_delivery
+from core.billing.adapters.ledger_requests import LedgerRequests
+from core.billing.adapters.secrets import JsonSecret
+from core.billing.events import parse_delivery
+from core.billing.notice import TierChangeNotice
+from core.billing.notice import body as notice_body
+from core.billing.notice import subject as notice_subject
+from core.billing.plan_moves import CarriedUsage, PlanMover, QuotaWindow, RequestCounts, quota_window
+from core.billing.ports import Notifier, SecretSource, TierChangeStore
+from core.billing.signatures import SigningSecrets, scheme_of, verify
 from core.config import TierWebhookSettings, tier_webhook_settings
 from core.errors import (
     PartnerNotFoundYet,
@@ -59,13 +65,8 @@ from core.models import (
     TierChangeStatus,
 )
 from core.observability import logger, metrics
-from core.plan_moves import CarriedUsage, PlanMover, QuotaWindow, RequestCounts, quota_window
-from core.ports import Notifier, SecretSource, TierChangeStore, UsagePlanGateway
-from core.tier_change_notice import TierChangeNotice
-from core.tier_change_notice import body as notice_body
-from core.tier_change_notice import subject as notice_subject
+from core.ports import UsagePlanGateway
 from core.tiers import TierCatalog
-from core.webhook_signatures import SigningSecrets, scheme_of, verify
 
 MAX_BODY_BYTES = 256 * 1024
 UNKNOWN_PARTNER_RETRY_AFTER_SECONDS = 60
@@ -404,5 +405,5 @@ def tier_change_service() -> TierChangeService:
         notifier=OperatorTopic(settings.alert_topic_arn),
         secrets=JsonSecret(settings.webhook_secret_arn, settings.secret_cache_seconds),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
-        counts=MeteringTable(settings.metering_table),
+        counts=LedgerRequests(settings.metering_table),
     )

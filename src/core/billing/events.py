@@ -24,10 +24,10 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from core.billing.signatures import TOLERANCE_SECONDS, VerifiedDelivery
 from core.errors import InvalidRequest, UnprocessableEvent
 from core.http_errors import invalid_request
 from core.models import BillingEvent, IgnoredBillingEvent, TierAction
-from core.webhook_signatures import TOLERANCE_SECONDS, VerifiedDelivery
 
 STRIPE_SUBSCRIPTION_EVENTS: Final = frozenset(
     {

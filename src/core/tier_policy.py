@@ -3,7 +3,8 @@ policy (models it may call, token budget, default max_tokens, and the usage plan
 
 Both arrive in the environment (`MODELS`, `TIERS`, see docs/CONTRACTS.md) and are parsed once by the
 functions' settings (core.config). Tier limits come from the same parameters the usage plans are made of,
-so the AI functions never call the management API to learn them.
+so the AI functions never call the management API to learn them. Kernel, not `core.ai`: the billing
+webhook's tier-change notice lists the same policies.
 """
 
 from collections.abc import Iterator
@@ -117,13 +118,3 @@ class TierPolicy(BaseModel):
     def allowed_models(self, catalog: ModelCatalog) -> list[CatalogModel]:
         """The catalog's models this tier may call, in catalog order."""
         return [model for model in catalog if self.allows(model.name)]
-
-
-@dataclass(frozen=True)
-class AiCaller:
-    """Who is calling the AI API: the key API Gateway accepted, its partner, and the partner's tier now."""
-
-    api_key_id: str
-    partner_id: str
-    tier: str
-    policy: TierPolicy

@@ -16,9 +16,12 @@ from typing import Any, Literal
 from aws_lambda_powertools.metrics import MetricUnit
 
 from core.adapters.dynamodb import PartnersTable
-from core.adapters.metering_table import MeteringTable
-from core.ai_policy import AiCaller, CatalogModel, ModelCatalog, TierPolicy
-from core.chat import Completion, ModelReply, model_request, parse_chat_request
+from core.ai.adapters.metering_table import MeteringTable
+from core.ai.chat import Completion, ModelReply, model_request, parse_chat_request
+from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading
+from core.ai.metering import TokenMeter, TokenReservation
+from core.ai.models import AiCaller
+from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
 from core.config import AiApiSettings, ChatSettings, chat_settings, models_settings, usage_settings
 from core.errors import (
     ApiKeyMissing,
@@ -31,12 +34,10 @@ from core.errors import (
     TierPolicyMissing,
     TokenBudgetExceeded,
 )
-from core.ledger import LedgerEntry, LedgerReading, QuotaReading
-from core.metering import TokenMeter, TokenReservation
 from core.models import Partner, PartnerStatus
 from core.observability import logger, request_metrics
 from core.periods import period_key
-from core.ports import ModelProvider, PartnerStore, TokenLedger
+from core.tier_policy import CatalogModel, ModelCatalog, TierPolicy
 
 # Time kept back from the function's deadline for releasing a reservation and answering after a timeout.
 RESPONSE_MARGIN_SECONDS = 2.0
@@ -52,7 +53,7 @@ class PartnerDirectory:
 
     def __init__(
         self,
-        partners: PartnerStore,
+        partners: PartnerLookup,
         tiers: dict[str, TierPolicy],
         ttl_seconds: int,
         clock: Callable[[], float] = time.monotonic,
@@ -122,7 +123,7 @@ class AiApi:
     def __init__(
         self,
         settings: AiApiSettings,
-        partners: PartnerStore,
+        partners: PartnerLookup,
         ledger: TokenLedger,
         provider: ModelProvider | None = None,
         *,
@@ -228,7 +229,7 @@ class AiApi:
             self._meter.settle(reservation, reply)
         except Exception:
             # The caller has its answer. The hold keeps its tokens until this function's deadline has passed,
-            # then the next request that needs them gives them back (core.metering); this usage is not charged.
+            # then the next request that needs them gives them back (core.ai.metering); this usage is not charged.
             logger.exception(
                 "could not settle a token reservation",
                 api_key_id=caller.api_key_id,
@@ -288,15 +289,15 @@ def model_provider(settings: ChatSettings) -> ModelProvider:
     """The deployment's provider (template parameter ModelProvider). Imported here, so the functions that
     serve no completions never load an HTTP or Bedrock client."""
     if settings.model_provider == "offline":
-        from core.offline_model import OfflineModel  # noqa: PLC0415 - see the docstring
+        from core.ai.offline_model import OfflineModel  # noqa: PLC0415 - see the docstring
 
         return OfflineModel()
     if settings.model_provider == "bedrock":
-        from core.adapters.bedrock import BedrockConverse  # noqa: PLC0415
+        from core.ai.adapters.bedrock import BedrockConverse  # noqa: PLC0415
 
         return BedrockConverse(read_timeout_seconds=settings.upstream_timeout_seconds)
-    from core.adapters.openai_compatible import OpenAICompatible  # noqa: PLC0415
-    from core.adapters.upstream_key import UpstreamApiKey  # noqa: PLC0415
+    from core.ai.adapters.openai_compatible import OpenAICompatible  # noqa: PLC0415
+    from core.ai.adapters.upstream_key import UpstreamApiKey  # noqa: PLC0415
 
     if settings.upstream_api_key_source == "none":
         return OpenAICompatible(settings.upstream_base_url)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from core.quota import TierSummary
+from core.quota.standing import TierSummary
 
 
 class TierMetricsEmf:

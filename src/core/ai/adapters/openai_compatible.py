@@ -16,7 +16,7 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
-from core.chat import FinishReason, ModelReply, ModelRequest, estimate_prompt_tokens
+from core.ai.chat import FinishReason, ModelReply, ModelRequest, estimate_prompt_tokens
 from core.errors import UpstreamFailed, UpstreamRejected, UpstreamThrottled, UpstreamTimedOut
 
 CONNECT_TIMEOUT_SECONDS = 3.0

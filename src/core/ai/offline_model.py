@@ -10,7 +10,7 @@ provider"):
 Its prompt estimate is the exact count, so budgets are never overshot with it.
 """
 
-from core.chat import FinishReason, ModelReply, ModelRequest
+from core.ai.chat import FinishReason, ModelReply, ModelRequest
 
 
 def count_tokens(text: str) -> int:

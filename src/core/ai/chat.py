@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.ai_policy import CatalogModel
 from core.errors import InvalidRequest
+from core.tier_policy import CatalogModel
 
 MAX_STOP_SEQUENCES = 4
 # Parameters OpenAI defines that we refuse when set: honouring them is not possible here, ignoring them

@@ -1,7 +1,7 @@
 """DynamoDB adapter: the quota monitor's items in the metering table (the QuotaRecords port).
 
 Per key and quota period (docs/CONTRACTS.md): it reads the AI API's ledger (`PERIOD#<start>`, written by
-core.adapters.metering_table) and its own latest reading (`QUOTA#<start>`) in batches of 100 items, writes
+core.ai.adapters.metering_table) and its own latest reading (`QUOTA#<start>`) in batches of 100 items, writes
 readings that changed, and keeps one `ALERT#<start>#<threshold>` item per alert. An alert is claimed with a
 conditional write (so two runs, or one run delivered twice, cannot both send it), marked per channel as it
 is delivered, and completed with `sent_at`. A claim whose run died expires (`claimed_until`) and the next
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from core.adapters.metering_items import alert_sk, key_pk, ledger_sk, reading_sk
 from core.aws import dynamodb_client
-from core.periods import period_key
-from core.quota import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TokenCounters
+from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TokenCounters
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -43,22 +43,6 @@ def _item(values: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _deserialize(value) for name, value in item.items()}
-
-
-def key_pk(api_key_id: str) -> str:
-    return f"KEY#{api_key_id}"
-
-
-def ledger_sk(period_start: datetime) -> str:
-    return f"PERIOD#{period_key(period_start)}"
-
-
-def reading_sk(period_start: datetime) -> str:
-    return f"QUOTA#{period_key(period_start)}"
-
-
-def alert_sk(period_start: datetime, threshold: int) -> str:
-    return f"ALERT#{period_key(period_start)}#{threshold}"
 
 
 def _chunks[T](items: list[T], size: int) -> Iterator[list[T]]:

@@ -3,18 +3,18 @@
 Items are `pk = KEY#<api key id>`, `sk = PERIOD#<period start>` (docs/CONTRACTS.md), updated with ADD so
 concurrent requests never lose a count. `committed_tokens` (prompt + completion + reserved) exists so that
 one conditional UpdateItem can admit a reservation: condition expressions compare, they cannot add.
-The quota monitor's `QUOTA#<period start>` items are only read here.
+The quota monitor's `QUOTA#<period start>` items are only read here. The keys: core.adapters.metering_items.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from core.adapters.metering_items import key_pk, ledger_sk, reading_sk
+from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.aws import dynamodb_client
-from core.ledger import LedgerEntry, LedgerReading, PeriodRequests, QuotaReading, TokenHold
-from core.periods import period_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -26,18 +26,6 @@ LEDGER_RETENTION = timedelta(days=35)
 
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
-
-
-def key_pk(api_key_id: str) -> str:
-    return f"KEY#{api_key_id}"
-
-
-def ledger_sk(entry: LedgerEntry) -> str:
-    return f"PERIOD#{period_key(entry.period_start)}"
-
-
-def quota_sk(entry: LedgerEntry) -> str:
-    return f"QUOTA#{period_key(entry.period_start)}"
 
 
 def _values(values: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +174,7 @@ class MeteringTable:
 
     def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None:
         found = self._client.get_item(
-            TableName=self._table, Key=_values({"pk": key_pk(entry.api_key_id), "sk": quota_sk(entry)})
+            TableName=self._table, Key=_values({"pk": key_pk(entry.api_key_id), "sk": reading_sk(entry.period_start)})
         )
         if "Item" not in found:
             return None
@@ -201,32 +189,8 @@ class MeteringTable:
         except (KeyError, TypeError, ValueError):
             return None  # not a reading we understand: serve the ledger's own numbers
 
-    def requests_since(self, api_key_id: str, since: datetime) -> list[PeriodRequests]:
-        """The key's ledger items whose period starts at or after `since` (the tier webhook's carry-over)."""
-        pages = self._client.get_paginator("query").paginate(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
-            ProjectionExpression="sk, tier, requests",
-            ExpressionAttributeValues=_values(
-                {":pk": key_pk(api_key_id), ":first": f"PERIOD#{period_key(since)}", ":last": "PERIOD#~"}
-            ),
-        )
-        found = []
-        for page in pages:
-            for item in page.get("Items", []):
-                plain = {name: _deserialize(value) for name, value in item.items()}
-                start = datetime.strptime(str(plain["sk"]).removeprefix("PERIOD#"), "%Y-%m-%dT%H:%M:%SZ")
-                found.append(
-                    PeriodRequests(
-                        period_start=start.replace(tzinfo=UTC),
-                        tier=str(plain.get("tier", "")),
-                        requests=int(plain.get("requests", 0)),
-                    )
-                )
-        return found
-
     def _key(self, entry: LedgerEntry) -> dict[str, Any]:
-        return _values({"pk": key_pk(entry.api_key_id), "sk": ledger_sk(entry)})
+        return _values({"pk": key_pk(entry.api_key_id), "sk": ledger_sk(entry.period_start)})
 
     @staticmethod
     def _owner(entry: LedgerEntry) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime, time
 from typing import Protocol
 
 from core.errors import TierChangeFailed
-from core.ledger import PeriodRequests
 from core.models import Tier
 from core.observability import logger
 from core.periods import effective_limit, period_bounds
@@ -35,6 +34,16 @@ class CarriedUsage:
 
     requests: int
     carried_in: int = 0
+
+
+@dataclass(frozen=True)
+class PeriodRequests:
+    """Requests the AI API counted for a key in one ledger item: the item's quota period start and its tier
+    (the tier of the item's latest request). The ledger counts every request as it passes, with no lag."""
+
+    period_start: datetime
+    tier: str
+    requests: int
 
 
 class RequestCounts(Protocol):

@@ -59,6 +59,7 @@ from core.errors import (
     SignupThrottled,
     TierNotSelfService,
 )
+from core.messages import Message
 from core.models import (
     IssuedKey,
     Partner,
@@ -71,8 +72,8 @@ from core.models import (
 )
 from core.observability import logger
 from core.pacing import TokenBucket
-from core.ports import EmailSender, PartnerStore, UsagePlanGateway
-from core.quota_alerts import Message
+from core.ports import EmailSender, UsagePlanGateway
+from core.signup.ports import PartnerStore
 from core.tiers import TierCatalog, key_name
 
 IDEMPOTENCY_WINDOW_SECONDS = 600

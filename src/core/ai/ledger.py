@@ -1,5 +1,5 @@
 """The AI API's ledger as the domain sees it: which item (key and quota period), what it holds, and the
-quota monitor's latest reading of API Gateway's quota. Plain data; the table is core.adapters.metering_table.
+quota monitor's latest reading of API Gateway's quota. Plain data; the table is core.ai.adapters.metering_table.
 """
 
 from dataclasses import dataclass
@@ -59,13 +59,3 @@ class QuotaReading:
     remaining: int
     limit: int
     as_of: str
-
-
-@dataclass(frozen=True)
-class PeriodRequests:
-    """Requests the AI API counted for a key in one ledger item: the item's quota period start and its tier
-    (the tier of the item's latest request). The ledger counts every request as it passes, with no lag."""
-
-    period_start: datetime
-    tier: str
-    requests: int

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from core.ai_policy import AiCaller
-from core.chat import ModelReply
+from core.ai.chat import ModelReply
+from core.ai.ledger import LedgerEntry, LedgerReading, TokenHold
+from core.ai.models import AiCaller
+from core.ai.ports import TokenLedger
 from core.errors import TokenBudgetExceeded
-from core.ledger import LedgerEntry, LedgerReading, TokenHold
 from core.periods import period_bounds, period_key
-from core.ports import TokenLedger
 
 # How long after its function's deadline a hold is kept before a request that needs its tokens gives it back.
 HOLD_GRACE_SECONDS = 5

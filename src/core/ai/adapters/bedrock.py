@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from core.ai.chat import FinishReason, ModelReply, ModelRequest, estimate_prompt_tokens
 from core.aws import bedrock_runtime_client
-from core.chat import FinishReason, ModelReply, ModelRequest, estimate_prompt_tokens
 from core.errors import UpstreamFailed, UpstreamRejected, UpstreamThrottled, UpstreamTimedOut
 
 if TYPE_CHECKING:

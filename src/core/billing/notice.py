@@ -4,9 +4,9 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.ai_policy import TierPolicy
 from core.email_text import email_safe
 from core.models import BillingEvent, PartnerStatus
+from core.tier_policy import TierPolicy
 
 KIND = "tier-change"
 # No support contact is configured for operators: point at what explains the webhook.

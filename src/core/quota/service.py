@@ -28,18 +28,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core.adapters.apigateway import ApiGateway
 from core.adapters.dynamodb import PartnersTable
-from core.adapters.quota_table import QuotaTable
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
-from core.adapters.tier_metrics import TierMetricsEmf
 from core.config import QuotaMonitorSettings, quota_monitor_settings
 from core.errors import DomainError, EmailRejected
 from core.models import Tier
 from core.observability import logger
 from core.pacing import TokenBucket
 from core.periods import QuotaPeriod, period_bounds, period_key
-from core.ports import AlertPublisher, EmailSender, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
-from core.quota import (
+from core.ports import EmailSender
+from core.quota.adapters.quota_table import QuotaTable
+from core.quota.adapters.tier_metrics import TierMetricsEmf
+from core.quota.alerts import QuotaAlert, digest_messages, operator_message, partner_email
+from core.quota.ports import AlertPublisher, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
+from core.quota.standing import (
     AlertClaim,
     AlertState,
     KeyQuotaReading,
@@ -50,7 +52,6 @@ from core.quota import (
     standing,
     summarise,
 )
-from core.quota_alerts import QuotaAlert, digest_messages, operator_message, partner_email
 from core.tiers import TierCatalog
 
 # A reading outlives its period by this much (like the AI API's ledger), an alert record by a day.
@@ -398,7 +399,7 @@ class QuotaMonitor:
                 tokens_used=item.tokens_used,
                 token_budget=item.token_budget,
                 token_utilisation_pct=None if item.token_utilisation is None else round(item.token_utilisation, 2),
-                # A time only where the data supports one (core.quota.project); `exhaustion` says why not.
+                # A time only where the data supports one (core.quota.standing.project); `exhaustion` says why not.
                 projected_exhaustion=projection.at.isoformat() if projection.at else None,
                 exhaustion=projection.outlook.value,
             )
