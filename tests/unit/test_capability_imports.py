@@ -71,3 +71,31 @@ def test_the_check_catches_a_crossing(tmp_path: Path, where: str, bad_import: st
     # When the check runs / Then it names that import
     assert len(forbidden_imports(copy)) == 1
     assert forbidden_imports(copy)[0].startswith(where)
+
+
+def test_core_imports_no_http_code() -> None:
+    # Given every module under src/core / When its imports are read
+    http = [
+        f"{path.relative_to(CORE)}: {module}"
+        for path in sorted(CORE.rglob("*.py"))
+        for module in imported_modules(path)
+        if module.startswith(("aws_lambda_powertools.event_handler", "handlers"))
+    ]
+    # Then none is Powertools' event handler or the HTTP answers (handlers.http_answers)
+    assert http == []
+
+
+def test_no_handler_declares_its_own_exception_handlers() -> None:
+    # Given the Lambda handlers / When their code is read
+    handlers = CORE.parent / "handlers"
+    declaring = [
+        path.name
+        for path in sorted(handlers.glob("*.py"))
+        if path.name != "http_answers.py"
+        and any(
+            isinstance(node, ast.Attribute) and node.attr == "exception_handler"
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    ]
+    # Then only handlers.http_answers registers exception handlers (once, for every app it makes)
+    assert declaring == []

@@ -25,8 +25,7 @@ from typing import Any, Final, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from core.billing.signatures import TOLERANCE_SECONDS, VerifiedDelivery
-from core.errors import InvalidRequest, UnprocessableEvent
-from core.http_errors import invalid_request
+from core.errors import InvalidRequest, UnprocessableEvent, invalid_request
 from core.models import BillingEvent, IgnoredBillingEvent, TierAction
 
 STRIPE_SUBSCRIPTION_EVENTS: Final = frozenset(
