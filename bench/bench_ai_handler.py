@@ -44,8 +44,8 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 from core.ai.chat import ModelReply, ModelRequest  # noqa: E402
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold  # noqa: E402
 from core.ai.service import AiApi  # noqa: E402
-from core.config import ChatSettings  # noqa: E402
 from core.models import Partner, PartnerStatus  # noqa: E402
+from core.settings import ChatSettings  # noqa: E402
 
 HANDLERS = ("handlers.api_key_authorizer", "handlers.models", "handlers.usage", "handlers.chat_completions")
 KEY_ID = "benchkey01"

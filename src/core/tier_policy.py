@@ -2,7 +2,7 @@
 policy (models it may call, token budget, default max_tokens, and the usage plan's throttle and quota).
 
 Both arrive in the environment (`MODELS`, `TIERS`, see docs/CONTRACTS.md) and are parsed once by the
-functions' settings (core.config). Tier limits come from the same parameters the usage plans are made of,
+functions' settings (core.settings). Tier limits come from the same parameters the usage plans are made of,
 so the AI functions never call the management API to learn them. Kernel, not `core.ai`: the billing
 webhook's tier-change notice lists the same policies.
 """

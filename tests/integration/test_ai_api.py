@@ -19,15 +19,16 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from core import config
 from core.ai import service as ai_api
 from core.ai.adapters.metering_table import MeteringTable
 from core.ai.chat import ModelReply, ModelRequest
 from core.ai.metering import TokenMeter
 from core.ai.offline_model import OfflineModel
 from core.ai.service import AiApi, chat_api
+from core.ai.settings import ChatSettings
 from core.errors import TokenBudgetExceeded, UpstreamFailed
 from core.periods import period_bounds, period_key
+from core.settings import forget_settings, load_settings
 from core.signup.service import signup_service
 from handlers import chat_completions, models, signup, usage
 from offline.provision import ProvisionedStack, provision
@@ -52,11 +53,8 @@ def ai_template() -> StackTemplate:
 
 
 def _clear_caches() -> None:
+    forget_settings()
     for cached in (
-        config.signup_settings,
-        config.models_settings,
-        config.usage_settings,
-        config.chat_settings,
         signup_service,
         ai_api.models_api,
         ai_api.usage_api,
@@ -271,7 +269,7 @@ class UnderestimatingModel:
 def test_an_underestimated_prompt_overshoots_by_no_more_than_the_estimate_missed(ai_stack: ProvisionedStack) -> None:
     # Given a model that costs 7 tokens more per prompt than estimated, and a free partner (budget 200)
     partner = sign_up()
-    settings = config.chat_settings()
+    settings = load_settings(ChatSettings)
     api = AiApi(
         settings,
         signup_service()._partners,
@@ -336,7 +334,7 @@ def test_a_reservation_that_could_not_be_settled_is_given_back_after_the_functio
 ) -> None:
     # Given a free partner (budget 200) and a completion whose settlement DynamoDB keeps throttling
     partner = sign_up()
-    settings, clock = config.chat_settings(), MovableClock()
+    settings, clock = load_settings(ChatSettings), MovableClock()
     ledger_table = MeteringTable(settings.metering_table)
     api = AiApi(
         settings, signup_service()._partners, ledger_table, OfflineModel(), clock=clock, record_metrics=lambda _: None
@@ -371,7 +369,7 @@ def test_a_reservation_that_could_not_be_settled_is_given_back_after_the_functio
 def test_a_settlement_retried_after_it_was_applied_is_not_charged_twice(ai_stack: ProvisionedStack) -> None:
     # Given a served completion whose settlement DynamoDB applied (its answer lost, so botocore sends it again)
     partner = sign_up()
-    settings = config.chat_settings()
+    settings = load_settings(ChatSettings)
     table = MeteringTable(settings.metering_table)
     api = AiApi(settings, signup_service()._partners, table, OfflineModel(), record_metrics=lambda _: None)
     caller = api.caller(partner.api_key_id)

@@ -21,7 +21,6 @@ from core.adapters.apigateway import ApiGateway
 from core.adapters.dynamodb import PartnersTable
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
-from core.config import QuotaMonitorSettings, quota_monitor_settings
 from core.errors import QuotaMonitorRunFailed
 from core.messages import Message
 from core.models import Partner, PartnerStatus
@@ -29,7 +28,9 @@ from core.observability import metrics
 from core.pacing import TokenBucket
 from core.quota.adapters.quota_table import QuotaTable
 from core.quota.service import QuotaMonitor, quota_monitor
+from core.quota.settings import QuotaMonitorSettings
 from core.quota.standing import TierSummary
+from core.settings import forget_settings, load_settings
 from handlers import quota_monitor as quota_monitor_handler
 from offline import apigateway_fidelity, outbox
 from offline.provision import ProvisionedStack, provision
@@ -173,14 +174,14 @@ def monitored(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         monkeypatch.setenv(name, value)
     # Powertools read the namespace when core.observability was first imported, before this environment.
     monkeypatch.setattr(metrics, "namespace", "MeteredAI")
-    quota_monitor_settings.cache_clear()
+    forget_settings()
     quota_monitor.cache_clear()
     outbox.install(outbox.Outbox(tmp_path / "outbox"))
     try:
-        yield Monitored(stack, quota_monitor_settings(), tmp_path / "outbox")
+        yield Monitored(stack, load_settings(QuotaMonitorSettings), tmp_path / "outbox")
     finally:
         outbox.uninstall()
-        quota_monitor_settings.cache_clear()
+        forget_settings()
         quota_monitor.cache_clear()
 
 

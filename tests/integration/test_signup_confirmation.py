@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from core.adapters.dynamodb import PartnersTable
-from core.config import signup_settings
+from core.settings import forget_settings
 from core.signup.service import mailbox_of, signup_service
 from handlers import signup
 from offline import outbox
@@ -30,7 +30,7 @@ def mailbox(
     """Signup with a verified alert sender, its emails landing in an outbox."""
     boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
     monkeypatch.setenv("PARTNER_ALERT_SENDER", SENDER)
-    signup_settings.cache_clear()
+    forget_settings()
     signup_service.cache_clear()
     outbox.install(outbox.Outbox(tmp_path))
     try:
@@ -139,7 +139,7 @@ def test_with_one_key_per_mailbox_a_gmail_alias_is_already_registered(
 ) -> None:
     # Given the option is on, and ab@gmail.com signed up
     monkeypatch.setenv("ONE_KEY_PER_MAILBOX", "true")
-    signup_settings.cache_clear()
+    forget_settings()
     signup_service.cache_clear()
     status, first = call({"name": "Ab", "email": "ab@gmail.com"})
     assert status == HTTPStatus.CREATED
@@ -157,7 +157,7 @@ def test_with_one_key_per_mailbox_a_gmail_alias_is_already_registered(
 @pytest.fixture
 def double_opt_in(mailbox: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DOUBLE_OPT_IN", "true")
-    signup_settings.cache_clear()
+    forget_settings()
     signup_service.cache_clear()
     return mailbox
 

@@ -15,10 +15,11 @@ from botocore.config import Config
 
 from core.adapters.apigateway import ApiGateway
 from core.adapters.dynamodb import PartnersTable
-from core.config import signup_settings
 from core.errors import SignupThrottled
 from core.models import PartnerStatus, SignedUpPartner, SignupRequest
+from core.settings import load_settings
 from core.signup.service import SignupSweep, signup_service
+from core.signup.settings import SignupSettings
 from handlers import signup, signup_sweep
 from offline import apigateway_fidelity
 from offline.provision import ProvisionedStack
@@ -52,7 +53,7 @@ def assert_every_key_belongs_to_one_active_partner(stack: ProvisionedStack) -> N
 
 def sweep_after_the_leases(stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """One run of the sweep function, at a time when every lease of the burst has run out."""
-    later = time.time() + signup_settings().signup_lease_seconds + 1
+    later = time.time() + load_settings(SignupSettings).signup_lease_seconds + 1
     sweep = SignupSweep(ApiGateway(), PartnersTable(stack.physical_ids["PartnersTable"]), clock=lambda: later)
     monkeypatch.setattr(signup_sweep, "signup_sweep", lambda: sweep)
     report: dict[str, Any] = signup_sweep.handler({}, LambdaContext(function_name="SignupSweepFunction"))

@@ -19,9 +19,9 @@ import pytest
 import core.signup.service
 from core.adapters.dynamodb import PartnersTable
 from core.billing.service import tier_change_service
-from core.config import tier_webhook_settings
 from core.models import BillingState, Partner, PartnerStatus, SignupRequest
 from core.observability import metrics
+from core.settings import forget_settings
 from core.signup.service import signup_service
 from handlers import tier_webhook
 from offline import apigateway_fidelity
@@ -58,10 +58,10 @@ def secrets(
     monkeypatch.setattr(metrics, "namespace", os.environ["POWERTOOLS_METRICS_NAMESPACE"])
     generated = ensure_webhook_secrets(stack)
     assert generated is not None
-    tier_webhook_settings.cache_clear()
+    forget_settings()
     tier_change_service.cache_clear()
     yield generated
-    tier_webhook_settings.cache_clear()
+    forget_settings()
     tier_change_service.cache_clear()
 
 
@@ -676,7 +676,7 @@ def test_cancellation_moves_the_key_to_free_when_the_stack_says_so(
 ) -> None:
     # Given CancellationMode=move-to-free and a pro partner that used more than free allows today
     monkeypatch.setenv("CANCELLATION_MODE", "move-to-free")
-    tier_webhook_settings.cache_clear()
+    forget_settings()
     tier_change_service.cache_clear()
     partner = sign_up()
     assert send_generic(secrets, generic_event(partner_id=partner.partner_id, tier="pro"))[0] == HTTPStatus.OK
@@ -764,7 +764,7 @@ def test_an_event_still_unknown_after_the_retry_window_is_parked_and_acknowledge
 ) -> None:
     # Given the retry window over (UnknownPartnerRetrySeconds=0)
     monkeypatch.setenv("UNKNOWN_PARTNER_RETRY_SECONDS", "0")
-    tier_webhook_settings.cache_clear()
+    forget_settings()
     tier_change_service.cache_clear()
     partner_id = f"p_{uuid.uuid4().hex}"
     event = generic_event(partner_id=partner_id, tier="pro")

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.config import QuotaMonitorSettings
 from core.messages import Message
 from core.models import Partner, PartnerStatus, TierLimits, UsagePlan
 from core.pacing import TokenBucket
 from core.quota.service import QuotaMonitor
+from core.quota.settings import QuotaMonitorSettings
 from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
 from handlers.quota_monitor import MonitorEvent
 

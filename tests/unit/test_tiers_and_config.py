@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from core.config import SignupSettings
 from core.errors import UnknownTier
 from core.models import IssuedKey, TierLimits, UsagePlan
+from core.signup.settings import SignupSettings
 from core.tiers import TierCatalog
 
 

@@ -22,7 +22,7 @@ from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading
 from core.ai.metering import TokenMeter, TokenReservation
 from core.ai.models import AiCaller
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
-from core.config import AiApiSettings, ChatSettings, chat_settings, models_settings, usage_settings
+from core.ai.settings import AiApiSettings, ChatSettings, ModelsSettings, UsageSettings
 from core.errors import (
     ApiKeyMissing,
     DomainError,
@@ -37,6 +37,7 @@ from core.errors import (
 from core.models import Partner, PartnerStatus
 from core.observability import logger, request_metrics
 from core.periods import period_key
+from core.settings import load_settings
 from core.tier_policy import CatalogModel, ModelCatalog, TierPolicy
 
 # Time kept back from the function's deadline for releasing a reservation and answering after a timeout.
@@ -319,15 +320,15 @@ def _api(settings: AiApiSettings, provider: ModelProvider | None = None, upstrea
 
 @cache
 def models_api() -> AiApi:
-    return _api(models_settings())
+    return _api(load_settings(ModelsSettings))
 
 
 @cache
 def usage_api() -> AiApi:
-    return _api(usage_settings())
+    return _api(load_settings(UsageSettings))
 
 
 @cache
 def chat_api() -> AiApi:
-    settings = chat_settings()
+    settings = load_settings(ChatSettings)
     return _api(settings, model_provider(settings), settings.upstream_timeout_seconds)

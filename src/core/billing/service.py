@@ -43,8 +43,8 @@ from core.billing.notice import body as notice_body
 from core.billing.notice import subject as notice_subject
 from core.billing.plan_moves import CarriedUsage, PlanMover, QuotaWindow, RequestCounts, quota_window
 from core.billing.ports import Notifier, SecretSource, TierChangeStore
+from core.billing.settings import BillingWebhookSettings
 from core.billing.signatures import SigningSecrets, scheme_of, verify
-from core.config import TierWebhookSettings, tier_webhook_settings
 from core.errors import (
     PartnerNotFoundYet,
     PayloadTooLarge,
@@ -66,6 +66,7 @@ from core.models import (
 )
 from core.observability import logger, metrics
 from core.ports import UsagePlanGateway
+from core.settings import load_settings
 from core.tiers import TierCatalog
 
 MAX_BODY_BYTES = 256 * 1024
@@ -106,7 +107,7 @@ class PlannedChange:
 class TierChangeService:
     def __init__(
         self,
-        settings: TierWebhookSettings,
+        settings: BillingWebhookSettings,
         *,
         plans: UsagePlanGateway,
         partners: TierChangeStore,
@@ -397,7 +398,7 @@ class TierChangeService:
 
 @cache
 def tier_change_service() -> TierChangeService:
-    settings = tier_webhook_settings()
+    settings = load_settings(BillingWebhookSettings)
     return TierChangeService(
         settings,
         plans=ApiGateway(),

@@ -30,7 +30,6 @@ from core.adapters.apigateway import ApiGateway
 from core.adapters.dynamodb import PartnersTable
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
-from core.config import QuotaMonitorSettings, quota_monitor_settings
 from core.errors import DomainError, EmailRejected
 from core.models import Tier
 from core.observability import logger
@@ -41,6 +40,7 @@ from core.quota.adapters.quota_table import QuotaTable
 from core.quota.adapters.tier_metrics import TierMetricsEmf
 from core.quota.alerts import QuotaAlert, digest_messages, operator_message, partner_email
 from core.quota.ports import AlertPublisher, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
+from core.quota.settings import QuotaMonitorSettings
 from core.quota.standing import (
     AlertClaim,
     AlertState,
@@ -52,6 +52,7 @@ from core.quota.standing import (
     standing,
     summarise,
 )
+from core.settings import load_settings
 from core.tiers import TierCatalog
 
 # A reading outlives its period by this much (like the AI API's ledger), an alert record by a day.
@@ -427,7 +428,7 @@ def _untouched(reading: KeyQuotaReading, tier: Tier) -> bool:
 
 @cache
 def quota_monitor() -> QuotaMonitor:
-    settings = quota_monitor_settings()
+    settings = load_settings(QuotaMonitorSettings)
     return QuotaMonitor(
         settings,
         plans=ApiGateway(pacer=TokenBucket(settings.management_api_rate, settings.management_api_burst)),

@@ -49,7 +49,6 @@ from core.aws import (
     apigateway_client,
     ses_client,
 )
-from core.config import SignupSettings, SignupSweepSettings, signup_settings, signup_sweep_settings
 from core.errors import (
     ConfirmationLinkInvalid,
     IdempotencyKeyReused,
@@ -73,7 +72,9 @@ from core.models import (
 from core.observability import logger
 from core.pacing import TokenBucket
 from core.ports import EmailSender, UsagePlanGateway
+from core.settings import load_settings
 from core.signup.ports import PartnerStore
+from core.signup.settings import SignupSettings, SignupSweepSettings
 from core.tiers import TierCatalog, key_name
 
 IDEMPOTENCY_WINDOW_SECONDS = 600
@@ -448,7 +449,7 @@ class SignupSweep:
 
 @cache
 def signup_service() -> SignupService:
-    settings = signup_settings()
+    settings = load_settings(SignupSettings)
     client = apigateway_client(BUDGETED_RETRY_CONFIG)
     bound_by_deadline(client, management_deadline, BUDGETED_ATTEMPT_SECONDS)
     sender = settings.partner_alert_sender
@@ -463,7 +464,7 @@ def signup_service() -> SignupService:
 
 @cache
 def signup_sweep() -> SignupSweep:
-    settings: SignupSweepSettings = signup_sweep_settings()
+    settings: SignupSweepSettings = load_settings(SignupSweepSettings)
     # DeleteApiKey: 5 requests/s per account, inside the account's 10/s: the sweep takes a small share.
     pacer = TokenBucket(settings.sweep_calls_per_second, 1)
     return SignupSweep(plans=ApiGateway(pacer=pacer), partners=PartnersTable(settings.partners_table))
