@@ -205,8 +205,8 @@ def _emf_only(outcome: Any) -> None:
 def _on_moto(served: Callable[[], None], requests: int, chat_completions: Any) -> list[float]:
     from moto import mock_aws  # noqa: PLC0415
 
-    from core.adapters.dynamodb import PartnersTable  # noqa: PLC0415
     from core.ai.adapters.metering_table import MeteringTable  # noqa: PLC0415
+    from core.signup.adapters.partners import SignupPartners  # noqa: PLC0415
     from offline import dynamodb_fidelity  # noqa: PLC0415
     from offline.provision import provision  # noqa: PLC0415
     from offline.template import load_template  # noqa: PLC0415
@@ -214,7 +214,7 @@ def _on_moto(served: Callable[[], None], requests: int, chat_completions: Any) -
     dynamodb_fidelity.install()
     with mock_aws():
         stack = provision(load_template())
-        partners = PartnersTable(stack.physical_ids["PartnersTable"])
+        partners = SignupPartners(stack.physical_ids["PartnersTable"])
         partner = MemoryPartners().partner
         reservation = partners.reserve_email(partner.email, partner.partner_id, time.time(), 60)
         assert not reservation.resumed

@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from core.errors import InvalidRequest, invalid_request
-from core.models import SignedUpPartner, SignupRequest
 from core.observability import logger, tracer
+from core.signup.models import SignedUpPartner, SignupRequest
 from core.signup.service import signup_service
 from handlers.http_answers import control_plane_app, json_response
 

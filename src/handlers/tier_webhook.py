@@ -12,9 +12,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from core.billing.models import TierChangeOutcome
 from core.billing.service import tier_change_service
 from core.errors import DomainError, InvalidRequest, InvalidSignature, TierChangeFailed
-from core.models import TierChangeOutcome
 from core.observability import logger, metrics, tracer
 from handlers.http_answers import control_plane_app, json_response
 

@@ -19,6 +19,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from core.adapters.partners_table import PartnerRecords
 from core.ai import service as ai_api
 from core.ai.adapters.metering_table import MeteringTable
 from core.ai.chat import ModelReply, ModelRequest
@@ -272,7 +273,7 @@ def test_an_underestimated_prompt_overshoots_by_no_more_than_the_estimate_missed
     settings = load_settings(ChatSettings)
     api = AiApi(
         settings,
-        signup_service()._partners,
+        PartnerRecords(settings.partners_table),
         MeteringTable(settings.metering_table),
         UnderestimatingModel(extra=7),
         record_metrics=lambda _: None,
@@ -337,7 +338,12 @@ def test_a_reservation_that_could_not_be_settled_is_given_back_after_the_functio
     settings, clock = load_settings(ChatSettings), MovableClock()
     ledger_table = MeteringTable(settings.metering_table)
     api = AiApi(
-        settings, signup_service()._partners, ledger_table, OfflineModel(), clock=clock, record_metrics=lambda _: None
+        settings,
+        PartnerRecords(settings.partners_table),
+        ledger_table,
+        OfflineModel(),
+        clock=clock,
+        record_metrics=lambda _: None,
     )
     caller = api.caller(partner.api_key_id)
 
@@ -371,7 +377,7 @@ def test_a_settlement_retried_after_it_was_applied_is_not_charged_twice(ai_stack
     partner = sign_up()
     settings = load_settings(ChatSettings)
     table = MeteringTable(settings.metering_table)
-    api = AiApi(settings, signup_service()._partners, table, OfflineModel(), record_metrics=lambda _: None)
+    api = AiApi(settings, PartnerRecords(settings.partners_table), table, OfflineModel(), record_metrics=lambda _: None)
     caller = api.caller(partner.api_key_id)
     meter = TokenMeter(table)
     entry = meter.entry(caller)

@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
 from core.adapters.apigateway import ApiGateway
-from core.adapters.dynamodb import PartnersTable
+from core.adapters.partners_table import PartnerRecords
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
 from core.errors import QuotaMonitorRunFailed
@@ -31,6 +31,7 @@ from core.quota.service import QuotaMonitor, quota_monitor
 from core.quota.settings import QuotaMonitorSettings
 from core.quota.standing import TierSummary
 from core.settings import forget_settings, load_settings
+from core.signup.adapters.partners import SignupPartners
 from handlers import quota_monitor as quota_monitor_handler
 from offline import apigateway_fidelity, outbox
 from offline.provision import ProvisionedStack, provision
@@ -108,7 +109,7 @@ class Monitored:
             settings,
             plans=ApiGateway(apigateway, pacer=pacer),
             records=QuotaTable(settings.metering_table),
-            partners=PartnersTable(settings.partners_table),
+            partners=PartnerRecords(settings.partners_table),
             topic=topic or AlertTopic(settings.alert_topic_arn),
             email=SesEmail(settings.partner_alert_sender),
             tier_metrics=NoMetrics(),
@@ -124,7 +125,7 @@ class Monitored:
         apigateway = boto3.client("apigateway")
         key_id = str(apigateway.create_api_key(name=f"key-{number}", enabled=True)["id"])
         apigateway.create_usage_plan_key(usagePlanId=self.stack.plan_ids_by_tier[tier], keyId=key_id, keyType="API_KEY")
-        partners = PartnersTable(self.settings.partners_table)
+        partners = SignupPartners(self.settings.partners_table)
         partner_id = f"p_{number}"
         email_address = f"dev{number}@partner.example"
         reservation = partners.reserve_email(email_address, partner_id, now=0, lease_seconds=60)

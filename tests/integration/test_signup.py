@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
-from core.adapters.dynamodb import PartnersTable
-from core.models import SignupRequest
+from core.adapters.partners_table import PartnerRecords
+from core.signup.models import SignupRequest
 from core.signup.service import signup_service
 from handlers import signup
 from offline.provision import ProvisionedStack
@@ -71,7 +71,7 @@ def assert_signed_up_once(stack: ProvisionedStack, body: dict[str, Any], tier: s
     assert len(records) == 1
     assert records[0]["api_key_id"]["S"] == body["api_key_id"]
     assert records[0]["status"]["S"] == "ACTIVE"
-    partner = PartnersTable(stack.physical_ids["PartnersTable"]).get_by_api_key_id(body["api_key_id"])
+    partner = PartnerRecords(stack.physical_ids["PartnersTable"]).get_by_api_key_id(body["api_key_id"])
     assert partner is not None
     assert partner.partner_id == body["partner_id"]
 

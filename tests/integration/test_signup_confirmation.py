@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from core.adapters.dynamodb import PartnersTable
+from core.adapters.partners_table import PartnerRecords
 from core.settings import forget_settings
 from core.signup.service import mailbox_of, signup_service
 from handlers import signup
@@ -60,7 +60,7 @@ def open_link(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def partner_record(stack: ProvisionedStack, partner_id: str) -> Any:
-    return PartnersTable(stack.physical_ids["PartnersTable"]).get(partner_id)
+    return PartnerRecords(stack.physical_ids["PartnersTable"]).get(partner_id)
 
 
 def test_alert_emails_wait_for_the_address_to_confirm_a_single_use_link(stack: ProvisionedStack, mailbox: Path) -> None:

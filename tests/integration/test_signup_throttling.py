@@ -14,10 +14,12 @@ import pytest
 from botocore.config import Config
 
 from core.adapters.apigateway import ApiGateway
-from core.adapters.dynamodb import PartnersTable
+from core.adapters.partners_table import PartnerRecords
 from core.errors import SignupThrottled
-from core.models import PartnerStatus, SignedUpPartner, SignupRequest
+from core.models import PartnerStatus
 from core.settings import load_settings
+from core.signup.adapters.partners import SignupPartners
+from core.signup.models import SignedUpPartner, SignupRequest
 from core.signup.service import SignupSweep, signup_service
 from core.signup.settings import SignupSettings
 from handlers import signup, signup_sweep
@@ -40,7 +42,7 @@ def email_locks(stack: ProvisionedStack) -> list[dict[str, Any]]:
 
 
 def assert_every_key_belongs_to_one_active_partner(stack: ProvisionedStack) -> None:
-    partners = PartnersTable(stack.physical_ids["PartnersTable"])
+    partners = PartnerRecords(stack.physical_ids["PartnersTable"])
     owners = []
     for key in all_api_keys():
         partner = partners.get_by_api_key_id(key["id"])
@@ -54,7 +56,7 @@ def assert_every_key_belongs_to_one_active_partner(stack: ProvisionedStack) -> N
 def sweep_after_the_leases(stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """One run of the sweep function, at a time when every lease of the burst has run out."""
     later = time.time() + load_settings(SignupSettings).signup_lease_seconds + 1
-    sweep = SignupSweep(ApiGateway(), PartnersTable(stack.physical_ids["PartnersTable"]), clock=lambda: later)
+    sweep = SignupSweep(ApiGateway(), SignupPartners(stack.physical_ids["PartnersTable"]), clock=lambda: later)
     monkeypatch.setattr(signup_sweep, "signup_sweep", lambda: sweep)
     report: dict[str, Any] = signup_sweep.handler({}, LambdaContext(function_name="SignupSweepFunction"))
     return report
@@ -171,7 +173,7 @@ def test_after_a_throttled_burst_and_one_sweep_every_key_belongs_to_one_active_p
 
 def test_the_sweep_leaves_locks_whose_lease_still_runs(stack: ProvisionedStack) -> None:
     # Given a signup in flight (its lock pending, its lease running) with a key noted on it
-    partners = PartnersTable(stack.physical_ids["PartnersTable"])
+    partners = SignupPartners(stack.physical_ids["PartnersTable"])
     reservation = partners.reserve_email("dev@acme.example", "p_inflight", time.time(), 60)
     key_id = boto3.client("apigateway").create_api_key(name="in-flight", enabled=False)["id"]
     partners.record_key("dev@acme.example", reservation, key_id)
@@ -187,7 +189,7 @@ def test_the_sweep_leaves_locks_whose_lease_still_runs(stack: ProvisionedStack) 
 
 def test_a_lock_taken_over_during_the_sweep_is_not_dropped(stack: ProvisionedStack) -> None:
     # Given an expired lock that a retry takes over just after the sweep read it
-    partners = PartnersTable(stack.physical_ids["PartnersTable"])
+    partners = SignupPartners(stack.physical_ids["PartnersTable"])
     partners.reserve_email("dev@acme.example", "p_dead", 0, 60)
     [lock] = partners.expired_locks(time.time())
     partners.reserve_email("dev@acme.example", "p_new", time.time(), 60)

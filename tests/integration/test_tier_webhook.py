@@ -17,11 +17,13 @@ import boto3
 import pytest
 
 import core.signup.service
-from core.adapters.dynamodb import PartnersTable
+from core.billing.adapters.partners import BillingPartners
+from core.billing.models import BillingState
 from core.billing.service import tier_change_service
-from core.models import BillingState, Partner, PartnerStatus, SignupRequest
+from core.models import Partner, PartnerStatus
 from core.observability import metrics
 from core.settings import forget_settings
+from core.signup.models import SignupRequest
 from core.signup.service import signup_service
 from handlers import tier_webhook
 from offline import apigateway_fidelity
@@ -120,7 +122,7 @@ def sign_up(email: str | None = None) -> Partner:
 
 
 def partner_of(partner_id: str) -> tuple[Partner, BillingState]:
-    found = PartnersTable(os.environ["PARTNERS_TABLE"]).get_with_billing(partner_id)
+    found = BillingPartners(os.environ["PARTNERS_TABLE"]).get_with_billing(partner_id)
     assert found is not None
     return found
 

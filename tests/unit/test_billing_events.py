@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from core.billing.events import parse_delivery, parse_generic, parse_stripe
+from core.billing.models import BillingEvent, IgnoredBillingEvent, TierAction
 from core.billing.signatures import VerifiedDelivery
 from core.errors import InvalidRequest, UnprocessableEvent
-from core.models import BillingEvent, IgnoredBillingEvent, TierAction
 from tests.lambda_events import sample_event
 from tests.webhook_events import generic_event, stripe_subscription_event
 

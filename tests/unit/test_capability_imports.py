@@ -99,3 +99,20 @@ def test_no_handler_declares_its_own_exception_handlers() -> None:
     ]
     # Then only handlers.http_answers registers exception handlers (once, for every app it makes)
     assert declaring == []
+
+
+TABLE_KEY_PREFIXES = ("KEY#", "PERIOD#", "QUOTA#", "ALERT#", "EMAIL#", "PARTNER#", "APIKEY#", "CUSTOMER#", "CONFIRM#")
+TABLE_LAYOUTS = {"adapters/metering_items.py", "adapters/partners_table.py"}
+
+
+def test_each_tables_item_keys_are_spelled_in_one_module() -> None:
+    # Given every module under src/core but the two table layouts / When their string literals are read
+    spelled = [
+        f"{path.relative_to(CORE)}: {node.value}"
+        for path in sorted(CORE.rglob("*.py"))
+        if str(path.relative_to(CORE)) not in TABLE_LAYOUTS
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(TABLE_KEY_PREFIXES)
+    ]
+    # Then none spells a partners-table or metering-table key: they use the layout modules' builders
+    assert spelled == []

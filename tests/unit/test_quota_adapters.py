@@ -10,7 +10,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from core.adapters.apigateway import ApiGateway
-from core.adapters.dynamodb import PartnersTable
+from core.adapters.partners_table import PartnerRecords
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
 from core.errors import EmailRejected, ManagementApiThrottled
@@ -272,7 +272,7 @@ def test_a_batch_that_never_drains_fails_after_bounded_retries(stubbed: Any) -> 
 def test_the_partner_lookup_asks_again_for_unprocessed_keys(stubbed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given the partners table hands back one of two key-index entries unprocessed, once
     client, stubber = stubbed("dynamodb")
-    monkeypatch.setattr("core.adapters.dynamodb.time.sleep", lambda _: None)
+    monkeypatch.setattr("core.adapters.partners_table.time.sleep", lambda _: None)
     index = {key_id: {"pk": {"S": f"APIKEY#{key_id}"}} for key_id in ("k1", "k2")}
     stubber.add_response(
         "batch_get_item",
@@ -294,7 +294,7 @@ def test_the_partner_lookup_asks_again_for_unprocessed_keys(stubbed: Any, monkey
     )
 
     # When the monitor looks up the partners of both keys
-    partners = PartnersTable("partners", client).partners_by_api_key_ids(["k1", "k2"])
+    partners = PartnerRecords("partners", client).partners_by_api_key_ids(["k1", "k2"])
 
     # Then neither is lost
     assert {key_id: partner.partner_id for key_id, partner in partners.items()} == {"k1": "p_1", "k2": "p_2"}
@@ -304,7 +304,7 @@ def test_the_partner_lookup_gives_up_after_bounded_retries(stubbed: Any, monkeyp
     # Given the partners table hands the same key back unprocessed every time
     client, stubber = stubbed("dynamodb")
     slept: list[float] = []
-    monkeypatch.setattr("core.adapters.dynamodb.time.sleep", slept.append)
+    monkeypatch.setattr("core.adapters.partners_table.time.sleep", slept.append)
     for _ in range(8):
         stubber.add_response(
             "batch_get_item", {"Responses": {}, "UnprocessedKeys": {"partners": {"Keys": [{"pk": {"S": "APIKEY#k1"}}]}}}
@@ -312,7 +312,7 @@ def test_the_partner_lookup_gives_up_after_bounded_retries(stubbed: Any, monkeyp
 
     # When the monitor looks up its partner, Then it fails with a clear error after 8 backed-off attempts
     with pytest.raises(RuntimeError, match="unprocessed after 8 attempts"):
-        PartnersTable("partners", client).partners_by_api_key_ids(["k1"])
+        PartnerRecords("partners", client).partners_by_api_key_ids(["k1"])
     assert slept[:7] == [0.05 * 2**attempt for attempt in range(7)]
 
 

@@ -2,8 +2,9 @@
 
 from datetime import UTC, datetime
 
+from core.billing.models import BillingEvent, TierAction
 from core.billing.notice import TierChangeNotice, body, subject
-from core.models import BillingEvent, PartnerStatus, TierAction
+from core.models import PartnerStatus
 from core.tier_policy import TierPolicy
 
 POLICIES = {

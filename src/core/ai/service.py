@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from core.adapters.dynamodb import PartnersTable
+from core.adapters.partners_table import PartnerRecords
 from core.ai.adapters.metering_table import MeteringTable
 from core.ai.chat import Completion, ModelReply, model_request, parse_chat_request
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading
@@ -311,7 +311,7 @@ def model_provider(settings: ChatSettings) -> ModelProvider:
 def _api(settings: AiApiSettings, provider: ModelProvider | None = None, upstream_timeout: float = 20.0) -> AiApi:
     return AiApi(
         settings,
-        PartnersTable(settings.partners_table),
+        PartnerRecords(settings.partners_table),
         MeteringTable(settings.metering_table),
         provider,
         upstream_timeout_seconds=upstream_timeout,

@@ -24,9 +24,9 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from core.billing.models import BillingEvent, IgnoredBillingEvent, TierAction
 from core.billing.signatures import TOLERANCE_SECONDS, VerifiedDelivery
 from core.errors import InvalidRequest, UnprocessableEvent, invalid_request
-from core.models import BillingEvent, IgnoredBillingEvent, TierAction
 
 STRIPE_SUBSCRIPTION_EVENTS: Final = frozenset(
     {

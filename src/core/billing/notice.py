@@ -4,8 +4,9 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from core.billing.models import BillingEvent
 from core.email_text import email_safe
-from core.models import BillingEvent, PartnerStatus
+from core.models import PartnerStatus
 from core.tier_policy import TierPolicy
 
 KIND = "tier-change"

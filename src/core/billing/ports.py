@@ -2,7 +2,8 @@
 
 from typing import Any, Protocol
 
-from core.models import BillingEvent, BillingState, Partner, PartnerStatus, PendingTierChange, UnmatchedSighting
+from core.billing.models import BillingEvent, BillingState, PendingTierChange, UnmatchedSighting
+from core.models import Partner, PartnerStatus
 
 
 class TierChangeStore(Protocol):

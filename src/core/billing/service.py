@@ -33,11 +33,20 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
 from core.adapters.apigateway import ApiGateway
-from core.adapters.dynamodb import PartnersTable
-from core.adapters.sns import OperatorTopic
+from core.adapters.sns import AlertTopic
 from core.billing.adapters.ledger_requests import LedgerRequests
+from core.billing.adapters.partners import BillingPartners
 from core.billing.adapters.secrets import JsonSecret
 from core.billing.events import parse_delivery
+from core.billing.models import (
+    BillingEvent,
+    BillingState,
+    IgnoredBillingEvent,
+    PendingTierChange,
+    TierAction,
+    TierChangeOutcome,
+    TierChangeStatus,
+)
 from core.billing.notice import TierChangeNotice
 from core.billing.notice import body as notice_body
 from core.billing.notice import subject as notice_subject
@@ -52,18 +61,7 @@ from core.errors import (
     UnknownTier,
     UnprocessableEvent,
 )
-from core.models import (
-    BillingEvent,
-    BillingState,
-    IgnoredBillingEvent,
-    Partner,
-    PartnerStatus,
-    PendingTierChange,
-    Tier,
-    TierAction,
-    TierChangeOutcome,
-    TierChangeStatus,
-)
+from core.models import Partner, PartnerStatus, Tier
 from core.observability import logger, metrics
 from core.ports import UsagePlanGateway
 from core.settings import load_settings
@@ -402,8 +400,8 @@ def tier_change_service() -> TierChangeService:
     return TierChangeService(
         settings,
         plans=ApiGateway(),
-        partners=PartnersTable(settings.partners_table),
-        notifier=OperatorTopic(settings.alert_topic_arn),
+        partners=BillingPartners(settings.partners_table),
+        notifier=AlertTopic(settings.alert_topic_arn),
         secrets=JsonSecret(settings.webhook_secret_arn, settings.secret_cache_seconds),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
         counts=LedgerRequests(settings.metering_table),

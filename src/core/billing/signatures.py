@@ -20,8 +20,8 @@ from typing import Any, Final
 import stripe
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook, WebhookVerificationError
 
+from core.billing.models import WebhookScheme
 from core.errors import InvalidSignature, MalformedSignature, SigningSecretUnavailable
-from core.models import WebhookScheme
 from core.observability import logger
 
 TOLERANCE_SECONDS: Final = 300

@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.adapters.apigateway import ApiGateway
-from core.adapters.dynamodb import PartnersTable
+from core.adapters.partners_table import PartnerRecords
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
 from core.errors import DomainError, EmailRejected
@@ -433,7 +433,7 @@ def quota_monitor() -> QuotaMonitor:
         settings,
         plans=ApiGateway(pacer=TokenBucket(settings.management_api_rate, settings.management_api_burst)),
         records=QuotaTable(settings.metering_table),
-        partners=PartnersTable(settings.partners_table),
+        partners=PartnerRecords(settings.partners_table),
         topic=AlertTopic(settings.alert_topic_arn),
         email=SesEmail(settings.partner_alert_sender) if settings.partner_alert_sender else None,
         tier_metrics=TierMetricsEmf(settings.stack_name),

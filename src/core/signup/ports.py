@@ -2,7 +2,8 @@
 
 from typing import Any, Protocol
 
-from core.models import Partner, PendingLock, Reservation
+from core.models import Partner
+from core.signup.models import PendingLock, Reservation
 
 
 class PartnerStore(Protocol):

@@ -40,7 +40,6 @@ from aws_lambda_powertools.utilities.idempotency.serialization.base import BaseI
 from pydantic import SecretStr
 
 from core.adapters.apigateway import ApiGateway, bound_by_deadline
-from core.adapters.dynamodb import PartnersTable
 from core.adapters.ses import SesEmail
 from core.aws import (
     BUDGETED_ATTEMPT_SECONDS,
@@ -59,20 +58,13 @@ from core.errors import (
     TierNotSelfService,
 )
 from core.messages import Message
-from core.models import (
-    IssuedKey,
-    Partner,
-    PartnerStatus,
-    Reservation,
-    SignedUpPartner,
-    SignupRequest,
-    SweepReport,
-    Tier,
-)
+from core.models import IssuedKey, Partner, PartnerStatus, Tier
 from core.observability import logger
 from core.pacing import TokenBucket
 from core.ports import EmailSender, UsagePlanGateway
 from core.settings import load_settings
+from core.signup.adapters.partners import SignupPartners
+from core.signup.models import Reservation, SignedUpPartner, SignupRequest, SweepReport
 from core.signup.ports import PartnerStore
 from core.signup.settings import SignupSettings, SignupSweepSettings
 from core.tiers import TierCatalog, key_name
@@ -456,7 +448,7 @@ def signup_service() -> SignupService:
     return SignupService(
         settings,
         plans=ApiGateway(client),
-        partners=PartnersTable(settings.partners_table),
+        partners=SignupPartners(settings.partners_table),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
         email=SesEmail(sender, ses_client(SINGLE_ATTEMPT_CONFIG)) if sender else None,
     )
@@ -467,4 +459,4 @@ def signup_sweep() -> SignupSweep:
     settings: SignupSweepSettings = load_settings(SignupSweepSettings)
     # DeleteApiKey: 5 requests/s per account, inside the account's 10/s: the sweep takes a small share.
     pacer = TokenBucket(settings.sweep_calls_per_second, 1)
-    return SignupSweep(plans=ApiGateway(pacer=pacer), partners=PartnersTable(settings.partners_table))
+    return SignupSweep(plans=ApiGateway(pacer=pacer), partners=SignupPartners(settings.partners_table))
