@@ -115,6 +115,44 @@ class _PlanRead:
     bounds: tuple[datetime, datetime]
     usage: PlanUsage
 
+    @property
+    def idle(self) -> bool:
+        """Nothing used this period, and the plan's full quota left (no extension, nothing taken away)."""
+        return self.usage.used == 0 and self.usage.remaining == (self.tier.limits.quota_limit or 0)
+
+    @property
+    def record_key(self) -> tuple[str, datetime]:
+        """How the metering table's port names this key's items for the period."""
+        return self.usage.api_key_id, self.bounds[0]
+
+
+@dataclass
+class _KeyRun:
+    """One key carried through a run: its plan read, its items in the metering table, its standing, and then
+    the highest threshold known to be alerted this period (the previous reading's, raised by this run's
+    delivered alert)."""
+
+    read: _PlanRead
+    records: PeriodRecords
+    standing: QuotaStanding
+    alerted: int | None = None
+
+    def __post_init__(self) -> None:
+        previous = self.records.reading
+        self.alerted = previous.alerted_threshold if previous else None
+
+    def mark_alerted(self, threshold: int) -> None:
+        self.alerted = max(self.alerted or 0, threshold)
+
+
+@dataclass(frozen=True)
+class _ClaimedAlert:
+    """A key's alert this run holds the claim of, and the claim's delivery state."""
+
+    key: _KeyRun
+    alert: QuotaAlert
+    state: AlertState
+
 
 class QuotaMonitor:
     def __init__(
@@ -150,31 +188,12 @@ class QuotaMonitor:
         """One pass as of `as_of` (the schedule's time; default now). `time_left`: seconds the invocation has."""
         as_of = (as_of or self._clock()).astimezone(UTC)
         report = RunReport(as_of=as_of)
-        reads = self._read_plans(as_of, report)
-        # A key nothing passed this period has no token counters (no request reached the AI API) and needs no
-        # reading: only the others are looked up, which is most of the cost of a run with many idle keys.
-        records = {(read.usage.api_key_id, read.bounds[0]): PeriodRecords() for read in reads if _idle(read)}
-        records |= self._records.read_period(
-            (read.usage.api_key_id, read.bounds[0]) for read in reads if not _idle(read)
-        )
-        budgets = self._settings.token_budgets
-        standings = [
-            standing(
-                read.usage,
-                tier=read.tier.name,
-                period=_period(read.tier),
-                bounds=read.bounds,
-                as_of=as_of,
-                plan_limit=read.tier.limits.quota_limit or 0,
-                tokens=records[(read.usage.api_key_id, read.bounds[0])].tokens,
-                token_budget=budgets.get(read.tier.name),
-            )
-            for read in reads
-        ]
-        report.keys = len(standings)
-        alerted = self._alert(standings, records, report, time_left)
-        self._write_readings(reads, standings, records, alerted, report)
-        self._log_standings([item for read, item in zip(reads, standings, strict=True) if not _idle(read)])
+        keys = self._standings(self._read_plans(as_of, report), as_of)
+        report.keys = len(keys)
+        self._alert(keys, report, time_left)
+        self._write_readings(keys, report)
+        self._log_standings([key.standing for key in keys if not key.read.idle])
+        standings = [key.standing for key in keys]
         self._tier_metrics.publish(
             summarise(report.tiers, standings, self._settings.alert_thresholds), self._settings.alert_thresholds
         )
@@ -210,55 +229,71 @@ class QuotaMonitor:
             for key_id, daily in page.items():
                 yield plan_usage(key_id, daily)
 
+    # --- 2. Standings ----------------------------------------------------------------------------------------
+
+    def _standings(self, reads: list[_PlanRead], as_of: datetime) -> list[_KeyRun]:
+        # A key nothing passed this period has no token counters (no request reached the AI API) and needs no
+        # reading: only the others are looked up, which is most of the cost of a run with many idle keys.
+        found = self._records.read_period(read.record_key for read in reads if not read.idle)
+        budgets = self._settings.token_budgets
+        keys = []
+        for read in reads:
+            records = PeriodRecords() if read.idle else found[read.record_key]
+            item = standing(
+                read.usage,
+                tier=read.tier.name,
+                period=_period(read.tier),
+                bounds=read.bounds,
+                as_of=as_of,
+                plan_limit=read.tier.limits.quota_limit or 0,
+                tokens=records.tokens,
+                token_budget=budgets.get(read.tier.name),
+            )
+            keys.append(_KeyRun(read, records, item))
+        return keys
+
     # --- 3, 4. Alerts -------------------------------------------------------------------------------------
 
-    def _alert(
-        self,
-        standings: Sequence[QuotaStanding],
-        records: dict[tuple[str, datetime], PeriodRecords],
-        report: RunReport,
-        time_left: Callable[[], float],
-    ) -> dict[tuple[str, datetime], int]:
-        """Claim and deliver the new crossings; the threshold now known to be alerted, per key and period."""
-        alerted: dict[tuple[str, datetime], int] = {}
-        candidates = []
-        for item in standings:
-            threshold = item.highest_threshold(self._settings.alert_thresholds)
-            previous = records[(item.api_key_id, item.period_start)].reading
-            if threshold is None or (previous and (previous.alerted_threshold or 0) >= threshold):
-                continue
-            candidates.append((item, threshold))
-        if not candidates:
-            return alerted
-        partners = self._partners.partners_by_api_key_ids([item.api_key_id for item, _ in candidates])
-        alerts = [QuotaAlert(item, threshold, partners.get(item.api_key_id)) for item, threshold in candidates]
-        claimed: list[tuple[QuotaAlert, AlertState]] = []
+    def _alert(self, keys: Sequence[_KeyRun], report: RunReport, time_left: Callable[[], float]) -> None:
+        """Claim and deliver the new crossings, raising each key's `alerted` once its alert is delivered."""
+        crossing = []
+        for key in keys:
+            threshold = key.standing.highest_threshold(self._settings.alert_thresholds)
+            if threshold is not None and (key.alerted or 0) < threshold:
+                crossing.append((key, threshold))
+        if not crossing:
+            return
+        partners = self._partners.partners_by_api_key_ids([key.standing.api_key_id for key, _ in crossing])
+        alerts = [
+            (key, QuotaAlert(key.standing, threshold, partners.get(key.standing.api_key_id)))
+            for key, threshold in crossing
+        ]
+        claimed: list[_ClaimedAlert] = []
         # One conditional write per alert; when many keys cross at once, a few at a time (boto3 clients are
         # thread-safe), which keeps a mass crossing within seconds.
         with ThreadPoolExecutor(CLAIM_CONCURRENCY) as pool:
             results = pool.map(
-                lambda alert: self._records.claim_alert(
-                    self._claim(alert), now=self._wall(), lease_seconds=self._settings.alert_claim_seconds
+                lambda pair: self._records.claim_alert(
+                    self._claim(pair[1]), now=self._wall(), lease_seconds=self._settings.alert_claim_seconds
                 ),
                 alerts,
             )
-            for alert, result in zip(alerts, results, strict=True):
+            for (key, alert), result in zip(alerts, results, strict=True):
                 if result.state is not None:
-                    claimed.append((alert, result.state))
+                    claimed.append(_ClaimedAlert(key, alert, result.state))
                 elif result.already_sent:
-                    alerted[(alert.standing.api_key_id, alert.standing.period_start)] = alert.threshold
-        for alert, state in claimed:
-            if state.partner_email is None and not self._wants_email(alert):
-                state.partner_email = "not_requested"
+                    key.mark_alerted(alert.threshold)
+        for item in claimed:
+            if item.state.partner_email is None and not self._wants_email(item.alert):
+                item.state.partner_email = "not_requested"
         delivered = self._notify_operators(claimed, report)
         # Recorded before the partner emails, so a run that dies while sending them does not tell operators again.
-        self._records.record_alerts([state for _, state in delivered], self._clock())
+        self._records.record_alerts([item.state for item in delivered], self._clock())
         emailed = self._email_partners(delivered, report, time_left)
         self._records.record_alerts(emailed, self._clock())
-        for alert, state in delivered:
-            if state.done:
-                alerted[(alert.standing.api_key_id, alert.standing.period_start)] = alert.threshold
-        return alerted
+        for item in delivered:
+            if item.state.done:
+                item.key.mark_alerted(item.alert.threshold)
 
     def _claim(self, alert: QuotaAlert) -> AlertClaim:
         item = alert.standing
@@ -272,42 +307,41 @@ class QuotaMonitor:
             expires_at=int((item.resets_at + ALERT_RETENTION).timestamp()),
         )
 
-    def _notify_operators(
-        self, claimed: list[tuple[QuotaAlert, AlertState]], report: RunReport
-    ) -> list[tuple[QuotaAlert, AlertState]]:
+    def _notify_operators(self, claimed: list[_ClaimedAlert], report: RunReport) -> list[_ClaimedAlert]:
         """Publish what operators were not told yet; the claims that are now delivered (released otherwise)."""
-        states = {id(alert): state for alert, state in claimed}
-        pending = [alert for alert, state in claimed if not state.operator_sent]
-        delivered = [(alert, state) for alert, state in claimed if state.operator_sent]
+        pending = [item for item in claimed if not item.state.operator_sent]
+        delivered = [item for item in claimed if item.state.operator_sent]
         as_digest = len(pending) > self._settings.alert_digest_after
+        claim_of = {id(item.alert): item for item in pending}  # a digest names its alerts
         if as_digest:
-            batches = digest_messages(pending, self._settings.alert_digest_size)
+            batches = digest_messages([item.alert for item in pending], self._settings.alert_digest_size)
         else:
-            batches = [(operator_message(alert), [alert]) for alert in pending]
+            batches = [(operator_message(item.alert), [item.alert]) for item in pending]
         for message, alerts in batches:
+            items = [claim_of[id(alert)] for alert in alerts]
             self._operator_pacer.take()
             try:
                 self._topic.publish_message(message)
             except (ClientError, BotoCoreError) as exc:
                 logger.error(
-                    "could not publish quota alerts; released for the next run", alerts=len(alerts), error=str(exc)
+                    "could not publish quota alerts; released for the next run", alerts=len(items), error=str(exc)
                 )
-                report.undelivered += len(alerts)
-                for alert in alerts:
-                    self._records.release_alert(states[id(alert)])
+                report.undelivered += len(items)
+                for item in items:
+                    self._records.release_alert(item.state)
                 continue
             report.operator_messages += 1
             report.digests += 1 if as_digest else 0
-            report.alerts += len(alerts)
-            for alert in alerts:
-                states[id(alert)].operator_sent = True
-                delivered.append((alert, states[id(alert)]))
+            report.alerts += len(items)
+            for item in items:
+                item.state.operator_sent = True
+                delivered.append(item)
                 logger.info(
                     "quota alert sent",
-                    api_key_id=alert.standing.api_key_id,
-                    partner_id=alert.partner_id,
-                    tier=alert.standing.tier,
-                    threshold=alert.threshold,
+                    api_key_id=item.alert.standing.api_key_id,
+                    partner_id=item.alert.partner_id,
+                    tier=item.alert.standing.tier,
+                    threshold=item.alert.threshold,
                     digest=as_digest,
                 )
         return delivered
@@ -316,12 +350,12 @@ class QuotaMonitor:
         return self._email is not None and alert.partner is not None and alert.partner.wants_alert_emails
 
     def _email_partners(
-        self, delivered: list[tuple[QuotaAlert, AlertState]], report: RunReport, time_left: Callable[[], float]
+        self, delivered: list[_ClaimedAlert], report: RunReport, time_left: Callable[[], float]
     ) -> list[AlertState]:
         """Send the partners' own emails that are due; the states that changed."""
         changed = []
-        for alert, state in delivered:
-            partner = alert.partner
+        for item in delivered:
+            alert, state, partner = item.alert, item.state, item.alert.partner
             if state.partner_email is not None or self._email is None or partner is None:
                 continue
             if time_left() < self._settings.reserve_seconds:
@@ -347,19 +381,10 @@ class QuotaMonitor:
 
     # --- 5. Readings, logs ----------------------------------------------------------------------------------
 
-    def _write_readings(
-        self,
-        reads: Sequence[_PlanRead],
-        standings: Sequence[QuotaStanding],
-        records: dict[tuple[str, datetime], PeriodRecords],
-        alerted: dict[tuple[str, datetime], int],
-        report: RunReport,
-    ) -> None:
+    def _write_readings(self, keys: Sequence[_KeyRun], report: RunReport) -> None:
         changed = []
-        for read, item in zip(reads, standings, strict=True):
-            key = (item.api_key_id, item.period_start)
-            previous = records[key].reading
-            thresholds = [t for t in (alerted.get(key), previous.alerted_threshold if previous else None) if t]
+        for key in keys:
+            item, previous = key.standing, key.records.reading
             reading = KeyQuotaReading(
                 api_key_id=item.api_key_id,
                 period_start=item.period_start,
@@ -370,10 +395,10 @@ class QuotaMonitor:
                 as_of=item.as_of.isoformat(),
                 requests=item.used,
                 tokens_used=item.tokens_used,
-                alerted_threshold=max(thresholds) if thresholds else None,
+                alerted_threshold=key.alerted,
                 expires_at=int((item.resets_at + READING_RETENTION).timestamp()),
             )
-            if reading.same_values(previous) or (previous is None and _untouched(reading, read.tier)):
+            if reading.same_values(previous) or (previous is None and _untouched(reading, key.read.tier)):
                 continue
             changed.append(reading)
         self._records.write_readings(changed)
@@ -409,11 +434,6 @@ class QuotaMonitor:
 def _period(tier: Tier) -> QuotaPeriod:
     assert tier.limits.quota_period is not None
     return tier.limits.quota_period
-
-
-def _idle(read: _PlanRead) -> bool:
-    """Nothing used this period, and the plan's full quota left (no extension, nothing taken away)."""
-    return read.usage.used == 0 and read.usage.remaining == (read.tier.limits.quota_limit or 0)
 
 
 def _untouched(reading: KeyQuotaReading, tier: Tier) -> bool:
