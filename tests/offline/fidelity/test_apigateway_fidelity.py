@@ -33,7 +33,7 @@ from offline.apigateway_fidelity import (
     set_management_rate_limits,
     set_usage_lag,
 )
-from tests.fidelity.conftest import NO_RETRIES, REGION, FakeClocks
+from tests.offline.fidelity.conftest import NO_RETRIES, REGION, FakeClocks
 
 # --- helpers --------------------------------------------------------------------------------------------
 

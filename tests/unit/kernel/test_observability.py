@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 # One metric through the shared `metrics` (flushed by log_metrics, as the handlers do) and one through
 # request_metrics() (the AI API's per-request metrics).

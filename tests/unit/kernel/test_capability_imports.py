@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parents[2] / "src" / "core"
+CORE = Path(__file__).resolve().parents[3] / "src" / "core"
 CAPABILITIES = ("signup", "ai", "quota", "billing")
 
 

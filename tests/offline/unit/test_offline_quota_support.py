@@ -1,6 +1,6 @@
 """What the offline stack does for the quota monitor: EventBridge Scheduler's context attributes in a
 schedule's Input, and a movable account clock. (SES identities verified at provisioning: see
-tests/integration/test_quota_monitor.py.)"""
+tests/integration/quota/test_quota_monitor.py.)"""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
