@@ -29,13 +29,13 @@ from core.pacing import TokenBucket
 from core.quota.adapters.quota_table import QuotaTable
 from core.quota.service import QuotaMonitor, quota_monitor
 from core.quota.settings import QuotaMonitorSettings
-from core.quota.standing import TierSummary
 from core.settings import forget_settings, load_settings
 from core.signup.adapters.partners import SignupPartners
 from handlers import quota_monitor as quota_monitor_handler
 from offline import apigateway_fidelity, outbox
 from offline.provision import ProvisionedStack, provision
 from offline.template import load_template
+from tests.fakes import NoMetrics
 from tests.faults import LambdaTimedOut, dies_before, fails_once
 from tests.lambda_events import LambdaContext, sample_event
 
@@ -85,11 +85,6 @@ class RecordingTopic:
     def publish_message(self, message: Message) -> str:
         self.sent_at.append(self._clock())
         return self._topic.publish_message(message)
-
-
-class NoMetrics:
-    def publish(self, summaries: list[TierSummary], thresholds: tuple[int, ...]) -> None:
-        self.summaries = summaries
 
 
 @dataclass

@@ -6,7 +6,8 @@ from core.models import Partner
 from core.pacing import TokenBucket
 from core.quota.service import QuotaMonitor
 from core.quota.settings import QuotaMonitorSettings
-from tests.unit.quota.test_quota_monitor_service import AS_OF, FakePartners, FakeRecords, NoMetrics, Outbox, crossing
+from tests.fakes import FakePartners, FakeRecords, NoMetrics, Outbox
+from tests.unit.quota.test_quota_monitor_service import AS_OF, crossing
 
 
 class UnconfirmedPartners(FakePartners):

@@ -3,109 +3,20 @@ digest, what happens when the invocation runs out of time, which tiers are read,
 is read. The fakes keep the contracts of what they stand for: GetUsage's daily [used, remaining] pages, and
 a claim that succeeds once per alert (DynamoDB's conditional write)."""
 
-from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from core.messages import Message
-from core.models import Partner, PartnerStatus, TierLimits, UsagePlan
+from core.models import TierLimits, UsagePlan
 from core.pacing import TokenBucket
 from core.quota.service import QuotaMonitor
 from core.quota.settings import QuotaMonitorSettings
-from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
 from handlers.quota_monitor import MonitorEvent
+from tests.fakes import FakePartners, FakePlans, FakeRecords, NoMetrics, Outbox
 
 AS_OF = datetime(2026, 3, 11, 12, tzinfo=UTC)
-
-
-class FakePlans:
-    """GetUsagePlans and GetUsage: every key's days of the period, the last one today."""
-
-    def __init__(self, plans: list[UsagePlan], usage: dict[str, dict[str, int]]) -> None:
-        self.plans = plans
-        self.usage = usage  # plan id -> key id -> requests today
-        self.pages_read: list[str] = []
-
-    def list_usage_plans(self) -> list[UsagePlan]:
-        return self.plans
-
-    def usage_pages(self, plan_id: str, start: date, end: date, page_size: int) -> Iterator[dict[str, list[list[int]]]]:
-        limit = next(plan.limits.quota_limit for plan in self.plans if plan.id == plan_id) or 0
-        keys = sorted(self.usage.get(plan_id, {}).items())
-        for first in range(0, max(len(keys), 1), page_size):
-            self.pages_read.append(plan_id)
-            days = (end - start).days
-            yield {key: [[0, limit]] * days + [[used, limit - used]] for key, used in keys[first : first + page_size]}
-
-
-class FakeRecords:
-    """The metering table: a claim is granted once per alert, as the conditional write does."""
-
-    def __init__(self) -> None:
-        self.claimed: set[tuple[str, int]] = set()
-        self.recorded: dict[tuple[str, int], AlertState] = {}
-        self.readings: list[KeyQuotaReading] = []
-
-    def read_period(self, keys: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], PeriodRecords]:
-        return {key: PeriodRecords() for key in keys}
-
-    def write_readings(self, readings: list[KeyQuotaReading]) -> None:
-        self.readings += readings
-
-    def claim_alert(self, claim: AlertClaim, now: float, lease_seconds: int) -> ClaimResult:
-        if (claim.api_key_id, claim.threshold) in self.claimed:
-            return ClaimResult(state=None, already_sent=True)
-        self.claimed.add((claim.api_key_id, claim.threshold))
-        return ClaimResult(state=AlertState(claim=claim, claimed_until=int(now) + lease_seconds))
-
-    def record_alerts(self, states: list[AlertState], now: datetime) -> None:
-        for state in states:
-            self.recorded[(state.claim.api_key_id, state.claim.threshold)] = state
-
-    def release_alert(self, state: AlertState) -> None:
-        self.claimed.discard((state.claim.api_key_id, state.claim.threshold))
-
-
-class FakePartners:
-    def partners_by_api_key_ids(self, api_key_ids: list[str]) -> dict[str, Partner]:
-        return {
-            key: Partner(
-                partner_id=f"p_{key}",
-                name=f"Partner {key}",
-                email=f"{key}@partner.example",
-                tier="free",
-                api_key_id=key,
-                key_prefix="AbCd",
-                status=PartnerStatus.ACTIVE,
-                created_at="2026-03-01T00:00:00+00:00",
-                updated_at="2026-03-01T00:00:00+00:00",
-                alert_emails=True,
-                email_confirmed=True,
-            )
-            for key in api_key_ids
-        }
-
-
-class Outbox:
-    def __init__(self) -> None:
-        self.published: list[Message] = []
-        self.emailed: list[tuple[str, Message]] = []
-
-    def publish_message(self, message: Message) -> str:
-        self.published.append(message)
-        return "m"
-
-    def send(self, to: str, message: Message) -> str:
-        self.emailed.append((to, message))
-        return "e"
-
-
-class NoMetrics:
-    def publish(self, summaries: list[TierSummary], thresholds: tuple[int, ...]) -> None:
-        self.summaries = summaries
 
 
 def plan(plan_id: str, name: str, limit: int | None) -> UsagePlan:
