@@ -116,3 +116,14 @@ def test_each_tables_item_keys_are_spelled_in_one_module() -> None:
     ]
     # Then none spells a partners-table or metering-table key: they use the layout modules' builders
     assert spelled == []
+
+
+def test_each_handler_imports_one_capability_at_most() -> None:
+    # Given the Lambda handlers / When their imports are read
+    handlers = CORE.parent / "handlers"
+    capabilities = {
+        path.name: sorted({capability_of(module) or "" for module in imported_modules(path)} - {""})
+        for path in sorted(handlers.glob("*.py"))
+    }
+    # Then none loads a second capability's code (each function's cold start pays for its own only)
+    assert {name: found for name, found in capabilities.items() if len(found) > 1} == {}
