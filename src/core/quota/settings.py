@@ -1,14 +1,14 @@
 """The quota monitor's settings (QuotaMonitorFunction)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from core.settings import StackSettings
+from core.settings import StackSettings, TierPoliciesSettings
 
 
-class QuotaMonitorSettings(StackSettings):
+class QuotaMonitorSettings(StackSettings, TierPoliciesSettings):
     """The scheduled quota monitor (QuotaMonitorFunction)."""
 
     metering_table: str = Field(min_length=1)
@@ -20,8 +20,6 @@ class QuotaMonitorSettings(StackSettings):
     # PartnerSupportContact: where partners' alerts send them to upgrade or get help, an email address or an
     # http(s) URL; empty: a generic sentence.
     partner_support_contact: str = Field(default="", pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$|^https?://\S+$")
-    # TIERS (Globals, the AI API's tier policies as JSON): only `token_budget` is read here (0: unlimited).
-    tiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # The monitor's share of the account's management-API pool (10 requests/s, burst 40, shared with signup
     # and the billing webhook): GetUsagePlans and GetUsage calls are paced to this.
     management_api_rate: float = Field(default=5.0, gt=0)
@@ -58,5 +56,4 @@ class QuotaMonitorSettings(StackSettings):
     @property
     def token_budgets(self) -> dict[str, int]:
         """Each tier's token budget, where it has one."""
-        budgets = {tier: int(policy.get("token_budget") or 0) for tier, policy in self.tiers.items()}
-        return {tier: budget for tier, budget in budgets.items() if budget > 0}
+        return {tier: policy.token_budget for tier, policy in self.tiers.items() if not policy.unlimited_tokens}
