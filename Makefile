@@ -39,6 +39,10 @@ install: $(STAMP) ## Create .venv with the pinned tools and the project installe
 test: $(STAMP) ## Run the whole test suite (unit, integration, fidelity, end-to-end)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+.PHONY: unit
+unit: $(STAMP) ## Run the product's unit tests only (tests/unit: no stack, no server; about 30 s)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

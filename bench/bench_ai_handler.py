@@ -34,11 +34,10 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from core.ai_api import AiApi  # noqa: E402
-from core.chat import ModelReply, ModelRequest  # noqa: E402
-from core.config import ChatSettings  # noqa: E402
-from core.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold  # noqa: E402
-from core.models import Partner, PartnerStatus  # noqa: E402
+from core.ai.service import AiApi  # noqa: E402
+from core.ai.settings import ChatSettings  # noqa: E402
+from core.models import Partner  # noqa: E402
+from tests.fakes import InstantModel, MemoryLedger, MemoryPartners, active_partner  # noqa: E402
 
 KEY_ID = "benchkey01"
 TIERS = {
@@ -54,67 +53,8 @@ TIERS = {
 }
 
 
-class InstantModel:
-    """A model that costs nothing: what is left is the handler's own work."""
-
-    def estimate_prompt_tokens(self, request: ModelRequest) -> int:
-        return 8
-
-    def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
-        return ModelReply("Hello from the bench.", "stop", prompt_tokens=8, completion_tokens=5)
-
-
-class MemoryPartners:
-    def __init__(self) -> None:
-        self.partner = Partner(
-            partner_id="p_bench",
-            name="Bench",
-            email="bench@example.com",
-            tier="free",
-            api_key_id=KEY_ID,
-            key_prefix="benc",
-            status=PartnerStatus.ACTIVE,
-            created_at="2026-01-01T00:00:00+00:00",
-            updated_at="2026-01-01T00:00:00+00:00",
-        )
-
-    def get_by_api_key_id(self, api_key_id: str) -> Partner | None:
-        return self.partner if api_key_id == KEY_ID else None
-
-    def get(self, partner_id: str) -> Partner | None:
-        return self.partner
-
-    def reserve_email(self, *args: Any) -> Any:
-        raise NotImplementedError
-
-    def activate(self, partner: Partner) -> None:
-        raise NotImplementedError
-
-    def release(self, *args: Any) -> None:
-        raise NotImplementedError
-
-
-class MemoryLedger:
-    def __init__(self) -> None:
-        self.counters: dict[str, int] = {}
-
-    def count_request(self, entry: LedgerEntry) -> LedgerReading:
-        self.counters["requests"] = self.counters.get("requests", 0) + 1
-        return LedgerReading(requests=self.counters["requests"])
-
-    def reserve(
-        self, entry: LedgerEntry, hold: TokenHold, budget: int | None, now: float
-    ) -> tuple[bool, LedgerReading]:
-        return True, self.count_request(entry)
-
-    def settle(self, entry: LedgerEntry, hold: TokenHold, prompt_tokens: int, completion_tokens: int) -> None:
-        self.counters["tokens"] = self.counters.get("tokens", 0) + prompt_tokens + completion_tokens
-
-    def release(self, entry: LedgerEntry, hold: TokenHold) -> None:
-        return None
-
-    def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None:
-        return None
+def bench_partner() -> Partner:
+    return active_partner(KEY_ID, partner_id="p_bench", name="Bench", email="bench@example.com", key_prefix="benc")
 
 
 def settings(metering_table: str = "bench-metering", partners_table: str = "bench-partners") -> ChatSettings:
@@ -175,7 +115,9 @@ def per_request(requests: int) -> list[tuple[str, list[float]]]:
         if response["statusCode"] != 200:
             raise SystemExit(f"the handler answered {response['statusCode']}: {response['body']}")
 
-    in_memory = AiApi(settings(), MemoryPartners(), MemoryLedger(), InstantModel(), record_metrics=_emf_only)
+    in_memory = AiApi(
+        settings(), MemoryPartners(bench_partner()), MemoryLedger(), InstantModel(), record_metrics=_emf_only
+    )
     chat_completions.chat_api = lambda: in_memory  # type: ignore[attr-defined]
     rows.append(("chat handler, ledger in memory (CPU)", time_calls(served, requests)))
 
@@ -189,7 +131,7 @@ def per_request(requests: int) -> list[tuple[str, list[float]]]:
 
 
 def _emf_only(outcome: Any) -> None:
-    from core.ai_api import emit_chat_metrics  # noqa: PLC0415
+    from core.ai.service import emit_chat_metrics  # noqa: PLC0415
 
     emit_chat_metrics(outcome)
 
@@ -197,8 +139,9 @@ def _emf_only(outcome: Any) -> None:
 def _on_moto(served: Callable[[], None], requests: int, chat_completions: Any) -> list[float]:
     from moto import mock_aws  # noqa: PLC0415
 
-    from core.adapters.dynamodb import PartnersTable  # noqa: PLC0415
-    from core.adapters.metering_table import MeteringTable  # noqa: PLC0415
+    from core.adapters.partners_table import PartnerRecords  # noqa: PLC0415
+    from core.ai.adapters.metering_table import MeteringTable  # noqa: PLC0415
+    from core.signup.adapters.partners import SignupPartners  # noqa: PLC0415
     from offline import dynamodb_fidelity  # noqa: PLC0415
     from offline.provision import provision  # noqa: PLC0415
     from offline.template import load_template  # noqa: PLC0415
@@ -206,11 +149,12 @@ def _on_moto(served: Callable[[], None], requests: int, chat_completions: Any) -
     dynamodb_fidelity.install()
     with mock_aws():
         stack = provision(load_template())
-        partners = PartnersTable(stack.physical_ids["PartnersTable"])
-        partner = MemoryPartners().partner
-        reservation = partners.reserve_email(partner.email, partner.partner_id, time.time(), 60)
+        signup = SignupPartners(stack.physical_ids["PartnersTable"])
+        partner = bench_partner()
+        reservation = signup.reserve_email(partner.email, partner.partner_id, time.time(), 60)
         assert not reservation.resumed
-        partners.activate(partner)
+        signup.activate(partner)
+        partners = PartnerRecords(stack.physical_ids["PartnersTable"])
         ledger = MeteringTable(stack.physical_ids["MeteringTable"])
         api = AiApi(
             settings(stack.physical_ids["MeteringTable"], stack.physical_ids["PartnersTable"]),

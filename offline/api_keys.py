@@ -3,7 +3,7 @@
 Keys and plans are read straight from moto's API Gateway backend in this process, as API Gateway's data
 plane reads its own configuration: no management call per request, so nothing here counts against the
 management-API rate limits. The key source follows the API's ApiKeySourceType: HEADER reads `x-api-key`;
-AUTHORIZER applies the rule of the template's key authorizer (core.api_key_source, the code that authorizer
+AUTHORIZER applies the rule of the template's key authorizer (core.ai.api_key_source, the code that authorizer
 runs), which returns the key from `x-api-key` or `Authorization: Bearer` as usageIdentifierKey.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from moto.apigateway.models import APIGatewayBackend, apigateway_backends
 
-from core.api_key_source import key_from_headers
+from core.ai.api_key_source import key_from_headers
 from offline.template import ACCOUNT_ID, TemplateError
 
 API_KEY_HEADER = "x-api-key"

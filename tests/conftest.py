@@ -23,9 +23,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from core.config import signup_settings
 from core.observability import logger
-from core.signup import signup_service
+from core.settings import forget_settings
+from core.signup.service import signup_service
 from offline import apigateway_fidelity, dynamodb_fidelity
 from offline.provision import ProvisionedStack, provision
 from offline.template import StackTemplate, load_template
@@ -61,10 +61,10 @@ def signup_env(stack: ProvisionedStack, template: StackTemplate, monkeypatch: py
     """The signup function's environment exactly as the template sets it, on the emulated stack."""
     for name, value in _function_environment(template, stack, "SignupFunction").items():
         monkeypatch.setenv(name, value)
-    signup_settings.cache_clear()
+    forget_settings()
     signup_service.cache_clear()
     yield
-    signup_settings.cache_clear()
+    forget_settings()
     signup_service.cache_clear()
 
 

@@ -1,4 +1,8 @@
-"""Domain errors. Adapters turn AWS errors into these; `core.http_errors` maps them to HTTP answers."""
+"""Domain errors. Adapters turn AWS errors into these; `handlers.http_answers` maps them to HTTP answers."""
+
+from typing import Any
+
+from pydantic import ValidationError
 
 
 class DomainError(Exception):
@@ -231,3 +235,24 @@ class EmailRejected(DomainError):
 class QuotaMonitorRunFailed(DomainError):
     """A quota monitor run finished with plans it could not read or alerts it could not deliver. Raised at the
     end of the run (everything else was evaluated and alerted), so Lambda's retry policy and the DLQ see it."""
+
+
+def invalid_request(exc: ValidationError) -> InvalidRequest:
+    """Turn pydantic's errors into one message per field, without echoing the input back."""
+    if any(error["type"] == "json_invalid" for error in exc.errors()):
+        return InvalidRequest("request body is not valid JSON")
+    details = [
+        {"field": ".".join(str(part) for part in error["loc"]) or "body", "message": _field_message(error)}
+        for error in exc.errors()
+    ]
+    return InvalidRequest("request body is invalid", details)
+
+
+def _field_message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unexpected field"
+    if error["type"] == "missing":
+        return "field required"
+    if error["type"] == "model_type":
+        return "request body must be a JSON object"
+    return str(error["msg"])

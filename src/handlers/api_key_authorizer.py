@@ -9,7 +9,7 @@ docs/decisions.md), so it imports nothing but the standard library and logs noth
 
 from typing import Any
 
-from core.api_key_source import key_from_headers
+from core.ai.api_key_source import key_from_headers
 
 # Not the key, which would then show in $context.authorizer.principalId and in access logs.
 PRINCIPAL_ID = "api-key"

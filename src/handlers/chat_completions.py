@@ -4,16 +4,16 @@ metered in tokens against the tier's budget (key required; requests metered by t
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from core.ai_api import chat_api
-from core.errors import DomainError, InvalidRequest
-from core.http_errors import json_response, openai_domain_error_response, openai_error_response
+from core.ai.service import chat_api
+from core.errors import InvalidRequest
 from core.observability import logger, tracer
+from handlers.http_answers import json_response, openai_app
 
-app = APIGatewayRestResolver()
+app = openai_app(refused="refused chat completion", failed="chat completion failed")
 
 
 @app.post("/v1/chat/completions")
@@ -35,23 +35,6 @@ def _body_text() -> str | None:
     except UnicodeDecodeError as exc:
         # API Gateway passes a body that is not UTF-8 text on base64-encoded.
         raise InvalidRequest("request body is not UTF-8 text") from exc
-
-
-@app.exception_handler(DomainError)  # type: ignore[untyped-decorator]
-def on_domain_error(exc: DomainError) -> Response[str]:
-    response = openai_domain_error_response(exc)
-    log = logger.info if response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR else logger.error
-    # exc.message may hold the provider's own error text: logged for operators, never sent to the caller.
-    log("refused chat completion", reason=type(exc).__name__, error=exc.message)
-    return response
-
-
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def on_unexpected_error(exc: Exception) -> Response[str]:
-    logger.exception("chat completion failed")
-    return openai_error_response(
-        HTTPStatus.INTERNAL_SERVER_ERROR, "server_error", "internal error", code="internal_error"
-    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -3,16 +3,15 @@
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from core.ai_api import models_api
-from core.errors import DomainError
-from core.http_errors import json_response, openai_domain_error_response, openai_error_response
+from core.ai.service import models_api
 from core.observability import logger, tracer
+from handlers.http_answers import json_response, openai_app
 
-app = APIGatewayRestResolver()
+app = openai_app(refused="refused listing models", failed="listing models failed")
 
 
 @app.get("/v1/models")
@@ -26,22 +25,6 @@ def list_models() -> Response[str]:
 def _request_id() -> dict[str, str]:
     # OpenAI's SDKs expose x-request-id as the response's request id: API Gateway's, for support.
     return {"x-request-id": app.current_event.request_context.request_id}
-
-
-@app.exception_handler(DomainError)  # type: ignore[untyped-decorator]
-def on_domain_error(exc: DomainError) -> Response[str]:
-    response = openai_domain_error_response(exc)
-    log = logger.info if response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR else logger.error
-    log("refused listing models", reason=type(exc).__name__, error=exc.message)
-    return response
-
-
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def on_unexpected_error(exc: Exception) -> Response[str]:
-    logger.exception("listing models failed")
-    return openai_error_response(
-        HTTPStatus.INTERNAL_SERVER_ERROR, "server_error", "internal error", code="internal_error"
-    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

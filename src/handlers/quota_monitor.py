@@ -13,10 +13,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from core.config import quota_monitor_settings
 from core.errors import QuotaMonitorRunFailed
 from core.observability import logger, metrics, tracer
-from core.quota_monitor import RunReport, quota_monitor
+from core.quota.service import RunReport, quota_monitor
+from core.quota.settings import QuotaMonitorSettings
+from core.settings import load_settings
 
 
 class MonitorEvent(BaseModel):
@@ -63,7 +64,7 @@ def handler(event: dict[str, Any] | None, context: LambdaContext) -> dict[str, A
 
 
 def _run_metrics(report: RunReport) -> None:
-    metrics.add_dimension(name="stack", value=quota_monitor_settings().stack_name)
+    metrics.add_dimension(name="stack", value=load_settings(QuotaMonitorSettings).stack_name)
     metrics.add_metric(name="PlansFailed", unit=MetricUnit.Count, value=len(report.failed_plans))
     metrics.add_metric(name="AlertsSent", unit=MetricUnit.Count, value=report.alerts)
     metrics.add_metric(name="AlertDigestsSent", unit=MetricUnit.Count, value=report.digests)

@@ -6,23 +6,23 @@ import re
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from core.errors import DomainError, InvalidRequest
-from core.http_errors import domain_error_response, error_response, invalid_request, json_response
-from core.models import SignedUpPartner, SignupRequest
+from core.errors import InvalidRequest, invalid_request
 from core.observability import logger, tracer
-from core.signup import signup_service
+from core.signup.models import SignedUpPartner, SignupRequest
+from core.signup.service import signup_service
+from handlers.http_answers import control_plane_app, json_response
 
 MAX_BODY_BYTES = 4096
 # secrets.token_urlsafe(32): 43 URL-safe base64 characters.
 CONFIRMATION_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
-app = APIGatewayRestResolver()
+app = control_plane_app(refused="refused signup", failed="signup failed")
 
 
 @app.post("/signup")
@@ -108,20 +108,6 @@ def signed_up_body(result: SignedUpPartner) -> dict[str, Any]:
     if result.email_confirmation is None:
         del body["email_confirmation"]
     return body
-
-
-@app.exception_handler(DomainError)  # type: ignore[untyped-decorator]
-def on_domain_error(exc: DomainError) -> Response[str]:
-    response = domain_error_response(exc)
-    log = logger.info if response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR else logger.error
-    log("refused signup", reason=type(exc).__name__, error=exc.message)
-    return response
-
-
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def on_unexpected_error(exc: Exception) -> Response[str]:
-    logger.exception("signup failed")
-    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

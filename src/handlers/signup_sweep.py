@@ -6,10 +6,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from core.config import signup_sweep_settings
 from core.errors import SignupSweepFailed
 from core.observability import logger, tracer
-from core.signup import signup_sweep
+from core.settings import load_settings
+from core.signup.service import signup_sweep
+from core.signup.settings import SignupSweepSettings
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -17,7 +18,7 @@ from core.signup import signup_sweep
 def handler(event: dict[str, Any] | None, context: LambdaContext) -> dict[str, Any]:
     report = signup_sweep().run(
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
-        reserve_seconds=signup_sweep_settings().sweep_reserve_seconds,
+        reserve_seconds=load_settings(SignupSweepSettings).sweep_reserve_seconds,
     )
     logger.info("signup sweep finished", **report.model_dump())
     if report.failed:

@@ -7,18 +7,27 @@ import warnings
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from core.billing.models import TierChangeOutcome
+from core.billing.service import tier_change_service
 from core.errors import DomainError, InvalidRequest, InvalidSignature, TierChangeFailed
-from core.http_errors import domain_error_response, error_response, json_response
-from core.models import TierChangeOutcome
 from core.observability import logger, metrics, tracer
-from core.tier_changes import tier_change_service
+from handlers.http_answers import control_plane_app, json_response
 
-app = APIGatewayRestResolver()
+
+def count_refusal(exc: DomainError, status: HTTPStatus) -> None:
+    """Forged or stale signatures and failed changes are metrics operators alarm on."""
+    if isinstance(exc, InvalidSignature):
+        metrics.add_metric(name="WebhookSignatureFailures", unit=MetricUnit.Count, value=1)
+    elif isinstance(exc, TierChangeFailed) and status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        metrics.add_metric(name="TierChangeFailures", unit=MetricUnit.Count, value=1)
+
+
+app = control_plane_app(refused="refused billing webhook", failed="billing webhook failed", on_refusal=count_refusal)
 
 # Most deliveries (duplicates, ignored types) add no metric; Powertools would warn on each (its documented way
 # to silence that warning).
@@ -49,27 +58,6 @@ def raw_body(body: str | None, is_base64_encoded: bool | None) -> bytes:
 def answer_status(outcome: TierChangeOutcome) -> HTTPStatus:
     # 202: acknowledged and recorded, not applied (a partner we do not know); the sender should stop retrying.
     return HTTPStatus.ACCEPTED if outcome.status == "recorded" else HTTPStatus.OK
-
-
-@app.exception_handler(DomainError)  # type: ignore[untyped-decorator]
-def on_domain_error(exc: DomainError) -> Response[str]:
-    response = domain_error_response(exc)
-    if isinstance(exc, InvalidSignature):
-        metrics.add_metric(name="WebhookSignatureFailures", unit=MetricUnit.Count, value=1)
-        logger.warning("refused billing webhook", reason=type(exc).__name__, error=exc.message)
-    elif response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR:
-        logger.info("refused billing webhook", reason=type(exc).__name__, error=exc.message)
-    else:
-        if isinstance(exc, TierChangeFailed):
-            metrics.add_metric(name="TierChangeFailures", unit=MetricUnit.Count, value=1)
-        logger.error("billing webhook failed", reason=type(exc).__name__, error=exc.message)
-    return response
-
-
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def on_unexpected_error(exc: Exception) -> Response[str]:
-    logger.exception("billing webhook failed")
-    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

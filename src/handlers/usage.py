@@ -4,16 +4,15 @@ against the tier's budget, its throttle. Served from our ledger, never from the 
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from core.ai_api import usage_api
-from core.errors import DomainError
-from core.http_errors import json_response, openai_domain_error_response, openai_error_response
+from core.ai.service import usage_api
 from core.observability import logger, tracer
+from handlers.http_answers import json_response, openai_app
 
-app = APIGatewayRestResolver()
+app = openai_app(refused="refused usage", failed="reading usage failed")
 
 
 @app.get("/v1/usage")
@@ -23,22 +22,6 @@ def read_usage() -> Response[str]:
     caller = api.caller(app.current_event.request_context.identity.api_key_id)
     return json_response(
         HTTPStatus.OK, api.usage(caller), {"x-request-id": app.current_event.request_context.request_id}
-    )
-
-
-@app.exception_handler(DomainError)  # type: ignore[untyped-decorator]
-def on_domain_error(exc: DomainError) -> Response[str]:
-    response = openai_domain_error_response(exc)
-    log = logger.info if response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR else logger.error
-    log("refused usage", reason=type(exc).__name__, error=exc.message)
-    return response
-
-
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def on_unexpected_error(exc: Exception) -> Response[str]:
-    logger.exception("reading usage failed")
-    return openai_error_response(
-        HTTPStatus.INTERNAL_SERVER_ERROR, "server_error", "internal error", code="internal_error"
     )
 
 

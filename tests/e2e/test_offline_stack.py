@@ -12,7 +12,8 @@ from tests.e2e.conftest import Answer, RunningStack, http
 
 pytestmark = pytest.mark.e2e
 
-# API Gateway's `message`; the template's gateway responses add OpenAI's `error` (tests/unit/test_gateway_responses.py).
+# API Gateway's `message`; the template's gateway responses add OpenAI's `error`
+# (tests/offline/unit/test_gateway_responses.py).
 FORBIDDEN = "Forbidden"
 TOO_MANY_REQUESTS = "Too Many Requests"
 LIMIT_EXCEEDED = "Limit Exceeded"

@@ -15,7 +15,7 @@ from core.errors import EmailRejected
 if TYPE_CHECKING:
     from mypy_boto3_ses import SESClient
 
-    from core.quota_alerts import Message
+    from core.messages import Message
 
 # SES errors that the same message would get again: retrying cannot help (throttling is botocore's job).
 _PERMANENT = {

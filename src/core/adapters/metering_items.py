@@ -1,0 +1,35 @@
+"""The metering table's item layout, defined here only (docs/CONTRACTS.md, "Metering table"): one partition per
+API key, `pk = KEY#<api key id>`, and per quota period the AI API's ledger (`sk = PERIOD#<period start>`), the
+quota monitor's reading of API Gateway's quota (`QUOTA#<period start>`) and its alerts
+(`ALERT#<period start>#<threshold>`). Three capabilities use the table; each has its own adapter over these keys.
+"""
+
+from datetime import UTC, datetime
+
+from core.periods import period_key
+
+LEDGER_PREFIX = "PERIOD#"
+# Sorts after every `PERIOD#<period start>`: the upper bound of a range over a key's ledger items.
+LEDGER_LAST = f"{LEDGER_PREFIX}~"
+_PERIOD_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def key_pk(api_key_id: str) -> str:
+    return f"KEY#{api_key_id}"
+
+
+def ledger_sk(period_start: datetime) -> str:
+    return f"{LEDGER_PREFIX}{period_key(period_start)}"
+
+
+def reading_sk(period_start: datetime) -> str:
+    return f"QUOTA#{period_key(period_start)}"
+
+
+def alert_sk(period_start: datetime, threshold: int) -> str:
+    return f"ALERT#{period_key(period_start)}#{threshold}"
+
+
+def ledger_period_start(sk: str) -> datetime:
+    """The period start a ledger item's sort key names."""
+    return datetime.strptime(sk.removeprefix(LEDGER_PREFIX), _PERIOD_FORMAT).replace(tzinfo=UTC)

@@ -1,0 +1,80 @@
+"""Token metering: every request is counted in its key's ledger for the tier's quota period, and a chat
+completion holds a reservation on the tier's token budget while the model works.
+
+The reservation rule (README, "Token budgets"): a request reserves its prompt estimate plus its max_tokens
+(the tier's default when the caller sends none, and always sent to the model, so the completion cannot be
+longer). It is admitted only if tokens used plus tokens reserved by requests in flight plus its own
+reservation fit in the budget, in one conditional write. After the model answers, the reservation is
+replaced by the real usage; if the model fails, it is released and nothing is charged. So concurrent
+requests can overshoot a budget only by how much their real prompt tokens exceed their estimates.
+
+Each reservation is recorded on the ledger item as a hold with a deadline past its function's. If neither
+settle nor release ever lands (the function died, or DynamoDB kept refusing the write), the hold stays only
+until a later request needs its tokens after that deadline: that request gives it back first. Such a
+request's real usage is then not charged (it is in the "completed chat" log line).
+"""
+
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from core.ai.chat import ModelReply
+from core.ai.ledger import LedgerEntry, LedgerReading, TokenHold
+from core.ai.models import AiCaller
+from core.ai.ports import TokenLedger
+from core.errors import TokenBudgetExceeded
+from core.periods import period_bounds, period_key
+
+# How long after its function's deadline a hold is kept before a request that needs its tokens gives it back.
+HOLD_GRACE_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class TokenReservation:
+    entry: LedgerEntry
+    hold: TokenHold
+
+    @property
+    def tokens(self) -> int:
+        return self.hold.tokens
+
+
+class TokenMeter:
+    def __init__(self, ledger: TokenLedger, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._ledger = ledger
+        self._clock = clock
+
+    def entry(self, caller: AiCaller) -> LedgerEntry:
+        """The caller's ledger item for the quota period API Gateway is counting now."""
+        start, reset = period_bounds(caller.policy.quota_period, self._clock())
+        return LedgerEntry(
+            api_key_id=caller.api_key_id,
+            period_start=start,
+            period_reset=reset,
+            tier=caller.tier,
+            partner_id=caller.partner_id,
+        )
+
+    def count_request(self, entry: LedgerEntry) -> LedgerReading:
+        return self._ledger.count_request(entry)
+
+    def reserve(self, entry: LedgerEntry, caller: AiCaller, tokens: int, seconds_left: float) -> TokenReservation:
+        """Count the request and hold `tokens` of the budget until the function's deadline (`seconds_left`),
+        or raise TokenBudgetExceeded (still counted)."""
+        budget = None if caller.policy.unlimited_tokens else caller.policy.token_budget
+        now = self._clock().timestamp()
+        hold = TokenHold(id=uuid.uuid4().hex, tokens=tokens, until=math.ceil(now + seconds_left + HOLD_GRACE_SECONDS))
+        admitted, reading = self._ledger.reserve(entry, hold, budget, now)
+        if not admitted:
+            assert budget is not None
+            remaining = max(budget - reading.committed_tokens, 0)
+            raise TokenBudgetExceeded(needed=tokens, remaining=remaining, resets_at=period_key(entry.period_reset))
+        return TokenReservation(entry=entry, hold=hold)
+
+    def settle(self, reservation: TokenReservation, reply: ModelReply) -> None:
+        self._ledger.settle(reservation.entry, reservation.hold, reply.prompt_tokens, reply.completion_tokens)
+
+    def release(self, reservation: TokenReservation) -> None:
+        self._ledger.release(reservation.entry, reservation.hold)

@@ -1,0 +1,334 @@
+"""The AI API's service: who is calling (key -> partner -> tier), the models a tier may call, chat
+completions metered in tokens, and a partner's own usage.
+
+Nothing here calls API Gateway's management API: API Gateway has already checked the key, its plan's
+throttle and its quota before the function runs; the tier comes from the partners table, the tier's limits
+from the template (TIERS), and usage from our own ledger plus the quota monitor's latest reading.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from core.adapters.partners_table import PartnerRecords
+from core.ai.adapters.metering_table import MeteringTable
+from core.ai.chat import Completion, ModelReply, model_request, parse_chat_request
+from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading
+from core.ai.metering import TokenMeter, TokenReservation
+from core.ai.models import AiCaller
+from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
+from core.ai.settings import AiApiSettings, ChatSettings, ModelsSettings, UsageSettings
+from core.errors import (
+    ApiKeyMissing,
+    DomainError,
+    KeyNotRegistered,
+    ModelNotFound,
+    ModelNotInTier,
+    PartnerDisabled,
+    ProviderMisconfigured,
+    TierPolicyMissing,
+    TokenBudgetExceeded,
+)
+from core.models import Partner, PartnerStatus
+from core.observability import logger, request_metrics
+from core.periods import period_key
+from core.settings import load_settings
+from core.tier_policy import CatalogModel, ModelCatalog, TierPolicy
+
+# Time kept back from the function's deadline for releasing a reservation and answering after a timeout.
+RESPONSE_MARGIN_SECONDS = 2.0
+MIN_UPSTREAM_TIMEOUT_SECONDS = 0.5
+
+
+class PartnerDirectory:
+    """The partner and tier of an API key id, from the partners table.
+
+    Which partner owns a key never changes, so that is reused for `ttl_seconds`; the partner's record (tier,
+    status) is read on every request, so a tier change or a disabled partner applies from the next request.
+    """
+
+    def __init__(
+        self,
+        partners: PartnerLookup,
+        tiers: dict[str, TierPolicy],
+        ttl_seconds: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._partners = partners
+        self._tiers = tiers
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._owners: dict[str, tuple[float, str]] = {}
+
+    def caller(self, api_key_id: str | None) -> AiCaller:
+        if not api_key_id:
+            raise ApiKeyMissing()
+        partner = self._partner(api_key_id)
+        if partner is None:
+            raise KeyNotRegistered()
+        if partner.status == PartnerStatus.DISABLED:
+            raise PartnerDisabled()
+        policy = self._tiers.get(partner.tier)
+        if policy is None:
+            raise TierPolicyMissing(partner.tier)
+        return AiCaller(api_key_id=api_key_id, partner_id=partner.partner_id, tier=partner.tier, policy=policy)
+
+    def _partner(self, api_key_id: str) -> Partner | None:
+        now = self._clock()
+        owner = self._owners.get(api_key_id)
+        if owner is not None and owner[0] > now:
+            return self._partners.get(owner[1])
+        # A key no partner owns yet is not remembered: its signup may be finishing right now.
+        partner = self._partners.get_by_api_key_id(api_key_id)
+        if partner is not None:
+            self._owners[api_key_id] = (now + self._ttl, partner.partner_id)
+        return partner
+
+
+@dataclass(frozen=True)
+class ChatOutcome:
+    """What one chat request reports as metrics (dimensions: tier and model only)."""
+
+    tier: str
+    model: str
+    outcome: Literal["completed", "upstream_error", "budget_refused"]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    upstream_latency_ms: float | None = None
+
+
+def emit_chat_metrics(outcome: ChatOutcome) -> None:
+    """One EMF record per request. Never a per-key or per-partner dimension: those are in the ledger."""
+    metrics = request_metrics()
+    metrics.add_dimension(name="tier", value=outcome.tier)
+    metrics.add_dimension(name="model", value=outcome.model)
+    metrics.add_metric(name="ChatRequests", unit=MetricUnit.Count, value=1)
+    if outcome.outcome == "budget_refused":
+        metrics.add_metric(name="TokenBudgetRefusals", unit=MetricUnit.Count, value=1)
+    if outcome.outcome == "upstream_error":
+        metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
+    if outcome.outcome == "completed":
+        metrics.add_metric(name="PromptTokens", unit=MetricUnit.Count, value=outcome.prompt_tokens)
+        metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=outcome.completion_tokens)
+    if outcome.upstream_latency_ms is not None:
+        metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=outcome.upstream_latency_ms)
+    metrics.flush_metrics()
+
+
+class AiApi:
+    def __init__(
+        self,
+        settings: AiApiSettings,
+        partners: PartnerLookup,
+        ledger: TokenLedger,
+        provider: ModelProvider | None = None,
+        *,
+        upstream_timeout_seconds: float = 20.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        record_metrics: Callable[[ChatOutcome], None] = emit_chat_metrics,
+    ) -> None:
+        self._settings = settings
+        self._catalog: ModelCatalog = settings.models
+        self._ledger = ledger
+        self._provider = provider
+        self._upstream_timeout = upstream_timeout_seconds
+        self._clock = clock
+        self._monotonic = monotonic
+        self._record_metrics = record_metrics
+        self._meter = TokenMeter(ledger, clock)
+        self.partners = PartnerDirectory(partners, settings.tiers, settings.partner_cache_seconds, monotonic)
+
+    def caller(self, api_key_id: str | None) -> AiCaller:
+        return self.partners.caller(api_key_id)
+
+    def list_models(self, caller: AiCaller) -> dict[str, Any]:
+        """OpenAI's `GET /v1/models` body: the models the caller's tier may call."""
+        self._meter.count_request(self._meter.entry(caller))
+        return {
+            "object": "list",
+            "data": [
+                # `created` is 0: the catalog has no creation dates.
+                {"id": model.name, "object": "model", "created": 0, "owned_by": self._settings.models_owner}
+                for model in caller.policy.allowed_models(self._catalog)
+            ],
+        }
+
+    def usage(self, caller: AiCaller) -> dict[str, Any]:
+        """The caller's standing in the current quota period (this request included, as API Gateway counts it)."""
+        entry = self._meter.entry(caller)
+        reading = self._meter.count_request(entry)
+        return usage_body(caller, entry, reading, self._ledger.quota_reading(entry), self._clock())
+
+    def complete(self, caller: AiCaller, body: str | None, seconds_left: float) -> Completion:
+        """Serve a chat completion: validate, reserve tokens, call the model, settle (or release on failure)."""
+        entry = self._meter.entry(caller)
+        try:
+            request = parse_chat_request(body)
+            model = self._model_for(caller, request.model)
+            prompt = model_request(request, model, caller.policy.default_max_tokens)
+            provider = self._require_provider()
+            tokens = provider.estimate_prompt_tokens(prompt) + prompt.max_tokens
+        except DomainError:
+            self._meter.count_request(entry)  # API Gateway counted it: so do we
+            raise
+        try:
+            reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
+        except TokenBudgetExceeded:
+            self._record_metrics(ChatOutcome(caller.tier, model.name, "budget_refused"))
+            raise
+        started = self._monotonic()
+        try:
+            reply = provider.complete(prompt, self._timeout(seconds_left))
+        except BaseException:
+            latency = (self._monotonic() - started) * 1000
+            self._meter.release(reservation)
+            self._record_metrics(ChatOutcome(caller.tier, model.name, "upstream_error", upstream_latency_ms=latency))
+            raise
+        self._settle(reservation, reply, caller)
+        latency = reply.latency_ms or (self._monotonic() - started) * 1000
+        self._record_metrics(
+            ChatOutcome(caller.tier, model.name, "completed", reply.prompt_tokens, reply.completion_tokens, latency)
+        )
+        logger.info(
+            "completed chat",
+            tier=caller.tier,
+            model=model.name,
+            api_key_id=caller.api_key_id,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            reserved_tokens=tokens,
+            finish_reason=reply.finish_reason,
+        )
+        return Completion(model=model.name, reply=reply)
+
+    def _model_for(self, caller: AiCaller, name: str) -> CatalogModel:
+        model = self._catalog.get(name)
+        if model is None:
+            raise ModelNotFound(name)
+        if not caller.policy.allows(name):
+            allowed = [item.name for item in caller.policy.allowed_models(self._catalog)]
+            raise ModelNotInTier(name, caller.tier, allowed)
+        return model
+
+    def _require_provider(self) -> ModelProvider:
+        if self._provider is None:
+            raise ProviderMisconfigured("this function has no model provider")
+        return self._provider
+
+    def _timeout(self, seconds_left: float) -> float:
+        # Answer before the function (and API Gateway's 29 s) gives up, so the caller gets our 504.
+        return max(min(self._upstream_timeout, seconds_left - RESPONSE_MARGIN_SECONDS), MIN_UPSTREAM_TIMEOUT_SECONDS)
+
+    def _settle(self, reservation: TokenReservation, reply: ModelReply, caller: AiCaller) -> None:
+        try:
+            self._meter.settle(reservation, reply)
+        except Exception:
+            # The caller has its answer. The hold keeps its tokens until this function's deadline has passed,
+            # then the next request that needs them gives them back (core.ai.metering); this usage is not charged.
+            logger.exception(
+                "could not settle a token reservation",
+                api_key_id=caller.api_key_id,
+                reserved_tokens=reservation.tokens,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+            )
+
+
+def usage_body(
+    caller: AiCaller, entry: LedgerEntry, reading: LedgerReading, quota: QuotaReading | None, now: datetime
+) -> dict[str, Any]:
+    """`GET /v1/usage`: requests against the quota API Gateway enforces, tokens against the tier's budget.
+
+    Requests come from our ledger; when the quota monitor has read API Gateway's usage for this period, its
+    reading is the base (it includes operator grants with UpdateUsage) and requests the ledger saw since
+    are taken off what it found remaining.
+    """
+    policy = caller.policy
+    if quota is None:
+        limit, used = policy.quota_limit, reading.requests
+        remaining, source, reading_as_of = max(limit - used, 0), "ledger", None
+    else:
+        since = max(reading.requests - quota.used, 0)
+        limit, used = quota.limit, max(quota.used, reading.requests)
+        remaining, source, reading_as_of = max(quota.remaining - since, 0), "quota_monitor", quota.as_of
+    budget = None if policy.unlimited_tokens else policy.token_budget
+    return {
+        "object": "usage",
+        "tier": caller.tier,
+        "period": {
+            "quota_period": policy.quota_period,
+            "start": period_key(entry.period_start),
+            "resets_at": period_key(entry.period_reset),
+        },
+        "requests": {
+            "used": used,
+            "remaining": remaining,
+            "limit": limit,
+            "source": source,
+            "quota_reading_as_of": reading_as_of,
+        },
+        "tokens": {
+            "prompt": reading.prompt_tokens,
+            "completion": reading.completion_tokens,
+            "used": reading.used_tokens,
+            "reserved": reading.reserved_tokens,
+            "budget": budget,
+            "remaining": None if budget is None else max(budget - reading.committed_tokens, 0),
+        },
+        "throttle": {"rate_limit": policy.rate_limit, "burst_limit": policy.burst_limit},
+        "as_of": period_key(now),
+    }
+
+
+def model_provider(settings: ChatSettings) -> ModelProvider:
+    """The deployment's provider (template parameter ModelProvider). Imported here, so the functions that
+    serve no completions never load an HTTP or Bedrock client."""
+    if settings.model_provider == "offline":
+        from core.ai.offline_model import OfflineModel  # noqa: PLC0415 - see the docstring
+
+        return OfflineModel()
+    if settings.model_provider == "bedrock":
+        from core.ai.adapters.bedrock import BedrockConverse  # noqa: PLC0415
+
+        return BedrockConverse(read_timeout_seconds=settings.upstream_timeout_seconds)
+    from core.ai.adapters.openai_compatible import OpenAICompatible  # noqa: PLC0415
+    from core.ai.adapters.upstream_key import UpstreamApiKey  # noqa: PLC0415
+
+    if settings.upstream_api_key_source == "none":
+        return OpenAICompatible(settings.upstream_base_url)
+    key = UpstreamApiKey(
+        settings.upstream_api_key_source, settings.upstream_api_key_name, settings.secret_cache_seconds
+    )
+    return OpenAICompatible(settings.upstream_base_url, api_key=key.value)
+
+
+def _api(settings: AiApiSettings, provider: ModelProvider | None = None, upstream_timeout: float = 20.0) -> AiApi:
+    return AiApi(
+        settings,
+        PartnerRecords(settings.partners_table),
+        MeteringTable(settings.metering_table),
+        provider,
+        upstream_timeout_seconds=upstream_timeout,
+    )
+
+
+@cache
+def models_api() -> AiApi:
+    return _api(load_settings(ModelsSettings))
+
+
+@cache
+def usage_api() -> AiApi:
+    return _api(load_settings(UsageSettings))
+
+
+@cache
+def chat_api() -> AiApi:
+    settings = load_settings(ChatSettings)
+    return _api(settings, model_provider(settings), settings.upstream_timeout_seconds)

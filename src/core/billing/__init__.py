@@ -1,0 +1,1 @@
+"""Billing: signed billing webhook deliveries that move a partner's key between tiers."""

@@ -1,0 +1,1 @@
+"""The billing webhook's own adapters: the signing secrets and the ledger's request counts."""

@@ -1,0 +1,188 @@
+"""DynamoDB adapter: the billing webhook's items in the partners table (the TierChangeStore port): a partner's
+billing state on its record, billing customers, and events for partners not known yet. The keys:
+core.adapters.partners_table."""
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from core.adapters.partners_table import (
+    PartnersTable,
+    condition_failed,
+    customer_pk,
+    from_item,
+    partner_pk,
+    to_item,
+    unmatched_pk,
+)
+from core.billing.models import BillingEvent, BillingState, PendingTierChange, UnmatchedSighting
+from core.errors import TierChangeInProgress
+from core.models import Partner, PartnerStatus
+from core.observability import logger
+
+
+class BillingPartners(PartnersTable):
+    """The TierChangeStore port on DynamoDB."""
+
+    def get_with_billing(self, partner_id: str) -> tuple[Partner, BillingState] | None:
+        found = self._client.get_item(
+            TableName=self._table, Key=to_item({"pk": partner_pk(partner_id)}), ConsistentRead=True
+        )
+        if "Item" not in found:
+            return None
+        item = from_item(found["Item"])
+        return Partner.model_validate(item), BillingState.model_validate(item)
+
+    def partner_for_customer(self, customer_id: str) -> str | None:
+        found = self._client.get_item(
+            TableName=self._table, Key=to_item({"pk": customer_pk(customer_id)}), ConsistentRead=True
+        )
+        return str(from_item(found["Item"])["partner_id"]) if "Item" in found else None
+
+    def link_customer(self, customer_id: str, partner_id: str) -> None:
+        """Remember which partner a billing customer is; the first link wins (a later one is logged, not applied)."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=to_item({"pk": customer_pk(customer_id), "partner_id": partner_id}),
+                ConditionExpression="attribute_not_exists(pk) OR partner_id = :partner_id",
+                ExpressionAttributeValues=to_item({":partner_id": partner_id}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            linked = from_item(dict(exc.response.get("Item", {})))  # type: ignore[call-overload]
+            logger.warning(
+                "billing customer already linked to another partner",
+                customer_id=customer_id,
+                partner_id=partner_id,
+                linked_partner_id=linked.get("partner_id"),
+            )
+
+    def begin_tier_change(self, partner_id: str, change: PendingTierChange, seen: BillingState, now: float) -> None:
+        """Take the partner's change lock, if nothing moved since `seen` was read (or its holder's lease expired)."""
+        conditions = ["attribute_exists(pk)"]
+        values: dict[str, Any] = {":change": change.model_dump(mode="json")}
+        if seen.tier_event_at is None:
+            conditions.append("attribute_not_exists(tier_event_at)")
+        else:
+            conditions.append("tier_event_at = :seen_at AND tier_event_id = :seen_id")
+            values.update({":seen_at": seen.tier_event_at, ":seen_id": seen.tier_event_id})
+        if seen.tier_change is None:
+            conditions.append("attribute_not_exists(tier_change)")
+        else:
+            conditions.append(
+                "tier_change.event_id = :seen_event AND tier_change.lease_until = :seen_lease "
+                "AND tier_change.lease_until < :now"
+            )
+            values.update(
+                {
+                    ":seen_event": seen.tier_change.event_id,
+                    ":seen_lease": seen.tier_change.lease_until,
+                    ":now": int(now),
+                }
+            )
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression="SET tier_change = :change",
+                ConditionExpression=" AND ".join(f"({condition})" for condition in conditions),
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            # Another event for this partner got there first: the sender's retry will see its result.
+            raise TierChangeInProgress(retry_after_seconds=5) from exc
+
+    def release_tier_change(self, partner_id: str, event_id: str) -> None:
+        """Let the next attempt take the lock at once; the journal (usage to carry) stays for it to finish."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression="SET tier_change.lease_until = :expired",
+                ConditionExpression="tier_change.event_id = :event_id",
+                ExpressionAttributeValues=to_item({":expired": 0, ":event_id": event_id}),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+
+    def finish_tier_change(
+        self,
+        partner_id: str,
+        event: BillingEvent,
+        *,
+        tier: str,
+        status: PartnerStatus,
+        updated_at: str,
+        previous_tier: str,
+        notified: bool,
+    ) -> None:
+        """Record the applied event and the partner's new tier and status, and drop the lock, in one write."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression=(
+                    "SET tier = :tier, #status = :status, tier_event_at = :at, tier_event_id = :event_id, "
+                    "tier_event_previous_tier = :previous_tier, tier_event_notified = :notified, "
+                    "updated_at = :updated_at REMOVE tier_change"
+                ),
+                ConditionExpression="tier_change.event_id = :event_id",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":tier": tier,
+                        ":status": status.value,
+                        ":at": event.occurred_at_us,
+                        ":event_id": event.event_id,
+                        ":previous_tier": previous_tier,
+                        ":notified": notified,
+                        ":updated_at": updated_at,
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            raise TierChangeInProgress(retry_after_seconds=5) from exc
+
+    def mark_notified(self, partner_id: str, event_id: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression="SET tier_event_notified = :true",
+                ConditionExpression="tier_event_id = :event_id",
+                ExpressionAttributeValues=to_item({":true": True, ":event_id": event_id}),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+
+    def record_unmatched(self, event: BillingEvent, now: float) -> UnmatchedSighting:
+        """Record (or count again) an event whose partner we do not know; kept until it is applied or removed."""
+        recorded = self._client.update_item(
+            TableName=self._table,
+            Key=to_item({"pk": unmatched_pk(event.scheme, event.event_id)}),
+            UpdateExpression=(
+                "SET first_seen_at = if_not_exists(first_seen_at, :now), last_seen_at = :now, #event = :event "
+                "ADD deliveries :one"
+            ),
+            ExpressionAttributeNames={"#event": "event"},
+            ExpressionAttributeValues=to_item(
+                {":now": int(now), ":event": event.model_dump(mode="json", exclude_none=True), ":one": 1}
+            ),
+            ReturnValues="ALL_NEW",
+        )
+        attributes = from_item(recorded["Attributes"])
+        return UnmatchedSighting(
+            first_seen_at=int(attributes["first_seen_at"]), deliveries=int(attributes["deliveries"])
+        )
+
+    def forget_unmatched(self, event: BillingEvent) -> None:
+        self._client.delete_item(TableName=self._table, Key=to_item({"pk": unmatched_pk(event.scheme, event.event_id)}))

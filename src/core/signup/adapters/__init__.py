@@ -1,0 +1,1 @@
+"""Signup's own adapters: its items in the partners table."""

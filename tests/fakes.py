@@ -1,0 +1,169 @@
+"""In-memory fakes of the ports, one each, for unit tests and benches. Each subclasses the Protocol it stands
+for, so mypy checks it keeps the port's signatures, and keeps the contract of what it replaces: GetUsage's
+daily [used, remaining] pages, a claim granted once per alert (DynamoDB's conditional write)."""
+
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+
+from core.ai.chat import ModelReply, ModelRequest
+from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
+from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
+from core.messages import Message
+from core.models import Partner, PartnerStatus, UsagePlan
+from core.ports import EmailSender
+from core.quota.ports import AlertPublisher, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
+from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
+
+
+def active_partner(api_key_id: str, **fields: object) -> Partner:
+    """An active partner owning `api_key_id`, who asked for and confirmed alert emails."""
+    values: dict[str, object] = {
+        "partner_id": f"p_{api_key_id}",
+        "name": f"Partner {api_key_id}",
+        "email": f"{api_key_id}@partner.example",
+        "tier": "free",
+        "api_key_id": api_key_id,
+        "key_prefix": "AbCd",
+        "status": PartnerStatus.ACTIVE,
+        "created_at": "2026-03-01T00:00:00+00:00",
+        "updated_at": "2026-03-01T00:00:00+00:00",
+        "alert_emails": True,
+        "email_confirmed": True,
+        **fields,
+    }
+    return Partner.model_validate(values)
+
+
+# --- The quota monitor ----------------------------------------------------------------------------------------
+
+
+class FakePlans(UsageReader):
+    """GetUsagePlans and GetUsage: every key's days of the period, the last one today."""
+
+    def __init__(self, plans: list[UsagePlan], usage: dict[str, dict[str, int]]) -> None:
+        self.plans = plans
+        self.usage = usage  # plan id -> key id -> requests today
+        self.pages_read: list[str] = []
+
+    def list_usage_plans(self) -> list[UsagePlan]:
+        return self.plans
+
+    def usage_pages(self, plan_id: str, start: date, end: date, page_size: int) -> Iterator[dict[str, list[list[int]]]]:
+        limit = next(plan.limits.quota_limit for plan in self.plans if plan.id == plan_id) or 0
+        keys = sorted(self.usage.get(plan_id, {}).items())
+        for first in range(0, max(len(keys), 1), page_size):
+            self.pages_read.append(plan_id)
+            days = (end - start).days
+            yield {key: [[0, limit]] * days + [[used, limit - used]] for key, used in keys[first : first + page_size]}
+
+
+class FakeRecords(QuotaRecords):
+    """The metering table: a claim is granted once per alert, as the conditional write does."""
+
+    def __init__(self) -> None:
+        self.claimed: set[tuple[str, int]] = set()
+        self.recorded: dict[tuple[str, int], AlertState] = {}
+        self.readings: list[KeyQuotaReading] = []
+
+    def read_period(self, keys: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], PeriodRecords]:
+        return {key: PeriodRecords() for key in keys}
+
+    def write_readings(self, readings: list[KeyQuotaReading]) -> None:
+        self.readings += readings
+
+    def claim_alert(self, claim: AlertClaim, now: float, lease_seconds: int) -> ClaimResult:
+        if (claim.api_key_id, claim.threshold) in self.claimed:
+            return ClaimResult(state=None, already_sent=True)
+        self.claimed.add((claim.api_key_id, claim.threshold))
+        return ClaimResult(state=AlertState(claim=claim, claimed_until=int(now) + lease_seconds))
+
+    def record_alerts(self, states: list[AlertState], now: datetime) -> None:
+        for state in states:
+            self.recorded[(state.claim.api_key_id, state.claim.threshold)] = state
+
+    def release_alert(self, state: AlertState) -> None:
+        self.claimed.discard((state.claim.api_key_id, state.claim.threshold))
+
+
+class FakePartners(PartnerDirectory):
+    """Every key has an active partner who confirmed alert emails."""
+
+    def partners_by_api_key_ids(self, api_key_ids: list[str]) -> dict[str, Partner]:
+        return {key: active_partner(key) for key in api_key_ids}
+
+
+class Outbox(AlertPublisher, EmailSender):
+    """The operators' topic and the partners' email, kept."""
+
+    def __init__(self) -> None:
+        self.published: list[Message] = []
+        self.emailed: list[tuple[str, Message]] = []
+
+    def publish_message(self, message: Message) -> str:
+        self.published.append(message)
+        return "m"
+
+    def send(self, to: str, message: Message) -> str:
+        self.emailed.append((to, message))
+        return "e"
+
+
+class NoMetrics(TierMetricsSink):
+    """Per-tier metrics, kept instead of logged."""
+
+    def __init__(self) -> None:
+        self.summaries: list[TierSummary] = []
+
+    def publish(self, summaries: list[TierSummary], thresholds: tuple[int, ...]) -> None:
+        self.summaries = summaries
+
+
+# --- The AI API -----------------------------------------------------------------------------------------------
+
+
+class InstantModel(ModelProvider):
+    """A model that costs nothing and answers at once."""
+
+    def estimate_prompt_tokens(self, request: ModelRequest) -> int:
+        return 8
+
+    def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
+        return ModelReply("Hello from the bench.", "stop", prompt_tokens=8, completion_tokens=5)
+
+
+class MemoryPartners(PartnerLookup):
+    """One partner, found by id or by its key."""
+
+    def __init__(self, partner: Partner) -> None:
+        self.partner = partner
+
+    def get_by_api_key_id(self, api_key_id: str) -> Partner | None:
+        return self.partner if api_key_id == self.partner.api_key_id else None
+
+    def get(self, partner_id: str) -> Partner | None:
+        return self.partner if partner_id == self.partner.partner_id else None
+
+
+class MemoryLedger(TokenLedger):
+    """Counts requests and settled tokens; every hold fits, and there is no quota reading."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+
+    def count_request(self, entry: LedgerEntry) -> LedgerReading:
+        self.counters["requests"] = self.counters.get("requests", 0) + 1
+        return LedgerReading(requests=self.counters["requests"])
+
+    def reserve(
+        self, entry: LedgerEntry, hold: TokenHold, budget: int | None, now: float
+    ) -> tuple[bool, LedgerReading]:
+        return True, self.count_request(entry)
+
+    def settle(self, entry: LedgerEntry, hold: TokenHold, prompt_tokens: int, completion_tokens: int) -> None:
+        self.counters["tokens"] = self.counters.get("tokens", 0) + prompt_tokens + completion_tokens
+
+    def release(self, entry: LedgerEntry, hold: TokenHold) -> None:
+        return None
+
+    def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None:
+        return None
