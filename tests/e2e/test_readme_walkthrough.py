@@ -5,6 +5,7 @@ import ast
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +23,26 @@ def walkthrough_blocks() -> list[str]:
     return BLOCK.findall((PROJECT_ROOT / "README.md").read_text())
 
 
+def run_as_reader(script: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """`script` in bash, in the reader's project folder, with no AWS settings of this machine's."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environment["METERED_AI_OFFLINE_STATE_DIR"] = str(folder / ".local")
+    return subprocess.run(  # noqa: S603 - our own docs, in a shell as a reader pastes them
+        ["/bin/bash", "-c", script],
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def reader_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, RunningStack]]:
     # A project folder as a reader has it: .venv, and .local/ written by a running `make local`.
     folder = tmp_path_factory.mktemp("reader")
-    (folder / ".venv").symlink_to(PROJECT_ROOT / ".venv")
+    (folder / ".venv").symlink_to(sys.prefix)  # the venv running these tests: `make install`'s, with the project in it
     stack = start_offline(folder / ".local")
     try:
         yield folder, stack
@@ -49,21 +65,9 @@ def test_every_bash_block_that_calls_the_api_is_part_of_the_walkthrough() -> Non
 def test_the_readme_walkthrough_pastes_and_runs_as_written(reader_folder: tuple[Path, RunningStack]) -> None:
     folder, stack = reader_folder
     script = "set -euo pipefail\n" + "\n".join(walkthrough_blocks())
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    # The reader runs `python -m offline...` from the project folder; this one is elsewhere.
-    environment["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "src")])
-    environment["METERED_AI_OFFLINE_STATE_DIR"] = str(folder / ".local")
 
     # When the blocks run one after another in one shell
-    done = subprocess.run(  # noqa: S603 - our own README, in a shell as a reader pastes it
-        ["/bin/bash", "-c", script],
-        cwd=folder,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = run_as_reader(script, folder)
 
     # Then each step gave the answer the README describes
     output = done.stdout
@@ -98,17 +102,8 @@ def test_the_sdk_example_in_docs_offline_md_runs(reader_folder: tuple[Path, Runn
     text = (PROJECT_ROOT / "docs" / "offline.md").read_text()
     example = next(block for block in re.findall(r"```sh\n(.*?)```", text, re.S) if "boto3" in block)
     folder, _ = reader_folder
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     # When it runs from the reader's project folder, with no AWS settings in the environment
-    done = subprocess.run(  # noqa: S603
-        ["/bin/bash", "-c", example],
-        cwd=folder,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_as_reader(example, folder)
     # Then it lists the stack's usage plans
     assert done.returncode == 0, done.stderr
     assert any(name.endswith("-free") for name in ast.literal_eval(done.stdout))
