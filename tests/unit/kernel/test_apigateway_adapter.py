@@ -1,22 +1,11 @@
 """The API Gateway adapter's requests, pinned against botocore's service model with Stubber, and its
 translation of AWS errors into domain errors."""
 
-from collections.abc import Iterator
-
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 from core.adapters.apigateway import ApiGateway
 from core.errors import KeyAlreadyInPlan, ManagementApiThrottled, NotFound
-
-
-@pytest.fixture
-def stubbed() -> Iterator[tuple[ApiGateway, Stubber]]:
-    client = boto3.client("apigateway", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield ApiGateway(client), stubber
-        stubber.assert_no_pending_responses()
 
 
 def test_keys_are_created_disabled_and_tagged(stubbed: tuple[ApiGateway, Stubber]) -> None:

@@ -1,24 +1,14 @@
 """The API Gateway adapter's calls for moving keys between plans, pinned against botocore's service model with
 Stubber: GetUsagePlans by key, DeleteUsagePlanKey, UpdateApiKey (disable), GetUsage and UpdateUsage."""
 
-from collections.abc import Iterator
 from datetime import date
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 from core.adapters.apigateway import ApiGateway
 from core.errors import NotFound
 from core.models import DailyUsage
-
-
-@pytest.fixture
-def stubbed() -> Iterator[tuple[ApiGateway, Stubber]]:
-    client = boto3.client("apigateway", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield ApiGateway(client), stubber
-        stubber.assert_no_pending_responses()
 
 
 def test_the_plans_of_a_key_are_found_by_key_id(stubbed: tuple[ApiGateway, Stubber]) -> None:
