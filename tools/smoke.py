@@ -23,6 +23,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from standardwebhooks import Webhook
 
+from core.adapters.partners_table import api_key_pk, email_pk, partner_pk
 from tools.preflight import logging_role_arn
 
 EXIT_FAILED = 1
@@ -261,7 +262,9 @@ def delete_partner(run: Run) -> str:
     client = run.target.client("dynamodb")
     if run.api_key_id:
         run.target.client("apigateway").delete_api_key(apiKey=run.api_key_id)
-    for pk in (f"PARTNER#{run.partner_id}", f"APIKEY#{run.api_key_id}", f"EMAIL#{run.email.lower()}"):
+    keys = [partner_pk(run.partner_id), email_pk(run.email.lower())]
+    keys += [api_key_pk(run.api_key_id)] if run.api_key_id else []
+    for pk in keys:
         client.delete_item(TableName=run.target.partners_table, Key={"pk": {"S": pk}})
     return f"partner {run.partner_id} and key {run.api_key_id} deleted"
 
