@@ -5,7 +5,7 @@ daily [used, remaining] pages, a claim granted once per alert (DynamoDB's condit
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 
-from core.ai.chat import ModelReply, ModelRequest
+from core.ai.chat import ModelReply, ModelRequest, StreamEnd, StreamEvent, TextDelta
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
 from core.messages import Message
@@ -129,6 +129,12 @@ class InstantModel(ModelProvider):
 
     def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
         return ModelReply("Hello from the bench.", "stop", prompt_tokens=8, completion_tokens=5)
+
+    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
+        yield from (TextDelta("Hello"), TextDelta(" from the bench."), StreamEnd("stop", 8, 5))
+
+    def estimate_completion_tokens(self, text: str) -> int:
+        return len(text.split())
 
 
 class MemoryPartners(PartnerLookup):

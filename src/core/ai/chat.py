@@ -33,7 +33,7 @@ UNSUPPORTED_PARAMETERS = (
     "web_search_options",
 )
 
-FinishReason = Literal["stop", "length", "content_filter"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
 
 
 class ChatMessage(BaseModel):
@@ -181,6 +181,38 @@ class ModelReply:
 
 
 @dataclass(frozen=True)
+class TextDelta:
+    """A piece of the reply's text, in the order the provider produced it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of tool call `index` (0, 1... in the reply): its first piece carries the call's id and function
+    name, every piece may carry more of its JSON `arguments` text (OpenAI's `delta.tool_calls[]`)."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last event of a streamed reply: why it ended, and the usage the provider reported for the whole
+    call (None when it reported none: the stream is then settled from the deltas, core.ai.metering)."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+# What ModelProvider.stream yields: deltas, then exactly one StreamEnd.
+StreamEvent = TextDelta | ToolCallDelta | StreamEnd
+
+
+@dataclass(frozen=True)
 class Completion:
     """A served chat completion, ready to be sent in OpenAI's shape."""
 
@@ -259,3 +291,8 @@ def estimate_prompt_tokens(request: ModelRequest) -> int:
     texts = request.texts()
     size = sum(len(text.encode("utf-8")) for text in texts)
     return math.ceil(size / BYTES_PER_TOKEN_ESTIMATE) + TOKENS_PER_MESSAGE_ESTIMATE * len(texts)
+
+
+def estimate_completion_tokens(text: str) -> int:
+    """Completion tokens in generated text, by the same rule as prompts (one per 3 bytes of UTF-8, rounded up)."""
+    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN_ESTIMATE)

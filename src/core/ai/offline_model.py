@@ -8,9 +8,16 @@ provider"):
   (finish_reason "stop") or after max_tokens words (finish_reason "length");
 - completion tokens are the reply's words.
 Its prompt estimate is the exact count, so budgets are never overshot with it.
+
+Streamed, the same reply comes one word per TextDelta (the first bare, each next one with its leading space,
+so the deltas concatenate to the non-streamed text), `chunk_delay_seconds` apart (template parameter
+OfflineStreamChunkDelayMs), then a StreamEnd with the same usage.
 """
 
-from core.ai.chat import FinishReason, ModelReply, ModelRequest
+import time
+from collections.abc import Iterator
+
+from core.ai.chat import FinishReason, ModelReply, ModelRequest, StreamEnd, StreamEvent, TextDelta
 
 
 def count_tokens(text: str) -> int:
@@ -19,6 +26,20 @@ def count_tokens(text: str) -> int:
 
 class OfflineModel:
     """The ModelProvider port, with no network and no AWS."""
+
+    def __init__(self, chunk_delay_seconds: float = 0.0) -> None:
+        self._chunk_delay = chunk_delay_seconds
+
+    def estimate_completion_tokens(self, text: str) -> int:
+        return count_tokens(text)
+
+    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
+        reply = self.complete(request, timeout_seconds)
+        for index, word in enumerate(reply.text.split()):
+            if index and self._chunk_delay:
+                time.sleep(self._chunk_delay)
+            yield TextDelta(word if index == 0 else f" {word}")
+        yield StreamEnd(reply.finish_reason, reply.prompt_tokens, reply.completion_tokens)
 
     def estimate_prompt_tokens(self, request: ModelRequest) -> int:
         return sum(count_tokens(text) for text in request.texts())

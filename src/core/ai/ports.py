@@ -1,8 +1,9 @@
 """What the AI API needs from the outside world: its partners, a model, and its ledger."""
 
+from collections.abc import Iterator
 from typing import Protocol
 
-from core.ai.chat import ModelReply, ModelRequest
+from core.ai.chat import ModelReply, ModelRequest, StreamEvent
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.models import Partner
 
@@ -25,6 +26,19 @@ class ModelProvider(Protocol):
     def estimate_prompt_tokens(self, request: ModelRequest) -> int: ...
 
     def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply: ...
+
+    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
+        """The reply as the model produces it: TextDelta and ToolCallDelta events, then one StreamEnd.
+
+        Raises the same errors as `complete`, before the first event or between two; `timeout_seconds` bounds
+        the wait for each event, not the whole stream. Closing the iterator early (the caller went away, the
+        function is about to time out) stops the provider's work."""
+        ...
+
+    def estimate_completion_tokens(self, text: str) -> int:
+        """The completion tokens in `text`, as this provider counts them: what a stream that ended without the
+        provider's usage (a disconnect, a timeout, an upstream that reports none) is charged for."""
+        ...
 
 
 class TokenLedger(Protocol):

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from core.ai.chat import ChatTurn, ModelRequest, estimate_prompt_tokens, model_request, parse_chat_request
+from core.ai.chat import (
+    ChatTurn,
+    ModelRequest,
+    StreamEnd,
+    TextDelta,
+    estimate_prompt_tokens,
+    model_request,
+    parse_chat_request,
+)
 from core.ai.offline_model import OfflineModel
 from core.errors import InvalidRequest
 from core.tier_policy import DEFAULT_MAX_OUTPUT_TOKENS, CatalogModel, ModelCatalog, TierPolicy
@@ -177,6 +185,19 @@ def test_the_offline_provider_stops_at_max_tokens_and_at_stop_sequences() -> Non
 
     assert (cut.text, cut.completion_tokens, cut.finish_reason) == ("a b c", 3, "length")
     assert (stopped.text, stopped.completion_tokens, stopped.finish_reason) == ("a b", 2, "stop")
+
+
+def test_the_offline_provider_streams_the_same_reply_word_by_word_then_its_usage() -> None:
+    request = request_for(("user", "a b  c d e"), max_tokens=4)
+    reply = OfflineModel().complete(request, timeout_seconds=1)
+
+    events = list(OfflineModel().stream(request, timeout_seconds=1))
+
+    deltas, end = events[:-1], events[-1]
+    assert [delta.text for delta in deltas if isinstance(delta, TextDelta)] == ["a", " b", " c", " d"]
+    assert "".join(delta.text for delta in deltas if isinstance(delta, TextDelta)) == reply.text
+    assert end == StreamEnd("length", reply.prompt_tokens, reply.completion_tokens)
+    assert OfflineModel().estimate_completion_tokens(" b c") == 2
 
 
 def test_the_real_model_estimate_is_bytes_over_three_plus_eight_per_message() -> None:

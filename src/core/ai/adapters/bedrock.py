@@ -8,11 +8,19 @@ operator's to fix: 502 to the partner, and a message for the operator's log sayi
 """
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
-from core.ai.chat import FinishReason, ModelReply, ModelRequest, estimate_prompt_tokens
+from core.ai.chat import (
+    FinishReason,
+    ModelReply,
+    ModelRequest,
+    StreamEvent,
+    estimate_completion_tokens,
+    estimate_prompt_tokens,
+)
 from core.aws import bedrock_runtime_client
 from core.errors import UpstreamFailed, UpstreamRejected, UpstreamThrottled, UpstreamTimedOut
 
@@ -55,6 +63,12 @@ class BedrockConverse:
 
     def estimate_prompt_tokens(self, request: ModelRequest) -> int:
         return estimate_prompt_tokens(request)
+
+    def estimate_completion_tokens(self, text: str) -> int:
+        return estimate_completion_tokens(text)
+
+    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
+        raise UpstreamFailed("streaming is not implemented for this provider yet")
 
     def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
         started = time.perf_counter()

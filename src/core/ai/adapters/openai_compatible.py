@@ -8,15 +8,21 @@ call is charged at the prompt estimate plus 1 token per 3 bytes of reply, at mos
 """
 
 import json
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
-from core.ai.chat import FinishReason, ModelReply, ModelRequest, estimate_prompt_tokens
+from core.ai.chat import (
+    FinishReason,
+    ModelReply,
+    ModelRequest,
+    StreamEvent,
+    estimate_completion_tokens,
+    estimate_prompt_tokens,
+)
 from core.errors import UpstreamFailed, UpstreamRejected, UpstreamThrottled, UpstreamTimedOut
 
 CONNECT_TIMEOUT_SECONDS = 3.0
@@ -41,6 +47,12 @@ class OpenAICompatible:
 
     def estimate_prompt_tokens(self, request: ModelRequest) -> int:
         return estimate_prompt_tokens(request)
+
+    def estimate_completion_tokens(self, text: str) -> int:
+        return estimate_completion_tokens(text)
+
+    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
+        raise UpstreamFailed("streaming is not implemented for this provider yet")
 
     def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -103,7 +115,7 @@ def reply_from_chat(answer: dict[str, Any], request: ModelRequest, latency_ms: f
         prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
     else:
         prompt_tokens = estimate_prompt_tokens(request)
-        completion_tokens = min(request.max_tokens, math.ceil(len(text.encode()) / 3))
+        completion_tokens = min(request.max_tokens, estimate_completion_tokens(text))
     return ModelReply(
         text=text,
         finish_reason=_FINISH_REASONS.get(str(choice.get("finish_reason")), "stop"),
