@@ -36,8 +36,14 @@ $(STAMP): requirements-dev.txt src/requirements.txt pyproject.toml
 
 install: $(STAMP) ## Create .venv with the pinned tools and the project installed editable (idempotent)
 
-test: $(STAMP) ## Run the whole test suite (unit, integration, fidelity, end-to-end)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The suite runs in TEST_WORKERS processes (pytest-xdist), one test file per worker at a time (a file's offline
+# stack is started once); tests marked `serial` (their timing needs the machine to themselves: real-time rate
+# limits, bursts, timeouts) run afterwards on their own. Exit code 5 is "no test selected" (PYTEST_ARGS narrowed
+# the run to one side).
+TEST_WORKERS ?= 4
+test: $(STAMP) ## Run the whole test suite (unit, integration, fidelity, end-to-end; in parallel, then the serial ones)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 .PHONY: unit
 unit: $(STAMP) ## Run the product's unit tests only (tests/unit: no stack, no server; about 30 s)

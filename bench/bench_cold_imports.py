@@ -1,12 +1,13 @@
 """Each Lambda handler's cold import time, as the Lambda runtime pays it. Figures only.
 
 What a cold start pays before the first request, on top of the runtime's own start: `import handlers.<name>`
-in a fresh interpreter, in a virtualenv holding only what the functions ship (src/requirements.txt) on
-Python 3.12, and the environment Lambda gives a function with `Tracing: Active` (LAMBDA_TASK_ROOT set:
-Powertools' Tracer is on and patches the X-Ray SDK in at import, as deployed). The working directory is a
-copy of src/ as Lambda unpacks it into /var/task: the libraries have their bytecode (pip compiles it), our
-code has none (`sam build` ships none) and can write none (/var/task is read-only), so each cold start
-compiles it. The virtualenv is made once under .local/, keyed by the requirements' hash.
+in a fresh Python 3.12 interpreter, from a function package laid out as `make build` ships it, in the
+environment Lambda gives a function with `Tracing: Active` (LAMBDA_TASK_ROOT set: Powertools' Tracer is on and
+patches the X-Ray SDK in at import, as deployed). The package is src/ plus src/requirements.txt installed into
+it the way `sam build` does (wheels unpacked, no bytecode), for this machine's platform, then compiled by
+tools/ship_bytecode.py as `make build` does; /var/task is read-only, so nothing is compiled at import. For
+comparison the same package without the compile step (what every cold start paid before it) is timed too, with
+fewer runs. The package is made once under .local/, keyed by the requirements' hash.
 
     .venv/bin/python bench/bench_cold_imports.py [--runs N] [--profile handlers.signup]
 
@@ -22,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools.ship_bytecode import ship_bytecode
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCE = PROJECT_ROOT / "src"
 REQUIREMENTS = SOURCE / "requirements.txt"
@@ -31,6 +34,7 @@ TASK_ROOT = PROJECT_ROOT / ".local" / "lambda-task"
 # template.yaml's Globals that a handler may read while importing, and what the Lambda runtime sets.
 LAMBDA_ENVIRONMENT = {
     "LAMBDA_TASK_ROOT": str(TASK_ROOT),
+    "PYTHONPATH": str(TASK_ROOT),  # the runtime puts /var/task first on sys.path
     "PYTHONDONTWRITEBYTECODE": "1",  # /var/task is read-only
     "AWS_LAMBDA_FUNCTION_NAME": "bench-function",
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
@@ -53,28 +57,33 @@ def handler_modules() -> list[str]:
     return sorted(f"handlers.{path.stem}" for path in (SOURCE / "handlers").glob("*.py") if path.stem != "__init__")
 
 
-def lambda_python() -> Path:
-    """The functions' virtualenv: only src/requirements.txt, made once per requirements and Python version."""
+def lambda_package() -> Path:
+    """The libraries of a function package as `sam build` unpacks them (no bytecode), made once per
+    requirements and Python version."""
     if sys.version_info[:2] != (3, 12):
         sys.exit(f"run with Python 3.12, the functions' runtime (this is {sys.version.split()[0]})")
     key = hashlib.sha256(REQUIREMENTS.read_bytes() + sys.version.encode()).hexdigest()[:12]
-    venv = PROJECT_ROOT / ".local" / f"lambda-venv-{key}"
-    python = venv / "bin" / "python"
-    if not (venv / ".installed").exists():
-        print(f"(creating {venv.relative_to(PROJECT_ROOT)} from src/requirements.txt, once)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)  # noqa: S603
+    libraries = PROJECT_ROOT / ".local" / f"lambda-libraries-{key}"
+    if not (libraries / ".installed").exists():
+        print(f"(installing src/requirements.txt into {libraries.relative_to(PROJECT_ROOT)}, once)", file=sys.stderr)
+        shutil.rmtree(libraries, ignore_errors=True)
         subprocess.run(  # noqa: S603 - our interpreter, our pinned requirements
-            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", REQUIREMENTS],
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+             "--target", libraries, "-r", REQUIREMENTS],
             check=True,
-        )
-        (venv / ".installed").touch()
-    return python
+        )  # fmt: skip
+        (libraries / ".installed").touch()
+    return libraries
 
 
-def unpack_code() -> None:
-    """src/ as Lambda unpacks the function's package into /var/task: the code, without bytecode."""
+def unpack_package(libraries: Path, compiled: bool) -> None:
+    """The function package in TASK_ROOT: the libraries and src/, compiled as `make build` does or not."""
     shutil.rmtree(TASK_ROOT, ignore_errors=True)
-    shutil.copytree(SOURCE, TASK_ROOT, ignore=shutil.ignore_patterns("__pycache__", "requirements.txt"))
+    no_bytecode = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt", ".installed")
+    shutil.copytree(libraries, TASK_ROOT, ignore=no_bytecode)
+    shutil.copytree(SOURCE, TASK_ROOT, ignore=no_bytecode, dirs_exist_ok=True)
+    if compiled:
+        ship_bytecode(TASK_ROOT)
 
 
 def import_milliseconds(python: Path, module: str) -> tuple[float, float]:
@@ -109,28 +118,44 @@ def profile(python: Path, module: str, top: int = 25) -> None:
         print(f"  {own / 1000:7.1f} {cumulative / 1000:15.1f}  {name.strip()}")
 
 
+def timings(python: Path, module: str, runs: int) -> tuple[list[float], list[float]]:
+    import_milliseconds(python, module)  # warms the file cache
+    walls, cpus = zip(*(import_milliseconds(python, module) for _ in range(runs)), strict=True)
+    return list(walls), list(cpus)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=9, help="fresh interpreters per handler (median reported)")
     parser.add_argument("--profile", metavar="MODULE", help="show where one handler's import time goes")
     args = parser.parse_args()
-    python = lambda_python()
-    unpack_code()
+    # The runtime's interpreter: Python 3.12 without the development virtualenv's packages.
+    python = Path(sys._base_executable)
+    libraries = lambda_package()
+    unpack_package(libraries, compiled=True)
     if args.profile:
         profile(python, args.profile)
         return
+    modules = handler_modules()
+    shipped = {module: timings(python, module, args.runs) for module in modules}
+    reference_runs = max(3, args.runs // 3)
+    unpack_package(libraries, compiled=False)
+    uncompiled = {module: timings(python, module, reference_runs)[1] for module in modules}
 
-    print(f"cold import per handler, Lambda's environment, {args.runs} fresh interpreters (after one warm-up)")
-    print(f"  {'':30} {'wall ms':>23}  {'CPU ms':>15}")
-    print(f"  {'handler':30} {'median':>7} {'min':>7} {'max':>7}  {'median':>7} {'min':>7}  budget {BUDGET_MS:.0f} ms")
-    for module in handler_modules():
-        import_milliseconds(python, module)  # warms the file cache
-        walls, cpus = zip(*(import_milliseconds(python, module) for _ in range(args.runs)), strict=True)
-        wall = statistics.median(walls)
+    print(f"cold import per handler as `make build` ships it, Lambda's environment, {args.runs} fresh interpreters")
+    print(f"(after one warm-up); last column: the same package without its bytecode, {reference_runs} runs")
+    print(f"  {'':30} {'wall ms':>23}  {'CPU ms':>15}  {'no bytecode':>11}")
+    print(
+        f"  {'handler':30} {'median':>7} {'min':>7} {'max':>7}  {'median':>7} {'min':>7}  {'CPU ms':>11}"
+        f"  budget {BUDGET_MS:.0f} ms (wall)"
+    )
+    for module in modules:
+        walls, cpus = shipped[module]
+        wall, reference = statistics.median(walls), statistics.median(uncompiled[module])
         verdict = "" if wall <= BUDGET_MS else "over"
         print(
             f"  {module:30} {wall:7.0f} {min(walls):7.0f} {max(walls):7.0f}"
-            f"  {statistics.median(cpus):7.0f} {min(cpus):7.0f}  {verdict}"
+            f"  {statistics.median(cpus):7.0f} {min(cpus):7.0f}  {reference:11.0f}  {verdict}"
         )
 
 

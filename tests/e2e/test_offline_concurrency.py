@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import Answer, RunningStack, http, start_offline
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 SIGNUPS = 40
 COMPLETIONS = 60

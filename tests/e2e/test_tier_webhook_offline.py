@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 
 import pytest
@@ -68,11 +69,10 @@ def test_an_upgrade_by_webhook_applies_the_new_plan_to_the_same_key_at_once(webh
     )
     assert signed_up.status == HTTPStatus.CREATED
     api_key, partner_id = signed_up.body["api_key"], signed_up.body["partner_id"]
-    assert [call_models(webhook_stack, api_key) for _ in range(3)] == [
-        HTTPStatus.OK,
-        HTTPStatus.OK,
-        HTTPStatus.TOO_MANY_REQUESTS,
-    ]
+    # (at once: one after the other, a loaded machine may take long enough per call for the bucket to refill)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        burst = sorted(pool.map(lambda _: call_models(webhook_stack, api_key), range(3)))
+    assert burst == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS]
 
     # When the billing system upgrades it to pro by a signed webhook
     body = body_of(generic_event(partner_id=partner_id, tier="pro"))

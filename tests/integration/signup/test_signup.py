@@ -258,6 +258,7 @@ def test_a_signup_killed_mid_way_is_taken_over_after_its_lease(stack: Provisione
     assert_signed_up_once(stack, answer)
 
 
+@pytest.mark.serial
 def test_twenty_concurrent_signups_get_twenty_distinct_keys_each_in_one_plan(stack: ProvisionedStack) -> None:
     # Given API Gateway's real management limits (CreateApiKey: 5 req/s), botocore retries throttled calls
     service = signup_service()
