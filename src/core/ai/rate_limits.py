@@ -130,7 +130,7 @@ class QuotaReadings:
             return remembered[1]
         try:
             reading = self._ledger.quota_reading(entry)
-        except Exception as exc:  # noqa: BLE001 - the headers are advice; the answer they go on must not fail
+        except Exception as exc:  # the headers are advice: the answer they go on must not fail
             logger.warning("could not read the quota reading", api_key_id=entry.api_key_id, reason=type(exc).__name__)
             reading = None
         self._readings[key] = (now + self._ttl, reading)
