@@ -71,7 +71,7 @@ def standing(
 
 def rate_limit_headers(standing: Standing) -> dict[str, str]:
     """OpenAI's six headers; without a token budget, only the three about requests (OpenAI has no spelling
-    for "unlimited", and a made-up value such as -1 breaks the clients that pace themselves on these)."""
+    for "unlimited", and a made-up value such as -1 misleads the clients that pace themselves on these)."""
     reset = reset_duration(standing.resets_at - standing.as_of)
     headers = {
         "x-ratelimit-limit-requests": str(standing.requests_limit),
