@@ -9,7 +9,7 @@ import boto3
 
 from core.ai import service as ai_api
 from core.periods import period_bounds, period_key
-from handlers import models, usage
+from handlers import chat_completions, models, usage
 from offline.provision import ProvisionedStack
 from tests.fake_openai_upstream import FakeUpstream, error_body
 from tests.integration.ai import test_ai_api
@@ -160,3 +160,17 @@ def test_the_headers_start_from_the_quota_monitors_reading_as_v1_usage_does(ai_s
     assert [numbers(answer)[:2] for answer in listed] == [(1018, 1020), (1018, 1020), (1017, 1020)]
     requests = standing.body["requests"]
     assert numbers(standing)[:2] == (requests["remaining"], requests["limit"]) == (1016, 1020)
+
+
+def test_a_refused_request_of_a_partner_carries_the_headers_too(ai_stack: ProvisionedStack) -> None:
+    # Given a free partner
+    partner = sign_up()
+
+    # When it asks for a model its tier does not include, then sends a body that is not JSON
+    outside = chat(partner.api_key_id, model="nova-pro")
+    malformed = call(chat_completions.handler, event("chat_completions.json", partner.api_key_id, "{not json"))
+
+    # Then both refusals count against the quota, as API Gateway counts them, and say so
+    assert_openai_error(outside, HTTPStatus.FORBIDDEN, "permission_error", "model_not_in_tier")
+    assert_openai_error(malformed, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
+    assert [numbers(outside), numbers(malformed)] == [(999, 1000, 200), (998, 1000, 200)]
