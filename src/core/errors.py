@@ -11,6 +11,8 @@ class DomainError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Headers its answer also carries, set by the service that knows the caller (OpenAI's x-ratelimit-*).
+        self.headers: dict[str, str] = {}
 
 
 class InvalidRequest(DomainError):

@@ -24,9 +24,8 @@ def create_chat_completion() -> Response[str]:
     caller = api.caller(app.current_event.request_context.identity.api_key_id)
     seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000
     completion = api.complete(caller, _body_text(), seconds_left)
-    return json_response(
-        HTTPStatus.OK, completion.body(), {"x-request-id": app.current_event.request_context.request_id}
-    )
+    headers = completion.headers | {"x-request-id": app.current_event.request_context.request_id}
+    return json_response(HTTPStatus.OK, completion.body(), headers)
 
 
 def _body_text() -> str | None:

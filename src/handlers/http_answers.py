@@ -193,7 +193,7 @@ def openai_domain_error_response(exc: DomainError) -> Response[str]:
     answer = answer_for(exc, OPENAI, OPENAI_FAILURE)
     message = INTERNAL_ERROR if answer.status == HTTPStatus.INTERNAL_SERVER_ERROR else answer.message or exc.message
     param = answer.param or (exc.param if isinstance(exc, InvalidRequest) else None)
-    headers = answer.headers | _retry_after(answer.retry_after, exc)
+    headers = answer.headers | _retry_after(answer.retry_after, exc) | exc.headers
     return openai_error_response(
         answer.status, answer.error_type, message, param=param, code=answer.code, headers=headers or None
     )

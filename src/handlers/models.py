@@ -19,7 +19,8 @@ app = openai_app(refused="refused listing models", failed="listing models failed
 def list_models() -> Response[str]:
     api = models_api()
     caller = api.caller(app.current_event.request_context.identity.api_key_id)
-    return json_response(HTTPStatus.OK, api.list_models(caller), _request_id())
+    body, rate_limits = api.list_models(caller)
+    return json_response(HTTPStatus.OK, body, rate_limits | _request_id())
 
 
 def _request_id() -> dict[str, str]:

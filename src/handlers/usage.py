@@ -20,8 +20,9 @@ app = openai_app(refused="refused usage", failed="reading usage failed")
 def read_usage() -> Response[str]:
     api = usage_api()
     caller = api.caller(app.current_event.request_context.identity.api_key_id)
+    body, rate_limits = api.usage(caller)
     return json_response(
-        HTTPStatus.OK, api.usage(caller), {"x-request-id": app.current_event.request_context.request_id}
+        HTTPStatus.OK, body, rate_limits | {"x-request-id": app.current_event.request_context.request_id}
     )
 
 

@@ -220,6 +220,8 @@ class Completion:
     reply: ModelReply
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
+    # OpenAI's x-ratelimit-* headers for the answer (core.ai.rate_limits).
+    headers: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
         reply = self.reply

@@ -17,7 +17,7 @@ request's real usage is then not charged (it is in the "completed chat" log line
 import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from core.ai.chat import ModelReply
@@ -35,10 +35,32 @@ HOLD_GRACE_SECONDS = 5
 class TokenReservation:
     entry: LedgerEntry
     hold: TokenHold
+    # The ledger as the reserving write left it (this hold included; later requests' changes are not).
+    reading: LedgerReading = field(default_factory=LedgerReading)
 
     @property
     def tokens(self) -> int:
         return self.hold.tokens
+
+    def reading_after_settle(self, reply: ModelReply) -> LedgerReading:
+        """`reading` with this hold replaced by what the model used: what settling it makes of the ledger."""
+        return replace(
+            self.reading,
+            prompt_tokens=self.reading.prompt_tokens + reply.prompt_tokens,
+            completion_tokens=self.reading.completion_tokens + reply.completion_tokens,
+            reserved_tokens=max(self.reading.reserved_tokens - self.tokens, 0),
+        )
+
+    def reading_after_release(self) -> LedgerReading:
+        return replace(self.reading, reserved_tokens=max(self.reading.reserved_tokens - self.tokens, 0))
+
+
+class TokenBudgetRefusal(TokenBudgetExceeded):
+    """TokenBudgetExceeded, with the ledger as the refused reservation found it (the 429's rate-limit headers)."""
+
+    def __init__(self, needed: int, budget: int, reading: LedgerReading, resets_at: str) -> None:
+        super().__init__(needed=needed, remaining=max(budget - reading.committed_tokens, 0), resets_at=resets_at)
+        self.reading = reading
 
 
 class TokenMeter:
@@ -62,16 +84,17 @@ class TokenMeter:
 
     def reserve(self, entry: LedgerEntry, caller: AiCaller, tokens: int, seconds_left: float) -> TokenReservation:
         """Count the request and hold `tokens` of the budget until the function's deadline (`seconds_left`),
-        or raise TokenBudgetExceeded (still counted)."""
+        or raise TokenBudgetRefusal, a TokenBudgetExceeded (still counted)."""
         budget = None if caller.policy.unlimited_tokens else caller.policy.token_budget
         now = self._clock().timestamp()
         hold = TokenHold(id=uuid.uuid4().hex, tokens=tokens, until=math.ceil(now + seconds_left + HOLD_GRACE_SECONDS))
         admitted, reading = self._ledger.reserve(entry, hold, budget, now)
         if not admitted:
             assert budget is not None
-            remaining = max(budget - reading.committed_tokens, 0)
-            raise TokenBudgetExceeded(needed=tokens, remaining=remaining, resets_at=period_key(entry.period_reset))
-        return TokenReservation(entry=entry, hold=hold)
+            raise TokenBudgetRefusal(
+                needed=tokens, budget=budget, reading=reading, resets_at=period_key(entry.period_reset)
+            )
+        return TokenReservation(entry=entry, hold=hold, reading=reading)
 
     def settle(self, reservation: TokenReservation, reply: ModelReply) -> None:
         self._ledger.settle(reservation.entry, reservation.hold, reply.prompt_tokens, reply.completion_tokens)

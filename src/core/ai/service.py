@@ -18,10 +18,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from core.adapters.partners_table import PartnerRecords
 from core.ai.adapters.metering_table import MeteringTable
 from core.ai.chat import Completion, ModelReply, model_request, parse_chat_request
-from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading
-from core.ai.metering import TokenMeter, TokenReservation
+from core.ai.ledger import LedgerEntry, LedgerReading
+from core.ai.metering import TokenBudgetRefusal, TokenMeter, TokenReservation
 from core.ai.models import AiCaller
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
+from core.ai.rate_limits import QUOTA_READING_CACHE_SECONDS, QuotaReadings, Standing, rate_limit_headers, standing
 from core.ai.settings import AiApiSettings, ChatSettings, ModelsSettings, UsageSettings
 from core.errors import (
     ApiKeyMissing,
@@ -32,7 +33,6 @@ from core.errors import (
     PartnerDisabled,
     ProviderMisconfigured,
     TierPolicyMissing,
-    TokenBudgetExceeded,
 )
 from core.models import Partner, PartnerStatus
 from core.observability import logger, request_metrics
@@ -142,15 +142,24 @@ class AiApi:
         self._monotonic = monotonic
         self._record_metrics = record_metrics
         self._meter = TokenMeter(ledger, clock)
+        self._quota_readings = QuotaReadings(ledger, QUOTA_READING_CACHE_SECONDS, monotonic)
         self.partners = PartnerDirectory(partners, settings.tiers, settings.partner_cache_seconds, monotonic)
 
     def caller(self, api_key_id: str | None) -> AiCaller:
         return self.partners.caller(api_key_id)
 
-    def list_models(self, caller: AiCaller) -> dict[str, Any]:
-        """OpenAI's `GET /v1/models` body: the models the caller's tier may call."""
-        self._meter.count_request(self._meter.entry(caller))
-        return {
+    def rate_limit_headers(self, caller: AiCaller, entry: LedgerEntry, reading: LedgerReading) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for the caller's standing at `reading`, the ledger as this request's
+        own write returned it (count_request, or a reservation's `reading`): no extra ledger read. The quota
+        monitor's reading is remembered for a minute per key (core.ai.rate_limits)."""
+        found = standing(caller.policy, entry, reading, self._quota_readings.get(entry), self._clock())
+        return rate_limit_headers(found)
+
+    def list_models(self, caller: AiCaller) -> tuple[dict[str, Any], dict[str, str]]:
+        """OpenAI's `GET /v1/models` body (the models the caller's tier may call) and its rate-limit headers."""
+        entry = self._meter.entry(caller)
+        reading = self._meter.count_request(entry)
+        body = {
             "object": "list",
             "data": [
                 # `created` is 0: the catalog has no creation dates.
@@ -158,15 +167,20 @@ class AiApi:
                 for model in caller.policy.allowed_models(self._catalog)
             ],
         }
+        return body, self.rate_limit_headers(caller, entry, reading)
 
-    def usage(self, caller: AiCaller) -> dict[str, Any]:
-        """The caller's standing in the current quota period (this request included, as API Gateway counts it)."""
+    def usage(self, caller: AiCaller) -> tuple[dict[str, Any], dict[str, str]]:
+        """The caller's standing in the current quota period (this request included, as API Gateway counts it),
+        as `GET /v1/usage`'s body and as the rate-limit headers, both from one computation. The quota monitor's
+        reading is read fresh here."""
         entry = self._meter.entry(caller)
         reading = self._meter.count_request(entry)
-        return usage_body(caller, entry, reading, self._ledger.quota_reading(entry), self._clock())
+        found = standing(caller.policy, entry, reading, self._ledger.quota_reading(entry), self._clock())
+        return usage_body(caller, entry, reading, found), rate_limit_headers(found)
 
     def complete(self, caller: AiCaller, body: str | None, seconds_left: float) -> Completion:
-        """Serve a chat completion: validate, reserve tokens, call the model, settle (or release on failure)."""
+        """Serve a chat completion: validate, reserve tokens, call the model, settle (or release on failure).
+        Its answer, and the domain errors raised once the caller is known, carry the rate-limit headers."""
         entry = self._meter.entry(caller)
         try:
             request = parse_chat_request(body)
@@ -174,23 +188,27 @@ class AiApi:
             prompt = model_request(request, model, caller.policy.default_max_tokens)
             provider = self._require_provider()
             tokens = provider.estimate_prompt_tokens(prompt) + prompt.max_tokens
-        except DomainError:
-            self._meter.count_request(entry)  # API Gateway counted it: so do we
+        except DomainError as exc:
+            reading = self._meter.count_request(entry)  # API Gateway counted it: so do we
+            exc.headers = self.rate_limit_headers(caller, entry, reading)
             raise
         try:
             reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
-        except TokenBudgetExceeded:
+        except TokenBudgetRefusal as exc:
+            exc.headers = self.rate_limit_headers(caller, entry, exc.reading)
             self._record_metrics(ChatOutcome(caller.tier, model.name, "budget_refused"))
             raise
         started = self._monotonic()
         try:
             reply = provider.complete(prompt, self._timeout(seconds_left))
-        except BaseException:
+        except BaseException as exc:
             latency = (self._monotonic() - started) * 1000
             self._meter.release(reservation)
             self._record_metrics(ChatOutcome(caller.tier, model.name, "upstream_error", upstream_latency_ms=latency))
+            if isinstance(exc, DomainError):
+                exc.headers = self.rate_limit_headers(caller, entry, reservation.reading_after_release())
             raise
-        self._settle(reservation, reply, caller)
+        settled = self._settle(reservation, reply, caller)
         latency = reply.latency_ms or (self._monotonic() - started) * 1000
         self._record_metrics(
             ChatOutcome(caller.tier, model.name, "completed", reply.prompt_tokens, reply.completion_tokens, latency)
@@ -205,7 +223,7 @@ class AiApi:
             reserved_tokens=tokens,
             finish_reason=reply.finish_reason,
         )
-        return Completion(model=model.name, reply=reply)
+        return Completion(model=model.name, reply=reply, headers=self.rate_limit_headers(caller, entry, settled))
 
     def _model_for(self, caller: AiCaller, name: str) -> CatalogModel:
         model = self._catalog.get(name)
@@ -225,7 +243,8 @@ class AiApi:
         # Answer before the function (and API Gateway's 29 s) gives up, so the caller gets our 504.
         return max(min(self._upstream_timeout, seconds_left - RESPONSE_MARGIN_SECONDS), MIN_UPSTREAM_TIMEOUT_SECONDS)
 
-    def _settle(self, reservation: TokenReservation, reply: ModelReply, caller: AiCaller) -> None:
+    def _settle(self, reservation: TokenReservation, reply: ModelReply, caller: AiCaller) -> LedgerReading:
+        """Settle the reservation; the ledger as this request leaves it (still held if the settlement failed)."""
         try:
             self._meter.settle(reservation, reply)
         except Exception:
@@ -238,26 +257,14 @@ class AiApi:
                 prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens,
             )
+            return reservation.reading
+        return reservation.reading_after_settle(reply)
 
 
-def usage_body(
-    caller: AiCaller, entry: LedgerEntry, reading: LedgerReading, quota: QuotaReading | None, now: datetime
-) -> dict[str, Any]:
-    """`GET /v1/usage`: requests against the quota API Gateway enforces, tokens against the tier's budget.
-
-    Requests come from our ledger; when the quota monitor has read API Gateway's usage for this period, its
-    reading is the base (it includes operator grants with UpdateUsage) and requests the ledger saw since
-    are taken off what it found remaining.
-    """
+def usage_body(caller: AiCaller, entry: LedgerEntry, reading: LedgerReading, found: Standing) -> dict[str, Any]:
+    """`GET /v1/usage`: requests against the quota API Gateway enforces, tokens against the tier's budget, as
+    `standing` (core.ai.rate_limits) found them; the token breakdown from the ledger's reading."""
     policy = caller.policy
-    if quota is None:
-        limit, used = policy.quota_limit, reading.requests
-        remaining, source, reading_as_of = max(limit - used, 0), "ledger", None
-    else:
-        since = max(reading.requests - quota.used, 0)
-        limit, used = quota.limit, max(quota.used, reading.requests)
-        remaining, source, reading_as_of = max(quota.remaining - since, 0), "quota_monitor", quota.as_of
-    budget = None if policy.unlimited_tokens else policy.token_budget
     return {
         "object": "usage",
         "tier": caller.tier,
@@ -267,22 +274,22 @@ def usage_body(
             "resets_at": period_key(entry.period_reset),
         },
         "requests": {
-            "used": used,
-            "remaining": remaining,
-            "limit": limit,
-            "source": source,
-            "quota_reading_as_of": reading_as_of,
+            "used": found.requests_used,
+            "remaining": found.requests_remaining,
+            "limit": found.requests_limit,
+            "source": found.requests_source,
+            "quota_reading_as_of": found.quota_reading_as_of,
         },
         "tokens": {
             "prompt": reading.prompt_tokens,
             "completion": reading.completion_tokens,
             "used": reading.used_tokens,
             "reserved": reading.reserved_tokens,
-            "budget": budget,
-            "remaining": None if budget is None else max(budget - reading.committed_tokens, 0),
+            "budget": found.token_budget,
+            "remaining": found.tokens_remaining,
         },
         "throttle": {"rate_limit": policy.rate_limit, "burst_limit": policy.burst_limit},
-        "as_of": period_key(now),
+        "as_of": period_key(found.as_of),
     }
 
 
