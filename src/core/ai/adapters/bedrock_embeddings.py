@@ -40,8 +40,14 @@ Reader = Callable[[dict[str, Any], int], tuple[list[list[float]], int | None]]
 class BedrockEmbeddings:
     """The EmbeddingsProvider port on Bedrock's InvokeModel."""
 
-    def __init__(self, client: "BedrockRuntimeClient | None" = None, read_timeout_seconds: float = 20.0) -> None:
+    def __init__(
+        self,
+        client: "BedrockRuntimeClient | None" = None,
+        read_timeout_seconds: float = 20.0,
+        concurrent_calls: int = CONCURRENT_CALLS,
+    ) -> None:
         self._client = client or bedrock_runtime_client(read_timeout_seconds)
+        self._concurrent_calls = concurrent_calls
 
     def estimate_input_tokens(self, texts: Sequence[str]) -> int:
         return estimate_input_tokens(texts)
@@ -49,7 +55,7 @@ class BedrockEmbeddings:
     def embed(self, request: EmbeddingRequest, timeout_seconds: float) -> EmbeddingReply:
         batches, read = invoke_bodies(request)
         started = time.perf_counter()
-        pool = ThreadPoolExecutor(max_workers=min(CONCURRENT_CALLS, len(batches)))
+        pool = ThreadPoolExecutor(max_workers=min(self._concurrent_calls, len(batches)))
         try:
             model_id = request.provider_model_id
             futures = [pool.submit(self._invoke, model_id, body, timeout_seconds) for _, body in batches]
