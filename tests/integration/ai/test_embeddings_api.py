@@ -271,3 +271,20 @@ def test_each_request_emits_metrics_by_tier_and_model_only(
     }
     assert (record["tier"], record["model"], record["PromptTokens"]) == ("free", MODEL, [3.0])
     assert partner.api_key_id not in json.dumps(record)
+
+
+def test_an_answer_found_too_large_for_lambda_is_400_and_charges_nothing(embeddings_stack: ProvisionedStack) -> None:
+    # Given an enterprise partner (no budget) and 500 inputs of 1024 floats: they might fit in 6 MB (10 bytes a
+    # value), so the model is called, but the offline vectors' values take more
+    partner = sign_up("enterprise", "big@acme.example")
+
+    # When it asks for them as floats
+    answer = embed(partner.api_key_id, ["x"] * 500, encoding_format="float")
+
+    # Then 400 naming input, with the way out, and nothing charged or left reserved
+    assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
+    assert answer.body["error"]["param"] == "input"
+    assert "base64" in answer.body["error"]["message"]
+    assert ledger(embeddings_stack, partner, "MONTH") == {"requests": 1, "reserved_tokens": 0, "committed_tokens": 0}
+    # And the same inputs in base64 are served
+    assert embed(partner.api_key_id, ["x"] * 500, encoding_format="base64").status == HTTPStatus.OK
