@@ -120,6 +120,14 @@ def test_titan_through_a_cross_region_id_is_still_titan(stubbed: tuple[BedrockEm
     assert provider.embed(request(model_id, ["x"], dimensions=1024), timeout_seconds=5).vectors == [[1.0]]
 
 
+def test_titan_v1_gets_the_text_alone(stubbed: tuple[BedrockEmbeddings, Stubber]) -> None:
+    provider, stubber = stubbed
+    v1_answer = answer({"embedding": [1.0, 0.0], "inputTextTokenCount": 2})
+    stubber.add_response("invoke_model", v1_answer, invoked("amazon.titan-embed-text-v1", {"inputText": "x"}))
+
+    assert provider.embed(request("amazon.titan-embed-text-v1", ["x"]), timeout_seconds=5).prompt_tokens == 2
+
+
 def test_cohere_gets_batches_of_96_texts_and_charges_the_token_count_header(
     stubbed: tuple[BedrockEmbeddings, Stubber],
 ) -> None:
@@ -191,6 +199,8 @@ def test_an_answer_that_is_not_embeddings_is_a_502(stubbed: tuple[BedrockEmbeddi
 def test_a_model_with_no_known_body_is_the_operators_to_fix(client: Any) -> None:
     with pytest.raises(UpstreamFailed, match="Models parameter"):
         BedrockEmbeddings(client).embed(request("amazon.nova-2-multimodal-embeddings-v1:0", ["x"]), timeout_seconds=5)
+    with pytest.raises(UpstreamFailed, match="Models parameter"):
+        BedrockEmbeddings(client).embed(request("cohere.embed-v4:0", ["x"]), timeout_seconds=5)
 
 
 class SlowClient:

@@ -2,8 +2,8 @@
 
 Each model family has its own body (Bedrock's model parameters pages; pinned by Stubber tests):
 - Titan Text Embeddings (`amazon.titan-embed-text-*`): one text per call, `{"inputText", "dimensions",
-  "normalize"}` (dimensions only for V2), answering `{"embedding", "inputTextTokenCount"}`;
-- Cohere Embed v3 (`cohere.embed-*`): up to 96 texts per call, `{"texts", "input_type": "search_document"}`,
+  "normalize"}` (V1: inputText only), answering `{"embedding", "inputTextTokenCount"}`;
+- Cohere Embed v3 (`cohere.embed-*-v3`): up to 96 texts per call, `{"texts", "input_type": "search_document"}`,
   answering `{"embeddings": [[...]], ...}`; its tokens come from the `X-Amzn-Bedrock-Input-Token-Count` header.
 A request's calls run a few at a time within its deadline. Bedrock's errors map as for chat (core.ai.adapters.
 bedrock): throttling 429, validation 400, timeouts 504, the rest 502.
@@ -93,17 +93,20 @@ def invoke_bodies(request: EmbeddingRequest) -> tuple[list[Batch], Reader]:
     """The InvokeModel bodies for `request`'s texts, and the reader of their answers."""
     family = _family(request.provider_model_id)
     if family.startswith("amazon.titan-embed-text"):
-        body: dict[str, Any] = {"normalize": True}
-        if request.dimensions is not None and "v2" in family:
-            body["dimensions"] = request.dimensions
+        # V1 takes inputText alone; V2 also normalize and dimensions.
+        body: dict[str, Any] = {}
+        if family.startswith("amazon.titan-embed-text-v2"):
+            body["normalize"] = True
+            if request.dimensions is not None:
+                body["dimensions"] = request.dimensions
         return [([text], {"inputText": text, **body}) for text in request.texts], _titan_answer
-    if family.startswith("cohere.embed"):
+    if family.startswith("cohere.embed-") and family.endswith("-v3"):
         texts = list(request.texts)
         chunks = [texts[start : start + COHERE_TEXTS_PER_CALL] for start in range(0, len(texts), COHERE_TEXTS_PER_CALL)]
         return [(chunk, {"texts": chunk, "input_type": "search_document"}) for chunk in chunks], _cohere_answer
     raise UpstreamFailed(
         f"no Bedrock embeddings body is known for model {request.provider_model_id}: Titan Text Embeddings and "
-        "Cohere Embed are supported (check the Models parameter)"
+        "Cohere Embed v3 are supported (check the Models parameter)"
     )
 
 
