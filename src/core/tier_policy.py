@@ -28,6 +28,27 @@ KNOWN_MAX_OUTPUT_TOKENS = {
     "amazon.nova-pro-v1:0": 5000,
 }
 
+# Embedding models (POST /v1/embeddings) are the catalog's models whose public name contains this; every other
+# model serves chat completions (README, "Embeddings").
+EMBEDDING_MODEL_MARKER = "embed"
+
+
+@dataclass(frozen=True)
+class EmbeddingLimits:
+    """What an embedding model accepts: its output sizes (the first is its default) and the longest text."""
+
+    dimensions: tuple[int, ...]
+    max_input_characters: int
+
+
+# From Bedrock's model parameters pages: Titan Text Embeddings V2 takes up to 50,000 characters and answers
+# 1024, 512 or 256 dimensions; Cohere Embed v3 takes up to 2,048 characters per text and answers 1024.
+KNOWN_EMBEDDING_LIMITS = {
+    "amazon.titan-embed-text-v2:0": EmbeddingLimits((1024, 512, 256), 50_000),
+    "cohere.embed-english-v3": EmbeddingLimits((1024,), 2048),
+    "cohere.embed-multilingual-v3": EmbeddingLimits((1024,), 2048),
+}
+
 
 @dataclass(frozen=True)
 class CatalogModel:
@@ -37,6 +58,15 @@ class CatalogModel:
     name: str
     provider_model_id: str
     max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+
+    @property
+    def serves_embeddings(self) -> bool:
+        return EMBEDDING_MODEL_MARKER in self.name.lower()
+
+    @property
+    def embedding_limits(self) -> EmbeddingLimits | None:
+        """The limits known for this provider model id; None for a model we know nothing of (an upstream's)."""
+        return _known(KNOWN_EMBEDDING_LIMITS, self.provider_model_id)
 
 
 class ModelCatalog:
@@ -81,10 +111,15 @@ def _max_output_tokens(text: str, provider_id: str) -> int:
 
 
 def _known_limit(provider_id: str) -> int:
-    for model_id, limit in KNOWN_MAX_OUTPUT_TOKENS.items():
+    return _known(KNOWN_MAX_OUTPUT_TOKENS, provider_id) or DEFAULT_MAX_OUTPUT_TOKENS
+
+
+def _known[V](table: dict[str, V], provider_id: str) -> V | None:
+    """`table`'s entry for a provider model id, with or without a cross-Region prefix (`us.`, `eu.`...)."""
+    for model_id, value in table.items():
         if provider_id == model_id or provider_id.endswith(f".{model_id}"):
-            return limit
-    return DEFAULT_MAX_OUTPUT_TOKENS
+            return value
+    return None
 
 
 class TierPolicy(BaseModel):

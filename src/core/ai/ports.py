@@ -1,9 +1,10 @@
 """What the AI API needs from the outside world: its partners, a model, and its ledger."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from core.ai.chat import ModelReply, ModelRequest, StreamEvent
+from core.ai.embeddings import EmbeddingReply, EmbeddingRequest
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.models import Partner
 
@@ -63,3 +64,14 @@ class TokenLedger(Protocol):
         ...
 
     def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None: ...
+
+
+class EmbeddingsProvider(Protocol):
+    """An embedding model behind the AI API (Bedrock, an OpenAI-compatible upstream, the offline provider).
+
+    `embed` raises the same errors as ModelProvider.complete (core.errors), and InvalidRequest for a text the
+    model cannot take."""
+
+    def estimate_input_tokens(self, texts: Sequence[str]) -> int: ...
+
+    def embed(self, request: EmbeddingRequest, timeout_seconds: float) -> EmbeddingReply: ...

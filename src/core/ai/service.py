@@ -27,6 +27,7 @@ from core.ai.settings import AiApiSettings, ChatSettings, ModelsSettings, UsageS
 from core.errors import (
     ApiKeyMissing,
     DomainError,
+    InvalidRequest,
     KeyNotRegistered,
     ModelNotFound,
     ModelNotInTier,
@@ -225,10 +226,14 @@ class AiApi:
         )
         return Completion(model=model.name, reply=reply, headers=self.rate_limit_headers(caller, entry, settled))
 
-    def _model_for(self, caller: AiCaller, name: str) -> CatalogModel:
+    def _model_for(self, caller: AiCaller, name: str, *, embeddings: bool = False) -> CatalogModel:
         model = self._catalog.get(name)
         if model is None:
             raise ModelNotFound(name)
+        if model.serves_embeddings != embeddings:
+            if model.serves_embeddings:
+                raise InvalidRequest(f"{name} is an embedding model: call it on /v1/embeddings", param="model")
+            raise InvalidRequest(f"{name} is a chat model: call it on /v1/chat/completions", param="model")
         if not caller.policy.allows(name):
             allowed = [item.name for item in caller.policy.allowed_models(self._catalog)]
             raise ModelNotInTier(name, caller.tier, allowed)

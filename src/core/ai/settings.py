@@ -71,3 +71,7 @@ class ChatSettings(AiApiSettings, SecretsSettings):
             # The template's IAM grants parameter<name>: the full name, starting with /.
             raise ValueError("UPSTREAM_API_KEY_NAME must be the SSM parameter's full name, starting with /")
         return self
+
+
+class EmbeddingsSettings(ChatSettings):
+    """POST /v1/embeddings: the same provider, reached the same way, as chat completions."""

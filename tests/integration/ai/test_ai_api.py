@@ -502,8 +502,8 @@ def test_models_lists_what_the_callers_tier_may_use(ai_stack: ProvisionedStack) 
 
     assert {tier: [model["id"] for model in body["data"]] for tier, body in listed.items()} == {
         "free": ["nova-micro"],
-        "pro": ["nova-micro", "nova-lite"],
-        "enterprise": ["nova-micro", "nova-lite", "nova-pro"],
+        "pro": ["nova-micro", "nova-lite", "titan-embed-text-v2"],
+        "enterprise": ["nova-micro", "nova-lite", "nova-pro", "titan-embed-text-v2"],
     }
     assert listed["free"] == {
         "object": "list",
@@ -528,7 +528,7 @@ def test_a_tier_change_applies_from_the_next_request(ai_stack: ProvisionedStack)
 
     # Then the very next requests see the pro tier's models
     assert [model["id"] for model in before["data"]] == ["nova-micro"]
-    assert [model["id"] for model in after["data"]] == ["nova-micro", "nova-lite"]
+    assert [model["id"] for model in after["data"]] == ["nova-micro", "nova-lite", "titan-embed-text-v2"]
     assert served.status == HTTPStatus.OK, served.body
 
 

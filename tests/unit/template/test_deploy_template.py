@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from core.tier_policy import ModelCatalog
 from offline.template import StackTemplate, load_template
 
 STACK = "metered-ai-local"
@@ -25,34 +26,41 @@ def evaluated(value: Any, template: StackTemplate) -> Any:
 
 def chat_models(template: StackTemplate) -> dict[str, str]:
     variables = template.resources["ChatCompletionsFunction"]["Properties"]["Environment"]["Variables"]
-    return dict(pair.split("=", 1) for pair in str(variables["MODELS"]).split(","))
+    return {model.name: model.provider_model_id for model in ModelCatalog.parse(str(variables["MODELS"]))}
+
+
+TITAN_EMBEDDINGS = {"titan-embed-text-v2": "amazon.titan-embed-text-v2:0"}
 
 
 @pytest.mark.parametrize(
-    ("region", "prefix"),
+    ("region", "prefix", "embeddings"),
     [
-        ("us-east-1", "us."),
-        ("us-west-2", "us."),
-        ("eu-west-1", "eu."),
-        ("eu-central-1", "eu."),
-        ("ap-northeast-1", "apac."),
-        ("ap-southeast-2", "apac."),
+        ("us-east-1", "us.", TITAN_EMBEDDINGS),
+        ("us-west-2", "us.", TITAN_EMBEDDINGS),
+        ("eu-west-1", "eu.", {}),
+        ("eu-central-1", "eu.", TITAN_EMBEDDINGS),
+        ("ap-northeast-1", "apac.", TITAN_EMBEDDINGS),
+        ("ap-southeast-2", "apac.", TITAN_EMBEDDINGS),
     ],
 )
-def test_default_models_are_the_regions_cross_region_inference_profiles(region: str, prefix: str) -> None:
+def test_default_models_are_the_regions_cross_region_inference_profiles(
+    region: str, prefix: str, embeddings: dict[str, str]
+) -> None:
     # Given the template with its default Models, deployed in `region`
     template = load_template(region=region)
 
     # When the AI functions read their catalog
     models = chat_models(template)
 
-    # Then every default model is the geography's inference profile (on-demand ids work in us-east-1 only)
+    # Then every default chat model is the geography's inference profile (on-demand ids work in us-east-1 only),
+    # and the embedding model, where the Region has one, its in-Region id (there is no profile for it)
     assert models == {
         "nova-micro": f"{prefix}amazon.nova-micro-v1:0",
         "nova-lite": f"{prefix}amazon.nova-lite-v1:0",
         "nova-pro": f"{prefix}amazon.nova-pro-v1:0",
+        **embeddings,
     }
-    for logical_id in ("ModelsFunction", "UsageFunction"):
+    for logical_id in ("ModelsFunction", "UsageFunction", "EmbeddingsFunction"):
         variables = template.resources[logical_id]["Properties"]["Environment"]["Variables"]
         assert (
             variables["MODELS"]

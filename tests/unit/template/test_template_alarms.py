@@ -46,6 +46,7 @@ def test_the_route_functions_are_signup_the_ai_api_and_the_billing_webhook(templ
         "ModelsFunction",
         "UsageFunction",
         "ChatCompletionsFunction",
+        "EmbeddingsFunction",
         "TierWebhookFunction",
     }
 

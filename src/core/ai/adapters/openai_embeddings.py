@@ -1,0 +1,86 @@
+"""Adapter for an OpenAI-compatible upstream's embeddings: `POST {base}/embeddings` over a pooled urllib3
+connection (the EmbeddingsProvider port).
+
+The texts and `dimensions` pass through; the upstream is always asked for floats (every compatible server
+knows them) and the answer is re-encoded as the caller asked. Errors map as for chat completions
+(core.ai.adapters.openai_compatible). Without a usage object, the call is charged at the inputs' estimate.
+"""
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import urllib3
+from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
+
+from core.ai.adapters.openai_compatible import CONNECT_TIMEOUT_SECONDS, _upstream_error
+from core.ai.embeddings import EmbeddingReply, EmbeddingRequest, estimate_input_tokens, reply_vectors
+from core.errors import UpstreamFailed, UpstreamTimedOut
+
+
+class OpenAICompatibleEmbeddings:
+    """The EmbeddingsProvider port on an OpenAI-compatible HTTP API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Callable[[], str | None] = lambda: None,
+        pool: urllib3.PoolManager | None = None,
+    ) -> None:
+        self._url = f"{base_url.rstrip('/')}/embeddings"
+        self._api_key = api_key
+        # Kept across invocations of a warm function: one TLS handshake, not one per request.
+        self._pool = pool or urllib3.PoolManager(retries=False, maxsize=4)
+
+    def estimate_input_tokens(self, texts: Sequence[str]) -> int:
+        return estimate_input_tokens(texts)
+
+    def embed(self, request: EmbeddingRequest, timeout_seconds: float) -> EmbeddingReply:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = self._api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        started = time.perf_counter()
+        try:
+            response = self._pool.request(
+                "POST",
+                self._url,
+                body=json.dumps(embeddings_request(request)).encode(),
+                headers=headers,
+                timeout=urllib3.Timeout(total=timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, timeout_seconds)),
+                retries=False,
+                redirect=False,
+            )
+        except NewConnectionError as exc:  # before TimeoutError: urllib3 makes it a subclass of ConnectTimeoutError
+            raise UpstreamFailed(f"the upstream could not be reached: {type(exc).__name__}") from exc
+        except TimeoutError as exc:
+            raise UpstreamTimedOut(timeout_seconds) from exc
+        except HTTPError as exc:
+            raise UpstreamFailed(f"the upstream could not be reached: {type(exc).__name__}") from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response.status != 200:
+            raise _upstream_error(response.status, response.data, response.headers.get("Retry-After"), timeout_seconds)
+        try:
+            return reply_from_embeddings(json.loads(response.data), request, latency_ms)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamFailed("the upstream answered with a body that is not embeddings") from exc
+
+
+def embeddings_request(request: EmbeddingRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.provider_model_id,
+        "input": list(request.texts),
+        "encoding_format": "float",
+    }
+    if request.dimensions is not None:
+        body["dimensions"] = request.dimensions
+    return body
+
+
+def reply_from_embeddings(answer: dict[str, Any], request: EmbeddingRequest, latency_ms: float) -> EmbeddingReply:
+    data = sorted(answer["data"], key=lambda item: int(item["index"]))
+    vectors = reply_vectors([item["embedding"] for item in data], len(request.texts))
+    usage = answer.get("usage") or {}
+    tokens = int(usage["prompt_tokens"]) if "prompt_tokens" in usage else estimate_input_tokens(request.texts)
+    return EmbeddingReply(vectors=vectors, prompt_tokens=tokens, latency_ms=latency_ms)
