@@ -30,7 +30,7 @@ def create_embeddings() -> Response[str]:
         status_code=HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
         body=embeddings.text,
-        headers={"x-request-id": app.current_event.request_context.request_id},
+        headers=embeddings.headers | {"x-request-id": app.current_event.request_context.request_id},
     )
 
 

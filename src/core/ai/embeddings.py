@@ -11,7 +11,7 @@ import json
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -109,6 +109,8 @@ class Embeddings:
     model: str
     prompt_tokens: int
     text: str
+    # OpenAI's x-ratelimit-* headers after this request (core.ai.rate_limits).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def embeddings_text(model: str, reply: EmbeddingReply, encoding_format: EncodingFormat) -> str:

@@ -24,6 +24,7 @@ from core.ai.embeddings import (
     parse_embeddings_request,
     response_too_large,
 )
+from core.ai.metering import TokenBudgetRefusal
 from core.ai.models import AiCaller
 from core.ai.ports import EmbeddingsProvider, PartnerLookup, TokenLedger
 from core.ai.service import AiApi
@@ -110,14 +111,17 @@ class EmbeddingsApi(AiApi):
             wanted = embedding_request(request, model)
             embedder = self._require_embedder()
             tokens = embedder.estimate_input_tokens(wanted.texts)
-        except DomainError:
-            self._meter.count_request(entry)  # API Gateway counted it: so do we
+        except DomainError as exc:
+            reading = self._meter.count_request(entry)  # API Gateway counted it: so do we
+            exc.headers = self.rate_limit_headers(caller, entry, reading)
             raise
         try:
             reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
-        except TokenBudgetExceeded as exc:
+        except TokenBudgetRefusal as exc:
             self._record_outcome(EmbeddingsOutcome(caller.tier, model.name, "budget_refused"))
-            raise EmbeddingsBudgetExceeded(exc.needed, exc.remaining, period_key(entry.period_reset)) from exc
+            refusal = EmbeddingsBudgetExceeded(exc.needed, exc.remaining, period_key(entry.period_reset))
+            refusal.headers = self.rate_limit_headers(caller, entry, exc.reading)
+            raise refusal from exc
         started = self._monotonic()
         try:
             reply = embedder.embed(wanted, self._timeout(seconds_left))
@@ -129,9 +133,11 @@ class EmbeddingsApi(AiApi):
             self._meter.release(reservation)
             if not isinstance(exc, InvalidRequest):
                 self._record_outcome(EmbeddingsOutcome(caller.tier, model.name, "upstream_error", 0, latency))
+            if isinstance(exc, DomainError):
+                exc.headers = self.rate_limit_headers(caller, entry, reservation.reading_after_release())
             raise
         # The meter settles replies; an embedding's tokens are all prompt tokens.
-        self._settle(reservation, ModelReply("", "stop", reply.prompt_tokens, 0), caller)
+        settled = self._settle(reservation, ModelReply("", "stop", reply.prompt_tokens, 0), caller)
         latency = reply.latency_ms or (self._monotonic() - started) * 1000
         self._record_outcome(EmbeddingsOutcome(caller.tier, model.name, "completed", reply.prompt_tokens, latency))
         logger.info(
@@ -143,7 +149,12 @@ class EmbeddingsApi(AiApi):
             prompt_tokens=reply.prompt_tokens,
             reserved_tokens=tokens,
         )
-        return Embeddings(model=model.name, prompt_tokens=reply.prompt_tokens, text=text)
+        return Embeddings(
+            model=model.name,
+            prompt_tokens=reply.prompt_tokens,
+            text=text,
+            headers=self.rate_limit_headers(caller, entry, settled),
+        )
 
     def _require_embedder(self) -> EmbeddingsProvider:
         if self._embedder is None:

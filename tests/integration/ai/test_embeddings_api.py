@@ -288,3 +288,22 @@ def test_an_answer_found_too_large_for_lambda_is_400_and_charges_nothing(embeddi
     assert ledger(embeddings_stack, partner, "MONTH") == {"requests": 1, "reserved_tokens": 0, "committed_tokens": 0}
     # And the same inputs in base64 are served
     assert embed(partner.api_key_id, ["x"] * 500, encoding_format="base64").status == HTTPStatus.OK
+
+
+def test_embeddings_answers_carry_the_rate_limit_headers(embeddings_stack: ProvisionedStack) -> None:
+    # Given a free partner (1000 requests and 200 tokens a day)
+    partner = sign_up()
+
+    # When it embeds 3 tokens, sends an invalid request, then asks for more tokens than remain
+    served = embed(partner.api_key_id, ["one two", "three"])
+    invalid = embed(partner.api_key_id, "hello", dimensions=7)
+    refused = embed(partner.api_key_id, ["word " * 198])
+
+    # Then each answer says the requests and tokens left after it, as GET /v1/usage would
+    remaining = [
+        (answer.headers["x-ratelimit-remaining-requests"], answer.headers["x-ratelimit-remaining-tokens"])
+        for answer in (served, invalid, refused)
+    ]
+    assert remaining == [("999", "197"), ("998", "197"), ("997", "197")]
+    assert refused.status == HTTPStatus.TOO_MANY_REQUESTS
+    assert all(answer.headers["x-ratelimit-limit-tokens"] == "200" for answer in (served, invalid, refused))
