@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from standardwebhooks import Webhook
 
 from core.adapters.partners_table import api_key_pk, email_pk, partner_pk
+from core.tier_policy import EMBEDDING_MODEL_MARKER
 from tools.preflight import logging_role_arn
 
 EXIT_FAILED = 1
@@ -147,9 +148,11 @@ def list_models(run: Run) -> str:
 
 def chat(run: Run) -> str:
     models = expect(http("GET", f"{run.target.api_url}/v1/models", _bearer(run)), 200, "GET /v1/models")
-    if not models.get("data"):
-        raise StepFailed("the free tier may call no model (GET /v1/models is empty)")
-    model = models["data"][0]["id"]
+    # Embedding models (their names contain "embed", core.tier_policy) answer on /v1/embeddings only.
+    chat_models = [item["id"] for item in models.get("data", []) if EMBEDDING_MODEL_MARKER not in item["id"]]
+    if not chat_models:
+        raise StepFailed("the free tier may call no chat model (GET /v1/models lists none)")
+    model = chat_models[0]
     request = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
     body = expect(
         http("POST", f"{run.target.api_url}/v1/chat/completions", _bearer(run), request),

@@ -96,3 +96,24 @@ def test_an_alarm_set_to_alarm_passes_once_its_action_ran_and_is_reset(monkeypat
     # Then it passes, quoting the action, and the alarm is back to OK
     assert status == 0
     assert f"PASS an alarm reaches the alert topic: {target.alarm_name}: {summary}" in lines
+
+
+def test_the_chat_step_skips_embedding_models_listed_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a tier whose /v1/models lists an embedding model before its chat model
+    sent: list[tuple[str, str, Any]] = []
+
+    def fake_http(method: str, url: str, headers: dict[str, str] | None = None, body: Any = None) -> smoke.Answer:
+        sent.append((method, url, body))
+        if url.endswith("/v1/models"):
+            return smoke.Answer(200, {"data": [{"id": "titan-embed-text-v2"}, {"id": "nova-micro"}]})
+        return smoke.Answer(200, {"usage": {"total_tokens": 9}})
+
+    monkeypatch.setattr(smoke, "http", fake_http)
+    run = smoke.Run(target=aws_target({}), api_key="a-key")
+
+    # When the chat step runs
+    outcome = smoke.chat(run)
+
+    # Then it chats with the chat model
+    assert outcome == "nova-micro: 9 tokens"
+    assert sent[-1][2]["model"] == "nova-micro"
