@@ -400,16 +400,19 @@ class _Worker:
                 if kind == worker_protocol.END:
                     answer = json.loads(body)
                     # A stream nobody read (no on_chunk) is the payload, as Invoke returns a streamed response.
-                    payload = collected.decode("utf-8", "replace") if streamed and on_chunk is None else answer["payload"]
+                    payload = answer["payload"]
+                    if streamed and on_chunk is None:
+                        payload = collected.decode("utf-8", "replace")
                     return _Outcome(payload, None, answer["aws_calls"], answer["handler_ms"], streamed)
                 if kind == worker_protocol.ERROR:
                     return _Outcome(error=json.loads(body), streamed=streamed)
                 if kind == worker_protocol.START:
                     streamed = True
-                elif kind == worker_protocol.CHUNK and on_chunk is None:
-                    collected += body
-                elif kind == worker_protocol.CHUNK and not self._pass_on(on_chunk, body, request_id):
-                    on_chunk = self._dropped
+                elif kind == worker_protocol.CHUNK:
+                    if on_chunk is None:
+                        collected += body
+                    elif not self._pass_on(on_chunk, body, request_id):
+                        on_chunk = self._dropped
         except _WorkerGone:
             self.kill()
             status = self.process.wait()
@@ -547,9 +550,11 @@ def _app_port(environment: dict[str, str]) -> dict[str, str]:
         port = str(probe.getsockname()[1])
     declared = environment.get("AWS_LWA_PORT") or environment.get("PORT") or "8080"
     ports = {"PORT": port}
-    ports.update({name: port for name in ("AWS_LWA_PORT", "AWS_LWA_READINESS_CHECK_PORT") if name in environment})
-    if environment.get("AWS_LWA_READINESS_CHECK_PORT", declared) != declared:
-        ports.pop("AWS_LWA_READINESS_CHECK_PORT", None)  # a readiness port of its own stays as declared
+    if "AWS_LWA_PORT" in environment:
+        ports["AWS_LWA_PORT"] = port
+    # A readiness check on the app's own port follows it; one on a port of its own stays as declared.
+    if environment.get("AWS_LWA_READINESS_CHECK_PORT") == declared:
+        ports["AWS_LWA_READINESS_CHECK_PORT"] = port
     return ports
 
 
@@ -559,7 +564,8 @@ def _check_handler(spec: FunctionSpec) -> None:
     if spec.web_adapter:
         script = spec.code_dir / spec.handler
         if not script.is_file() or not os.access(script, os.X_OK):
-            raise TemplateError(f"{spec.logical_id}: Handler {spec.handler} is not an executable file in {spec.code_dir}")
+            message = f"Handler {spec.handler} is not an executable file in {script.parent}"
+            raise TemplateError(f"{spec.logical_id}: {message}")
         return
     module_name, _, attribute = spec.handler.rpartition(".")
     if not module_name:

@@ -165,7 +165,7 @@ class LocalGateway:
             stage=stage.stage,
             binary_media_types=stage.binary_media_types,
         )
-        return self._integrate(stage, route, request, event, caller, sink)
+        return self._integrate(stage, route, request, event, caller, sink=sink)
 
     def _meter(
         self, stage: ApiStage, route: Route, request: IncomingRequest, request_id: str
@@ -237,6 +237,7 @@ class LocalGateway:
         request: IncomingRequest,
         event: dict[str, Any],
         caller: Caller,
+        *,
         sink: ResponseSink | None,
     ) -> GatewayResult:
         relay = _StreamRelay(sink or _GatheredAnswer(), caller.request_id) if route.streaming else None

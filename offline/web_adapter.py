@@ -201,8 +201,8 @@ def metadata_prelude(response: http.client.HTTPResponse) -> bytes:
     Transfer-Encoding (lib.rs fetch_response). A header given twice is a list (http_serde::header_map)."""
     headers: dict[str, Any] = {}
     cookies = []
-    for name, value in response.getheaders():
-        name = name.lower()
+    for given, value in response.getheaders():
+        name = given.lower()
         if name == "set-cookie":
             cookies.append(value)
         elif name != "transfer-encoding":
@@ -245,6 +245,7 @@ class WebAdapter:
         self._write = write
         self._lock = threading.Lock()
         self._current: tuple[str, http.client.HTTPConnection] | None = None
+        self._cancelled: str | None = None
         self._stopping = False
         # /opt/bootstrap, LWA's exec wrapper, runs "${LAMBDA_TASK_ROOT}/${_HANDLER}" (layer/bootstrap).
         script = os.path.join(os.environ["LAMBDA_TASK_ROOT"], os.environ["_HANDLER"])
@@ -312,7 +313,7 @@ class WebAdapter:
                 self._end(payload, started)
                 return
         except (OSError, http.client.HTTPException) as exc:
-            if self._cancelled(request_id):
+            if self._cancelled == request_id:
                 self._end(None, started)
             else:
                 self._fail(exc)
@@ -330,36 +331,35 @@ class WebAdapter:
         # read1 returns what has arrived (one chunk of a chunked body), without waiting for more.
         while chunk := response.read1(READ_SIZE):
             self._write(CHUNK, chunk)
-
-    def _cancelled(self, request_id: str) -> bool:
-        with self._lock:
-            return self._current is None or self._current[0] != request_id or self._current[1].sock is None
+        if response.length is None and not response.chunked and not self._app_alive_after_a_moment():
+            exit_like(self.app.returncode)  # a body read to the connection's end: the app may have died
 
     def cancel(self, request_id: str) -> None:
         """The client went away: close the connection to the app (the app sees it disconnect) and stop reading."""
         with self._lock:
             if self._current is None or self._current[0] != request_id:
                 return
+            self._cancelled = request_id
             connection = self._current[1]
             if connection.sock is not None:
                 with contextlib.suppress(OSError):
                     connection.sock.shutdown(socket.SHUT_RDWR)
-                connection.sock = None  # read as cancelled by _cancelled; closed by its owner thread
 
     def _end(self, payload: Any, started: float) -> None:
         handler_ms = (time.perf_counter() - started) * 1000
         self._write(END, json.dumps({"payload": payload, "aws_calls": {}, "handler_ms": handler_ms}).encode())
 
     def _fail(self, exc: BaseException) -> None:
-        if self.app.poll() is not None or not self._app_alive_after_a_moment():
-            return  # the app exited: watch_app ends this environment, and the caller hears Runtime.ExitError
+        if not self._app_alive_after_a_moment():
+            # The app exited: so does the environment, before any answer (the caller hears Runtime.ExitError).
+            exit_like(self.app.returncode)
         # The adapter's own error for an app that answered nothing usable (lib.rs: `client.request(...)?`).
         message = f"{type(exc).__name__}: {exc}"
         error = {"errorType": "WebAdapterError", "errorMessage": message, "stackTrace": []}
         self._write(ERROR, json.dumps(error).encode())
 
     def _app_alive_after_a_moment(self) -> bool:
-        # A connection reset is often the app dying: give its exit a moment to be seen.
+        # A failed connection is often the app dying: give its exit a moment to be seen.
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.app.wait(timeout=0.2)
         return self.app.poll() is None
@@ -374,7 +374,7 @@ class WebAdapter:
 
 
 def exit_like(status: int) -> None:
-    """End this process the way the app ended (its exit status, or its signal), and every process of the group."""
+    """End this process the way the app ended: its exit status, or its signal."""
     sys.stderr.flush()
     if status < 0:
         signal.signal(-status, signal.SIG_DFL)

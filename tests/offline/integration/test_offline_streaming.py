@@ -101,7 +101,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
             stage = ApiStage(
                 "Api", rest_api_id, STAGE, RouteTable(ROUTES), GatewayResponses(), HeaderKeySource()
             )  # fmt: skip
-            gateway = LocalGateway([stage], runtime, KeyRegistry(REGION), apigateway_fidelity.ledger(ACCOUNT_ID, REGION))
+            ledger = apigateway_fidelity.ledger(ACCOUNT_ID, REGION)
+            gateway = LocalGateway([stage], runtime, KeyRegistry(REGION), ledger)
             server = GatewayServer(("127.0.0.1", 0), gateway, access_log=False)
             server.start()
             try:
