@@ -174,11 +174,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         head = self.head(status, headers, f"Content-Length: {len(body)}")
         self.wfile.write(head if self.command == "HEAD" else head + body)
 
-    def head(self, status: int, headers: list[tuple[str, str]], framing: str) -> bytes:
-        """The status line and headers, with this server's own framing header, Date and Connection."""
+    def head(self, status: int, headers: list[tuple[str, str]], framing: str | None) -> bytes:
+        """The status line and headers, with this server's own framing header (if any), Date and Connection."""
         lines = [f"HTTP/1.1 {status} {_reason(status)}"]
         lines += [f"{name}: {value}" for name, value in headers if name.lower() not in FRAMING_HEADERS]
-        lines += [framing, f"Date: {self.date_time_string()}"]
+        lines += [*([framing] if framing else []), f"Date: {self.date_time_string()}"]
         if self.close_connection:
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
@@ -189,20 +189,25 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 class _ChunkedAnswer:
     """offline.gateway's ResponseSink for one request: the answer with `Transfer-Encoding: chunked`, each
-    piece written (and so sent: the socket writer does not buffer) as soon as the function produced it."""
+    piece written (and so sent: the socket writer does not buffer) as soon as the function produced it. An
+    HTTP/1.0 client, which knows no chunks, gets the body as it comes and its end when the connection closes."""
 
     def __init__(self, handler: _RequestHandler) -> None:
         self._handler = handler
+        self._chunked = handler.request_version != "HTTP/1.0"
 
     def start(self, status: int, headers: list[tuple[str, str]]) -> None:
-        self._handler.wfile.write(self._handler.head(status, headers, "Transfer-Encoding: chunked"))
+        if not self._chunked:
+            self._handler.close_connection = True
+        framing = "Transfer-Encoding: chunked" if self._chunked else None
+        self._handler.wfile.write(self._handler.head(status, headers, framing))
 
     def write(self, chunk: bytes) -> None:
         if chunk and self._handler.command != "HEAD":
-            self._handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self._handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk)
 
     def end(self) -> None:
-        if self._handler.command != "HEAD":
+        if self._handler.command != "HEAD" and self._chunked:
             try:
                 self._handler.wfile.write(b"0\r\n\r\n")
             except OSError:  # the client left just before the end

@@ -400,3 +400,21 @@ def test_closing_the_runtime_leaves_no_web_app_running(served: Served) -> None:
 
     # Then its web app is gone too
     assert wait_for(lambda: not running(app_pid))
+
+
+def test_an_http_1_0_client_gets_the_stream_unchunked_until_the_connection_closes(served: Served) -> None:
+    # When a client that knows no chunked transfer streams
+    raw = (
+        f"POST /{STAGE}/v1/stream?chunks=2 HTTP/1.0\r\nHost: x\r\nx-api-key: {served.api_key}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as connection:
+        connection.sendall(raw)
+        received = b""
+        while data := connection.recv(4096):
+            received += data
+
+    # Then the events as they are, ended by the connection's end
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower()
+    assert body == b"data: 0\n\ndata: 1\n\ndata: [DONE]\n\n"
