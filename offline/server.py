@@ -178,7 +178,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """The status line and headers, with this server's own framing header (if any), Date and Connection."""
         lines = [f"HTTP/1.1 {status} {_reason(status)}"]
         lines += [f"{name}: {value}" for name, value in headers if name.lower() not in FRAMING_HEADERS]
-        lines += [*([framing] if framing else []), f"Date: {self.date_time_string()}"]
+        lines += [framing] if framing else []
+        if not any(name.lower() == "date" for name, _ in headers):  # a web app sets its own
+            lines.append(f"Date: {self.date_time_string()}")
         if self.close_connection:
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
