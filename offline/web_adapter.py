@@ -312,7 +312,7 @@ class WebAdapter:
                 payload = proxy_response(response, response.read())
                 self._end(payload, started)
                 return
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # ValueError: a header http.client refuses
             if self._cancelled == request_id:
                 self._end(None, started)
             else:
