@@ -62,6 +62,7 @@ class Served:
     port: int
     api_key: str
     api_key_id: str
+    plan_id: str
     events: Path
     runtime: FunctionRuntime
 
@@ -106,7 +107,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             server = GatewayServer(("127.0.0.1", 0), gateway, access_log=False)
             server.start()
             try:
-                yield Served(server.port, key["value"], key["id"], events, runtime)
+                yield Served(server.port, key["value"], key["id"], plan["id"], events, runtime)
             finally:
                 server.stop()
     finally:
@@ -366,6 +367,35 @@ def test_an_app_that_exits_gets_the_usual_502_and_a_new_environment(served: Serv
     assert again.status == HTTPStatus.OK
     assert int(again.getheader("x-app-pid") or 0) not in (0, app_pid)
     again.read()
+
+
+def test_an_app_that_exits_mid_stream_cuts_the_stream(served: Served) -> None:
+    # When the app exits after its first event
+    response = served.post("/v1/stream?chunks=5&delay=0.5&exit_after=0")
+
+    # Then the client got the status and that event, and then the stream ends short
+    assert response.status == HTTPStatus.OK
+    app_pid = int(response.getheader("x-app-pid") or 0)
+    assert response.readline() == b"data: 0\n"
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+    # And the next request gets a new environment
+    again = served.post("/v1/stream?chunks=1")
+    assert again.status == HTTPStatus.OK
+    assert int(again.getheader("x-app-pid") or 0) not in (0, app_pid)
+    again.read()
+
+
+def test_a_streamed_request_counts_as_usage_like_any_other(served: Served) -> None:
+    # When a key streams twice
+    for _ in range(2):
+        served.post("/v1/stream?chunks=1").read()
+
+    # Then its plan counts two requests today
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    usage = apigateway.get_usage(usagePlanId=served.plan_id, keyId=served.api_key_id, startDate=today, endDate=today)
+    assert usage["items"][served.api_key_id][0][0] == 2
 
 
 def test_hostile_input_on_a_streaming_route_is_answered(served: Served) -> None:

@@ -51,9 +51,11 @@ async def _answer(send: Send, status: int, body: bytes, content_type: str = "tex
 
 
 async def _stream(scope: dict[str, Any], receive: Receive, send: Send, query: dict[str, list[str]]) -> None:
-    """`chunks` numbered server-sent events, `delay` seconds apart, then a sleep of `hold` seconds before the end."""
+    """`chunks` numbered server-sent events, `delay` seconds apart, then a sleep of `hold` seconds before the end;
+    the process exits after event number `exit_after`."""
     chunks, delay = int(query.get("chunks", ["3"])[0]), float(query.get("delay", ["0"])[0])
     hold = float(query.get("hold", ["0"])[0])
+    exit_after = int(query.get("exit_after", ["-1"])[0])
     request_id = json.loads(_header(scope, "x-amzn-request-context") or "{}").get("requestId")
     disconnected = asyncio.Event()
 
@@ -69,6 +71,9 @@ async def _stream(scope: dict[str, Any], receive: Receive, send: Send, query: di
         if number and await _disconnected_within(disconnected, delay):
             break
         await send({"type": "http.response.body", "body": f"data: {number}\n\n".encode(), "more_body": True})
+        if number == exit_after:
+            await asyncio.sleep(0.2)  # let the event reach the client first
+            os._exit(4)
     if not disconnected.is_set() and not await _disconnected_within(disconnected, hold):
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
     _note("disconnected" if disconnected.is_set() else "completed", request_id)
