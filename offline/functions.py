@@ -6,6 +6,9 @@ Per function, a pool of workers is started on demand, up to the function's Reser
 (further invocations wait for a worker). A worker keeps its imports and clients between invocations (warm),
 gets the function's environment from the template and nothing else of this process, and is killed at the
 function's timeout; a dead worker is replaced by a new one (a cold start) when next needed.
+
+A Lambda Web Adapter function (AWS_LAMBDA_EXEC_WRAPPER=/opt/bootstrap with the adapter's layer) runs its
+Handler script, a web app on a port of its own, in each worker, which plays the adapter (offline.web_adapter).
 """
 
 import ast
@@ -15,6 +18,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +46,9 @@ INIT_TIMEOUT_SECONDS = 30.0
 # The variables of this process a worker keeps: what the interpreter needs, never credentials or endpoints.
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A Lambda Web Adapter function: its exec wrapper (the layer's bootstrap) and the layer's name in its ARN.
+WEB_ADAPTER_WRAPPER = "/opt/bootstrap"
+WEB_ADAPTER_LAYER = ":layer:LambdaAdapterLayer"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     events: dict[str, Any] = field(default_factory=dict)
     reserved_concurrency: int | None = None
+    # Runs its Handler script as a web app behind the Lambda Web Adapter.
+    web_adapter: bool = False
 
     @property
     def arn(self) -> str:
@@ -75,6 +84,7 @@ def function_specs(template: StackTemplate) -> dict[str, FunctionSpec]:
             raise TemplateError(f"{function.name}: only zip functions with a Handler and a local CodeUri run offline")
         variables = (function.environment or {}).get("Variables") or {}
         properties = template.resources[function.name].get("Properties", {})
+        web_adapter = _is_web_adapter(function.name, variables, [layer.arn for layer in function.layers])
         specs[function.name] = FunctionSpec(
             logical_id=function.name,
             function_name=str(properties.get("FunctionName") or f"{template.stack_name}-{function.name}"),
@@ -86,8 +96,18 @@ def function_specs(template: StackTemplate) -> dict[str, FunctionSpec]:
             environment={name: _env_value(value) for name, value in variables.items()},
             events=dict(function.events or {}),
             reserved_concurrency=_reserved_concurrency(properties.get("ReservedConcurrentExecutions")),
+            web_adapter=web_adapter,
         )
     return specs
+
+
+def _is_web_adapter(logical_id: str, variables: dict[str, Any], layers: list[str]) -> bool:
+    if variables.get("AWS_LAMBDA_EXEC_WRAPPER") != WEB_ADAPTER_WRAPPER:
+        return False
+    if not any(WEB_ADAPTER_LAYER in str(arn) for arn in layers):
+        # On AWS /opt/bootstrap comes from the layer: without it the function cannot start.
+        raise TemplateError(f"{logical_id}: AWS_LAMBDA_EXEC_WRAPPER={WEB_ADAPTER_WRAPPER} needs the LambdaAdapterLayer")
+    return True
 
 
 def _reserved_concurrency(value: Any) -> int | None:
@@ -120,6 +140,8 @@ class InvocationResult:
     aws_calls: dict[str, list[float]] = field(default_factory=dict)
     # The handler's own time, as Lambda's "Duration"; duration_ms adds the trip to and from the worker.
     handler_ms: float | None = None
+    # The function streamed its response (its bytes went to on_chunk, or are the payload when there was none).
+    streamed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -128,6 +150,11 @@ class InvocationResult:
 
 class Throttled(Exception):
     """The function's reserved concurrency is in use: Lambda refuses the invocation."""
+
+
+class StopStream(Exception):
+    """Raised by an `on_chunk` that wants no more of the stream (its client went away): the invocation is
+    told so (a web app sees its connection close) and its further chunks are dropped."""
 
 
 class FunctionRuntime:
@@ -209,6 +236,7 @@ class FunctionRuntime:
             worker.pid,
             outcome.aws_calls,
             outcome.handler_ms,
+            outcome.streamed,
         )
 
     def aws_calls(self) -> dict[str, list[float]]:
@@ -229,6 +257,7 @@ class _Outcome:
     error: dict[str, Any] | None = None
     aws_calls: dict[str, list[float]] = field(default_factory=dict)
     handler_ms: float | None = None
+    streamed: bool = False
 
 
 class _Pool:
@@ -248,10 +277,12 @@ class _Pool:
 
     def acquire(self) -> "_Worker":
         with self._changed:
+            self._drop_exited()
             while not self._idle and len(self._workers) + self._starting >= self._limit:
                 if self._throttles or self._closed:
                     raise Throttled(self._spec.logical_id)
                 self._changed.wait()
+                self._drop_exited()
             if self._closed:  # the stack is stopping
                 raise Throttled(self._spec.logical_id)
             if self._idle:
@@ -266,6 +297,13 @@ class _Pool:
             # Started while the pool closed: release() stops it after this one invocation.
             self._workers.add(worker)
         return worker
+
+    def _drop_exited(self) -> None:
+        # A worker whose process exited while idle (a web app that stopped) is not reused, as on Lambda.
+        for worker in [worker for worker in self._idle if worker.process.poll() is not None]:
+            self._idle.remove(worker)
+            self._workers.discard(worker)
+            worker.kill()
 
     def prewarm(self) -> None:
         with contextlib.suppress(Throttled):
@@ -311,7 +349,10 @@ class _Worker:
             "function_name": spec.function_name,
             "memory_mb": spec.memory_mb,
             "arn": spec.arn,
+            "web_adapter": spec.web_adapter,
         }
+        if spec.web_adapter:
+            environment = {**environment, **_app_port(environment)}
         try:
             self.process = subprocess.Popen(  # noqa: S603 - our own worker module, the template's handler
                 [sys.executable, "-m", "offline.worker", json.dumps(function), str(writer)],
@@ -321,6 +362,8 @@ class _Worker:
                 pass_fds=(writer,),
                 env=environment,
                 cwd=spec.code_dir,
+                # Its own process group: stopping the environment stops a web app it started too.
+                process_group=0,
             )
         finally:
             os.close(writer)
@@ -349,17 +392,27 @@ class _Worker:
         timeout = self._spec.timeout_seconds
         deadline = time.monotonic() + timeout
         request = {"request_id": request_id, "event": event, "deadline": time.time() + timeout}
+        streamed, collected = False, bytearray()
         try:
-            self._send(json.dumps(request).encode())
+            self._send(worker_protocol.INVOKE, json.dumps(request).encode())
             while (frame := self._read_frame(deadline)) is not None:
                 kind, body = frame
                 if kind == worker_protocol.END:
                     answer = json.loads(body)
-                    return _Outcome(answer["payload"], None, answer["aws_calls"], answer["handler_ms"])
+                    # A stream nobody read (no on_chunk) is the payload, as Invoke returns a streamed response.
+                    payload = answer["payload"]
+                    if streamed and on_chunk is None:
+                        payload = collected.decode("utf-8", "replace")
+                    return _Outcome(payload, None, answer["aws_calls"], answer["handler_ms"], streamed)
                 if kind == worker_protocol.ERROR:
-                    return _Outcome(error=json.loads(body))
-                if kind == worker_protocol.CHUNK and on_chunk is not None:
-                    on_chunk(body)
+                    return _Outcome(error=json.loads(body), streamed=streamed)
+                if kind == worker_protocol.START:
+                    streamed = True
+                elif kind == worker_protocol.CHUNK:
+                    if on_chunk is None:
+                        collected += body
+                    elif not self._pass_on(on_chunk, body, request_id):
+                        on_chunk = self._dropped
         except _WorkerGone:
             self.kill()
             status = self.process.wait()
@@ -370,11 +423,24 @@ class _Worker:
         self.kill()
         return _Outcome(error=_error("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"))
 
-    def _send(self, body: bytes) -> None:
+    def _pass_on(self, on_chunk: Callable[[bytes], None], body: bytes, request_id: str) -> bool:
+        """Give a chunk to the caller; False once it wants no more (the worker is told, and drops the rest)."""
+        try:
+            on_chunk(body)
+        except StopStream:
+            self._send(worker_protocol.CANCEL, request_id.encode())
+            return False
+        return True
+
+    @staticmethod
+    def _dropped(_: bytes) -> None:
+        """Chunks still in flight after a StopStream."""
+
+    def _send(self, kind: bytes, body: bytes) -> None:
         stdin = self.process.stdin
         assert stdin is not None
         try:
-            stdin.write(worker_protocol.INVOKE + len(body).to_bytes(4, "big") + body)
+            stdin.write(kind + len(body).to_bytes(4, "big") + body)
             stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise _WorkerGone from exc
@@ -404,7 +470,7 @@ class _Worker:
 
     def kill(self) -> None:
         self.alive = False
-        self.process.kill()
+        self._signal_group(signal.SIGKILL)
         # Reap it now: Lambda's environment is gone when the caller hears of the timeout, not some time later.
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
@@ -414,7 +480,7 @@ class _Worker:
         """Ask to exit (its stdin closes; a handler still running is ended too)."""
         if self.alive:
             self.alive = False
-            self.process.terminate()
+            self._signal_group(signal.SIGTERM)
 
     def wait(self) -> None:
         try:
@@ -422,7 +488,17 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        # Whatever of its group is left (a web app slow to stop) goes now.
+        self._signal_group(signal.SIGKILL)
         self._close_pipes()
+
+    def _signal_group(self, signum: signal.Signals) -> None:
+        # The worker leads a group of its own (the pid is its group id until the last member is gone).
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            if self.process.poll() is None:
+                self.process.send_signal(signum)
 
     def _close_pipes(self) -> None:
         # Once only: a closed descriptor's number is soon another file's.
@@ -446,6 +522,10 @@ def _since(started: float) -> float:
 def _worker_environment(spec: FunctionSpec, base: dict[str, str]) -> dict[str, str]:
     """What Lambda gives a function: its own variables and the runtime's, here with the emulator's endpoint."""
     inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+    if spec.web_adapter:
+        # A web app's script runs `python ...`: this Python (the project's, with its packages), as the
+        # function's runtime is the first python on Lambda's PATH.
+        inherited["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), inherited.get("PATH")]))
     return {
         **inherited,
         # The worker module itself; the function's code is its working directory, as /var/task is on Lambda.
@@ -463,8 +543,30 @@ def _worker_environment(spec: FunctionSpec, base: dict[str, str]) -> dict[str, s
     }
 
 
+def _app_port(environment: dict[str, str]) -> dict[str, str]:
+    """A free local port for one environment's web app, in the variables the adapter and the app read."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    declared = environment.get("AWS_LWA_PORT") or environment.get("PORT") or "8080"
+    ports = {"PORT": port}
+    if "AWS_LWA_PORT" in environment:
+        ports["AWS_LWA_PORT"] = port
+    # A readiness check on the app's own port follows it; one on a port of its own stays as declared.
+    if environment.get("AWS_LWA_READINESS_CHECK_PORT") == declared:
+        ports["AWS_LWA_READINESS_CHECK_PORT"] = port
+    return ports
+
+
 def _check_handler(spec: FunctionSpec) -> None:
-    """The Handler names a module file under CodeUri that defines the function (read, not imported)."""
+    """The Handler names a module file under CodeUri that defines the function (read, not imported), or for a
+    web adapter function an executable script under CodeUri."""
+    if spec.web_adapter:
+        script = spec.code_dir / spec.handler
+        if not script.is_file() or not os.access(script, os.X_OK):
+            message = f"Handler {spec.handler} is not an executable file in {script.parent}"
+            raise TemplateError(f"{spec.logical_id}: {message}")
+        return
     module_name, _, attribute = spec.handler.rpartition(".")
     if not module_name:
         raise TemplateError(f"{spec.logical_id}: Handler {spec.handler!r} is not module.function")

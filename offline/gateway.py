@@ -4,6 +4,9 @@ Each step answers the way API Gateway does when it refuses (see offline.gateway_
 Gateway's order: a route must exist, a key-required route needs an enabled key in a plan for this stage,
 the plan's throttle (or its method throttle) and the stage's method throttle must have a token, and the
 quota must have room. Only a request that passes all of them is counted as usage.
+
+A route whose integration streams (ResponseTransferMode RESPONSE_STREAM) passes the function's streamed
+answer on as it comes, to a ResponseSink (offline.server writes it to the client with chunked transfer).
 """
 
 import dataclasses
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 
@@ -23,13 +26,19 @@ from core.pacing import TokenBucket
 from offline.api_keys import KeyRegistry, KeySource, PlanForKey, Throttle
 from offline.apigateway_fidelity import UsageLedger, UsagePlanKeyNotFound
 from offline.events import Caller, IncomingRequest, MalformedProxyResponse, proxy_event, read_proxy_response
-from offline.functions import FunctionRuntime
+from offline.functions import FunctionRuntime, InvocationResult, StopStream
 from offline.gateway_responses import REFUSALS, GatewayResponses, Refusal, ResponseType
 from offline.routes import Route, RouteTable
 from offline.template import TemplateError
 
-# API Gateway's integration timeout for REST APIs.
+# API Gateway's integration timeout for REST APIs; a streaming integration's may be up to 15 minutes
+# (developer guide, "Set up an HTTP proxy integration with payload response streaming").
 INTEGRATION_TIMEOUT_SECONDS = 29.0
+STREAMING_INTEGRATION_TIMEOUT_SECONDS = 900.0
+# A streamed Lambda answer: its metadata JSON, 8 NUL bytes, then the body; the metadata must come within
+# the first 16 KB (developer guide, "Lambda proxy integration format for response streaming").
+STREAM_DELIMITER = b"\0" * 8
+MAX_PRELUDE_BYTES = 16 * 1024
 # A Lambda integration whose function is throttled: API Gateway answers 500 (not the function's 502), and
 # only DEFAULT_5XX customizes it (AWS re:Post knowledge center, "api-gateway-internal-server-error").
 LAMBDA_THROTTLED = Refusal(ResponseType.LAMBDA_FAILURE, HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error")
@@ -62,6 +71,23 @@ class GatewayResult:
     error_type: str | None = None
     api_key_id: str | None = None
     detail: str | None = None  # why the integration failed, for the console
+    streamed: bool = False  # already sent to the ResponseSink as it came; `body` is empty
+
+
+class ResponseSink(Protocol):
+    """Where a streamed answer goes as it is produced."""
+
+    def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """Send the status and headers (raises OSError when the client is gone)."""
+
+    def write(self, chunk: bytes) -> None:
+        """Send a piece of the body now (raises OSError when the client is gone)."""
+
+    def end(self) -> None:
+        """The body is complete."""
+
+    def cut(self) -> None:
+        """The stream stops short (the function failed or timed out after the first byte), as on AWS."""
 
 
 class ThrottleBuckets:
@@ -106,7 +132,9 @@ class LocalGateway:
         self._now = now
         self._default_responses = GatewayResponses()
 
-    def handle(self, stage_name: str, request: IncomingRequest) -> GatewayResult:
+    def handle(self, stage_name: str, request: IncomingRequest, sink: ResponseSink | None = None) -> GatewayResult:
+        """Answer `request`; on a streaming route the answer goes to `sink` as it comes (without one, it is
+        gathered into the result)."""
         request_id = str(uuid.uuid4())
         stage = self.stages.get(stage_name)
         if stage is None:
@@ -137,7 +165,7 @@ class LocalGateway:
             stage=stage.stage,
             binary_media_types=stage.binary_media_types,
         )
-        return self._integrate(stage, route, request, event, caller)
+        return self._integrate(stage, route, request, event, caller, sink=sink)
 
     def _meter(
         self, stage: ApiStage, route: Route, request: IncomingRequest, request_id: str
@@ -203,37 +231,51 @@ class LocalGateway:
         return None
 
     def _integrate(
-        self, stage: ApiStage, route: Route, request: IncomingRequest, event: dict[str, Any], caller: Caller
+        self,
+        stage: ApiStage,
+        route: Route,
+        request: IncomingRequest,
+        event: dict[str, Any],
+        caller: Caller,
+        *,
+        sink: ResponseSink | None,
     ) -> GatewayResult:
-        result = self._runtime.invoke(route.function_id, event, caller.request_id)
-        if result.throttled:
-            # Lambda's 429 TooManyRequestsException reaches a proxy integration's caller as a 500.
+        relay = _StreamRelay(sink or _GatheredAnswer(), caller.request_id) if route.streaming else None
+        result = self._runtime.invoke(route.function_id, event, caller.request_id, relay.feed if relay else None)
+        if relay is not None and relay.started:
+            return relay.finish(result, route, caller, sink)
+        refusal, failure = self._failure(route, result, relay)
+        if refusal is not None:
             refused = self._refuse(
-                stage.responses, LAMBDA_THROTTLED, request, caller.request_id, route=route, api_key_id=caller.api_key_id
-            )
-            return dataclasses.replace(
-                refused, detail=f"Lambda throttled the invocation: {_lambda_failure(result.error)}"
-            )
-        if result.duration_ms > INTEGRATION_TIMEOUT_SECONDS * 1000:
-            kind = ResponseType.INTEGRATION_TIMEOUT
-            return self._refuse(
-                stage.responses, kind, request, caller.request_id, route=route, api_key_id=caller.api_key_id
-            )
-        failure = _lambda_failure(result.error) if not result.ok else None
-        if failure is None:
-            try:
-                response = read_proxy_response(result.payload)
-            except MalformedProxyResponse as exc:
-                failure = f"Malformed Lambda proxy response: {exc}"
-        if failure is not None:
-            kind = ResponseType.LAMBDA_FAILURE
-            refused = self._refuse(
-                stage.responses, kind, request, caller.request_id, route=route, api_key_id=caller.api_key_id
+                stage.responses, refusal, request, caller.request_id, route=route, api_key_id=caller.api_key_id
             )
             # What CloudWatch Logs would hold for the developer; never sent to the client.
             return dataclasses.replace(refused, detail=failure)
+        response = read_proxy_response(result.payload)
         headers = [*response.headers, ("x-amzn-RequestId", caller.request_id)]
         return GatewayResult(response.status, headers, response.body, caller.request_id, route, None, caller.api_key_id)
+
+    @staticmethod
+    def _failure(
+        route: Route, result: InvocationResult, relay: "_StreamRelay | None"
+    ) -> tuple[ResponseType | Refusal | None, str | None]:
+        """Why API Gateway answers instead of the function (and what its log would say), if it does."""
+        if result.throttled:
+            # Lambda's 429 TooManyRequestsException reaches a proxy integration's caller as a 500.
+            return LAMBDA_THROTTLED, f"Lambda throttled the invocation: {_lambda_failure(result.error)}"
+        timeout = STREAMING_INTEGRATION_TIMEOUT_SECONDS if route.streaming else INTEGRATION_TIMEOUT_SECONDS
+        if result.duration_ms > timeout * 1000:
+            return ResponseType.INTEGRATION_TIMEOUT, None
+        if not result.ok:
+            return ResponseType.LAMBDA_FAILURE, _lambda_failure(result.error)
+        if relay is not None:
+            # The function ended without a valid metadata prelude and delimiter: nothing could be streamed.
+            return ResponseType.LAMBDA_FAILURE, relay.problem or "Malformed Lambda streaming response: no delimiter"
+        try:
+            read_proxy_response(result.payload)
+        except MalformedProxyResponse as exc:
+            return ResponseType.LAMBDA_FAILURE, f"Malformed Lambda proxy response: {exc}"
+        return None, None
 
     def _refuse(
         self,
@@ -250,6 +292,112 @@ class LocalGateway:
         answer = responses.answer(reason, request_id, lambda name: lowered.get(name.lower()))
         headers = [*answer.headers.items(), ("x-amzn-RequestId", request_id)]
         return GatewayResult(answer.status, headers, answer.body, request_id, route, reason.type.value, api_key_id)
+
+
+class _StreamRelay:
+    """API Gateway's side of a streamed Lambda answer: the metadata up to the delimiter gives the status and
+    headers, and what follows is the body, passed on piece by piece as it comes."""
+
+    def __init__(self, sink: ResponseSink, request_id: str) -> None:
+        self._sink = sink
+        self._request_id = request_id
+        self._head = bytearray()
+        self.started = False
+        self.client_gone = False
+        self.problem: str | None = None
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+
+    def feed(self, chunk: bytes) -> None:
+        """offline.functions' on_chunk: raises StopStream when no more is wanted."""
+        if self.started:
+            self._send(self._sink.write, chunk)
+            return
+        self._head += chunk
+        prelude, found, rest = bytes(self._head).partition(STREAM_DELIMITER)
+        if not found:
+            if len(self._head) > MAX_PRELUDE_BYTES:
+                self.problem = "Malformed Lambda streaming response: no delimiter in the first 16 KB"
+                raise StopStream
+            return
+        try:
+            self.status, self.headers = stream_metadata(prelude)
+        except ValueError as exc:
+            self.problem = f"Malformed Lambda streaming response: {exc}"
+            raise StopStream from exc
+        self.headers.append(("x-amzn-RequestId", self._request_id))
+        self.started = True
+        self._send(lambda _: self._sink.start(self.status, self.headers), b"")
+        if rest:
+            self._send(self._sink.write, rest)
+
+    def _send(self, action: Callable[[bytes], None], chunk: bytes) -> None:
+        try:
+            action(chunk)
+        except OSError as exc:  # the client closed its connection
+            self.client_gone = True
+            raise StopStream from exc
+
+    def finish(
+        self, result: InvocationResult, route: Route, caller: Caller, sink: ResponseSink | None
+    ) -> GatewayResult:
+        if result.ok and not self.client_gone:
+            self._sink.end()
+        else:
+            self._sink.cut()
+        detail = None
+        if self.client_gone:
+            detail = "the client closed the connection before the end of the stream"
+        elif not result.ok:
+            detail = f"stream cut after the first byte: {_lambda_failure(result.error)}"
+        gathered = self._sink if isinstance(self._sink, _GatheredAnswer) else None
+        body = bytes(gathered.body) if gathered else b""
+        return GatewayResult(
+            self.status, self.headers, body, caller.request_id, route, None, caller.api_key_id, detail, sink is not None
+        )
+
+
+class _GatheredAnswer:
+    """A ResponseSink that keeps the whole answer (a streaming route called without a client to stream to)."""
+
+    def __init__(self) -> None:
+        self.body = bytearray()
+
+    def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        pass
+
+    def write(self, chunk: bytes) -> None:
+        self.body += chunk
+
+    def end(self) -> None:
+        pass
+
+    def cut(self) -> None:
+        pass
+
+
+def stream_metadata(prelude: bytes) -> tuple[int, list[tuple[str, str]]]:
+    """Status and headers from a streamed answer's metadata JSON (`statusCode`, `headers`, `multiValueHeaders`,
+    `cookies` as Set-Cookie headers); ValueError when it is not that."""
+    try:
+        metadata = json.loads(prelude)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError("the metadata is not JSON") from exc
+    if not isinstance(metadata, dict):
+        raise ValueError("the metadata is not a JSON object")
+    status = metadata.get("statusCode", HTTPStatus.OK)
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ValueError(f"statusCode {status!r} is not an HTTP status")
+    headers: list[tuple[str, str]] = []
+    for name, values in (metadata.get("multiValueHeaders") or {}).items():
+        headers.extend((str(name), str(value)) for value in values)
+    given = {name.lower() for name, _ in headers}
+    for name, value in (metadata.get("headers") or {}).items():
+        if str(name).lower() not in given:
+            values = value if isinstance(value, list) else [value]
+            headers.extend((str(name), str(item)) for item in values)
+    headers.extend(("Set-Cookie", str(cookie)) for cookie in metadata.get("cookies") or [])
+    return status, headers
 
 
 def _lambda_failure(error: dict[str, Any] | None) -> str:

@@ -44,6 +44,9 @@ class Route:
     api_id: str
     api_key_required: bool
     request_schema: dict[str, Any] | None = None  # set when the event's RequestModel has ValidateBody
+    # The Api event's ResponseTransferMode is RESPONSE_STREAM: the integration streams (responseTransferMode
+    # STREAM, InvokeWithResponseStream) instead of buffering the function's answer.
+    streaming: bool = False
 
 
 def declared_apis(template: StackTemplate) -> dict[str, ApiSpec]:
@@ -88,6 +91,7 @@ def declared_routes(template: StackTemplate, apis: dict[str, ApiSpec]) -> list[R
                     api_id=api_id,
                     api_key_required=key_required,
                     request_schema=_request_schema(event, api),
+                    streaming=str(event.get("ResponseTransferMode", "")).upper() == "RESPONSE_STREAM",
                 )
             )
     return routes

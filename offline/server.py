@@ -1,5 +1,6 @@
 """The HTTP front of the offline stack: the API stages at /<stage>/..., and a control endpoint for this
-machine's tools at /__offline/... (stage names cannot collide: the stack refuses a stage named so)."""
+machine's tools at /__offline/... (stage names cannot collide: the stack refuses a stage named so).
+A streaming route's answer is written as it comes, with HTTP/1.1 chunked transfer."""
 
 import json
 import socketserver
@@ -18,6 +19,8 @@ CONTROL_PREFIX = "__offline"
 # API Gateway's hard limit on a REST API request's payload.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 JSON = [("Content-Type", "application/json")]
+# Headers about the connection and the body's framing, which this server writes itself.
+FRAMING_HEADERS = ("content-length", "transfer-encoding", "connection")
 
 # What the control endpoint can do: (verb, name, JSON body) -> (status, JSON answer).
 ControlHandler = Callable[[str, str, Any], tuple[int, Any]]
@@ -125,8 +128,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
             host=self.headers.get("Host", f"127.0.0.1:{self.server.port}"),
         )
-        result = gateway.handle(stage, request)
-        self._send(result.status, result.headers, result.body)
+        result = gateway.handle(stage, request, _ChunkedAnswer(self))
+        if not result.streamed:
+            self._send(result.status, result.headers, result.body)
         if self.server.access_log:
             _log_access(self.command, url.path, result, (time.perf_counter() - started) * 1000)
 
@@ -167,16 +171,53 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send(status, [("Content-Type", "application/json")], json.dumps(answer, default=str).encode())
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        head = self.head(status, headers, f"Content-Length: {len(body)}")
+        self.wfile.write(head if self.command == "HEAD" else head + body)
+
+    def head(self, status: int, headers: list[tuple[str, str]], framing: str | None) -> bytes:
+        """The status line and headers, with this server's own framing header (if any), Date and Connection."""
         lines = [f"HTTP/1.1 {status} {_reason(status)}"]
-        lines += [f"{name}: {value}" for name, value in headers if name.lower() not in ("content-length", "connection")]
-        lines += [f"Content-Length: {len(body)}", f"Date: {self.date_time_string()}"]
+        lines += [f"{name}: {value}" for name, value in headers if name.lower() not in FRAMING_HEADERS]
+        lines += [framing] if framing else []
+        if not any(name.lower() == "date" for name, _ in headers):  # a web app sets its own
+            lines.append(f"Date: {self.date_time_string()}")
         if self.close_connection:
             lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-        self.wfile.write(head if self.command == "HEAD" else head + body)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the stdlib's per-request line; the gateway writes its own access log."""
+
+
+class _ChunkedAnswer:
+    """offline.gateway's ResponseSink for one request: the answer with `Transfer-Encoding: chunked`, each
+    piece written (and so sent: the socket writer does not buffer) as soon as the function produced it. An
+    HTTP/1.0 client, which knows no chunks, gets the body as it comes and its end when the connection closes."""
+
+    def __init__(self, handler: _RequestHandler) -> None:
+        self._handler = handler
+        self._chunked = handler.request_version != "HTTP/1.0"
+
+    def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        if not self._chunked:
+            self._handler.close_connection = True
+        framing = "Transfer-Encoding: chunked" if self._chunked else None
+        self._handler.wfile.write(self._handler.head(status, headers, framing))
+
+    def write(self, chunk: bytes) -> None:
+        if chunk and self._handler.command != "HEAD":
+            self._handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk)
+
+    def end(self) -> None:
+        if self._handler.command != "HEAD" and self._chunked:
+            try:
+                self._handler.wfile.write(b"0\r\n\r\n")
+            except OSError:  # the client left just before the end
+                self._handler.close_connection = True
+
+    def cut(self) -> None:
+        # No last chunk: the client sees the body end early, and the connection closes.
+        self._handler.close_connection = True
 
 
 def _reason(status: int) -> str:

@@ -291,7 +291,11 @@ class OfflineStack:
             "tables": provisioned.tables,
             "topics": provisioned.topics,
             "functions": {
-                logical_id: {"function_name": spec.function_name, "handler": spec.handler}
+                logical_id: {
+                    "function_name": spec.function_name,
+                    "handler": spec.handler,
+                    "web_adapter": spec.web_adapter,
+                }
                 for logical_id, spec in self.runtime.specs.items()
             },
             "routes": [
@@ -300,6 +304,7 @@ class OfflineStack:
                     "path": route.resource_path,
                     "function": route.function_id,
                     "api_key_required": route.api_key_required,
+                    "streaming": route.streaming,
                     "url": f"{api_urls[route.api_id]}{route.resource_path}",
                 }
                 for route in routes

@@ -5,7 +5,9 @@ The protocol is length-prefixed frames (one kind byte, a 4-byte big-endian lengt
 writes INVOKE frames on the worker's stdin; the worker answers on its own pipe (stdout and stderr are the
 function's logs) with READY once the handler is imported (or ERROR if it cannot be), then per invocation
 either END with the JSON result, or START, CHUNK... END for a streamed response, or ERROR with Lambda's
-error payload. Standard library only: the function's imports are the function's own.
+error payload. The parent may send CANCEL (the request id) while a response streams: its client went away.
+A Lambda Web Adapter function's worker runs offline.web_adapter instead of importing a handler.
+Standard library only: the function's imports are the function's own.
 """
 
 import json
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import Any, BinaryIO
 
-INVOKE, READY, START, CHUNK, END, ERROR = b"I", b"R", b"S", b"C", b"E", b"X"
+INVOKE, READY, START, CHUNK, END, ERROR, CANCEL = b"I", b"R", b"S", b"C", b"E", b"X", b"K"
 HEADER_SIZE = 5
 PARENT_POLL_SECONDS = 0.5
 
@@ -110,6 +112,11 @@ def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when a worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with(os.getppid())
+    if function.get("web_adapter"):
+        from offline import web_adapter  # noqa: PLC0415 - only LWA functions need it
+
+        web_adapter.serve(function, requests, responses)
+        return
     calls = AwsCalls()
     calls.install()
     handler = _import(function, responses)
@@ -125,6 +132,9 @@ def _die_with(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_SECONDS)
+        # The worker leads its own process group (offline.functions starts it so): a web app it started goes too.
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -2,12 +2,14 @@
 
 import json
 from http import HTTPStatus
+from typing import Any
 
 import pytest
 
-from offline.api_keys import Throttle
-from offline.events import MalformedProxyResponse, read_proxy_response
-from offline.gateway import stage_method_throttles
+from offline.api_keys import HeaderKeySource, KeyRegistry, Throttle
+from offline.events import IncomingRequest, MalformedProxyResponse, read_proxy_response
+from offline.functions import InvocationResult
+from offline.gateway import ApiStage, LocalGateway, stage_method_throttles
 from offline.gateway_responses import REFUSALS, GatewayResponses, ResponseType
 from offline.routes import Route, RouteTable
 
@@ -133,3 +135,55 @@ def test_a_proxy_response_is_read_as_api_gateway_reads_it() -> None:
 def test_a_result_that_is_not_a_proxy_response_is_malformed(result: object) -> None:
     with pytest.raises(MalformedProxyResponse):
         read_proxy_response(result)
+
+
+class SlowRuntime:
+    """A function runtime whose one invocation took `seconds`, streaming `chunks` (none: a buffered answer)."""
+
+    def __init__(self, seconds: float, chunks: list[bytes] | None) -> None:
+        self.seconds = seconds
+        self.chunks = chunks
+
+    def invoke(self, function_id: str, event: Any, request_id: str, on_chunk: Any = None) -> InvocationResult:
+        for chunk in self.chunks or []:
+            on_chunk(chunk)
+        payload = None if self.chunks is not None else {"statusCode": 200, "body": "late"}
+        return InvocationResult(request_id, payload, duration_ms=self.seconds * 1000, streamed=self.chunks is not None)
+
+
+def slow_gateway(seconds: float, *, streaming: bool, silent: bool = False) -> LocalGateway:
+    chunks = [b'{"statusCode": 200}', b"\0" * 8, b"data: late\n\n"] if streaming else None
+    if silent:
+        chunks = []
+    routes = RouteTable([Route("POST", "/late", "Late", "Api", api_key_required=False, streaming=streaming)])
+    stage = ApiStage("Api", "api-id", "live", routes, GatewayResponses(), HeaderKeySource())
+    return LocalGateway([stage], SlowRuntime(seconds, chunks), KeyRegistry("us-east-1"), None)  # type: ignore[arg-type]
+
+
+def late_request() -> IncomingRequest:
+    return IncomingRequest("POST", "/late", [], [], b"", "198.51.100.7", "127.0.0.1")
+
+
+def test_a_buffered_integration_times_out_at_29_s() -> None:
+    # Given a buffered route whose function answered after 40 s
+    result = slow_gateway(40, streaming=False).handle("live", late_request())
+
+    # Then API Gateway's integration timeout
+    assert (result.status, json.loads(result.body)) == (
+        HTTPStatus.GATEWAY_TIMEOUT,
+        {"message": "Endpoint request timed out"},
+    )
+
+
+def test_a_streaming_integration_may_run_up_to_15_minutes() -> None:
+    # Given a streaming route (integration timeout 900,000 ms) whose function streamed after 40 s, or sent
+    # nothing usable in 40 s, or nothing in 16 minutes
+    streamed = slow_gateway(40, streaming=True).handle("live", late_request())
+    failed = slow_gateway(40, streaming=True, silent=True).handle("live", late_request())
+    beyond = slow_gateway(16 * 60, streaming=True, silent=True).handle("live", late_request())
+
+    # Then 40 s is within its limit: the stream is the answer, or the function's failure (502, not 504)
+    assert (streamed.status, streamed.body) == (HTTPStatus.OK, b"data: late\n\n")
+    assert failed.status == HTTPStatus.BAD_GATEWAY
+    # And past 15 minutes it is the integration timeout
+    assert beyond.status == HTTPStatus.GATEWAY_TIMEOUT
