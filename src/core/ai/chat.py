@@ -549,7 +549,7 @@ def _image(image_url: Any, param: str) -> Image:
         raise InvalidRequest(f"{param}: the image is not valid base64", param=param) from exc
     if len(decoded) > MAX_IMAGE_BYTES:
         raise InvalidRequest(f"{param}: an image may be at most {MAX_IMAGE_BYTES} bytes", param=param)
-    checked: ImageFormat = image_format  # type: ignore[assignment]  # in _MAGIC
+    checked: ImageFormat = image_format  # one of _MAGIC's keys
     if not decoded.startswith(_MAGIC[checked]) or (checked == "webp" and decoded[8:12] != b"WEBP"):
         raise InvalidRequest(f"{param}: the bytes are not a {checked.upper()} image", param=param)
     detail = image_url.get("detail")

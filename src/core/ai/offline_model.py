@@ -33,7 +33,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from core.ai.chat import (
@@ -67,7 +67,7 @@ class OfflineModel:
     def estimate_completion_tokens(self, text: str) -> int:
         return count_tokens(text)
 
-    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
+    def stream(self, request: ModelRequest, timeout_seconds: float) -> Generator[StreamEvent]:
         reply = self.complete(request, timeout_seconds)
         pieces: list[StreamEvent] = [
             TextDelta(word if index == 0 else f" {word}") for index, word in enumerate(reply.text.split())

@@ -19,7 +19,7 @@ operator's to fix: 502 to the partner, and a message for the operator's log sayi
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
@@ -90,7 +90,7 @@ class BedrockConverse:
     def estimate_completion_tokens(self, text: str) -> int:
         return estimate_completion_tokens(text)
 
-    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
+    def stream(self, request: ModelRequest, timeout_seconds: float) -> Generator[StreamEvent]:
         try:
             events = self._client.converse_stream(**converse_request(request))["stream"]
         except (ClientError, BotoCoreError) as exc:
