@@ -190,24 +190,26 @@ def _message(turn: ChatTurn) -> dict[str, Any]:
 
 
 def _tool_fields(request: ModelRequest) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if request.tools:
-        fields["tools"] = []
-        for tool in request.tools:
-            function: dict[str, Any] = {"name": tool.name}
-            for name, value in (
-                ("description", tool.description),
-                ("parameters", tool.parameters),
-                ("strict", tool.strict),
-            ):
-                if value is not None:
-                    function[name] = value
-            fields["tools"].append({"type": "function", "function": function})
+    """tools, tool_choice and parallel_tool_calls; the last two only with tools (OpenAI refuses them alone)."""
+    if not request.tools:
+        return {}
+    tools = []
+    for tool in request.tools:
+        function: dict[str, Any] = {"name": tool.name}
+        for name, value in (
+            ("description", tool.description),
+            ("parameters", tool.parameters),
+            ("strict", tool.strict),
+        ):
+            if value is not None:
+                function[name] = value
+        tools.append({"type": "function", "function": function})
+    fields: dict[str, Any] = {"tools": tools}
     if isinstance(request.tool_choice, ForcedTool):
         fields["tool_choice"] = {"type": "function", "function": {"name": request.tool_choice.name}}
     elif request.tool_choice is not None:
         fields["tool_choice"] = request.tool_choice
-    if request.parallel_tool_calls is not None and request.tools:
+    if request.parallel_tool_calls is not None:
         fields["parallel_tool_calls"] = request.parallel_tool_calls
     return fields
 
