@@ -18,8 +18,9 @@ provider"):
   of `enum`, else by type: "string" for a string (longer if `minLength` says so), its `minimum` (or just
   above `exclusiveMinimum`, else 0) for a number or integer, false for a boolean, null,
   an object of its own required properties, an array of `minItems` items; `$ref`s to `#/$defs/...` are
-  followed and `anyOf` / `oneOf` take the first choice. A tool message after it is answered with text, as
-  above, so a call -> tool -> answer round trip ends;
+  followed and `anyOf` / `oneOf` take the first choice; past 16 levels or 1000 values (a recursive
+  schema), null. A tool message after it is answered with text, as above, so a call -> tool -> answer round
+  trip ends;
 - completion tokens are the reply's words (for a call: of its name and of its arguments' JSON).
 Its prompt estimate is the exact count, so budgets are never overshot with it.
 
@@ -50,8 +51,10 @@ from core.ai.chat import (
 
 # The tokens an image counts for (OpenAI's price of a low-detail image), whatever its size.
 IMAGE_TOKENS = 85
-# Deeper schemas (a recursive $ref) get null there rather than an endless object.
+# Deeper schemas (a recursive $ref) get null there rather than an endless object, and so does everything past
+# the first 1000 values (also the most array items and string characters it writes).
 MAX_SCHEMA_DEPTH = 16
+MAX_EXAMPLE_VALUES = 1000
 
 
 def count_tokens(text: str) -> int:
@@ -97,7 +100,7 @@ class OfflineModel:
             text = text[: min(cuts)].rstrip()
         if request.response_format is not None:
             schema = request.response_format.schema
-            text = json.dumps({"reply": text} if schema is None else example_value(schema, schema))
+            text = json.dumps({"reply": text} if schema is None else example_value(schema))
         words = text.split()
         finish_reason: FinishReason = "stop"
         if len(words) > request.max_tokens:
@@ -107,7 +110,7 @@ class OfflineModel:
 
     def _call(self, request: ModelRequest, tool: ToolSpec, prompt_tokens: int) -> ModelReply:
         schema = tool.parameters or {"type": "object"}
-        arguments = json.dumps(example_value(schema, schema))
+        arguments = json.dumps(example_value(schema))
         # A model cut at max_tokens leaves unfinished arguments behind; so does this one.
         words = f"{tool.name} {arguments}".split()
         finish_reason: FinishReason = "tool_calls"
@@ -119,47 +122,66 @@ class OfflineModel:
         return ModelReply("", finish_reason, prompt_tokens, len(words), tool_calls=(call,))
 
 
-def example_value(schema: Any, root: dict[str, Any], depth: int = 0) -> Any:
+def example_value(schema: Any) -> Any:
     """A deterministic value valid for the JSON schema `schema` (see the module docstring for the rule)."""
-    if not isinstance(schema, dict) or depth > MAX_SCHEMA_DEPTH:
-        return None
-    if "$ref" in schema:
-        return example_value(_resolve(str(schema["$ref"]), root), root, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    for choices in ("anyOf", "oneOf", "allOf"):
-        if schema.get(choices):
-            return example_value(schema[choices][0], root, depth + 1)
-    kind = schema.get("type", "object" if "properties" in schema else "string")
-    if isinstance(kind, list):
-        kind = next((item for item in kind if item != "null"), "null")
-    return _typed_value(str(kind), schema, root, depth)
+    return _Example(schema).value(schema, 0)
 
 
-def _typed_value(kind: str, schema: dict[str, Any], root: dict[str, Any], depth: int) -> Any:
-    if kind == "object":
-        properties = schema.get("properties") or {}
-        required = [name for name in schema.get("required") or () if isinstance(name, str)]
-        return {name: example_value(properties.get(name, {}), root, depth + 1) for name in required}
-    if kind == "array":
-        return [example_value(schema.get("items", {}), root, depth + 1) for _ in range(schema.get("minItems", 0))]
-    if kind in ("integer", "number"):
-        minimum = schema["minimum"] if "minimum" in schema else schema.get("exclusiveMinimum", -1) + 1
-        return minimum if kind == "number" else math.ceil(minimum)
-    if kind == "string":
-        return "string".ljust(int(schema.get("minLength", 0)), "s")
-    return {"boolean": False}.get(kind)
+class _Example:
+    """Builds an example value for one root schema, within a budget of values: a hostile schema (a recursive
+    `$ref` with many required properties, `minItems: 1e9`) gets nulls past it, not an endless answer."""
+
+    def __init__(self, root: Any) -> None:
+        self._root = root
+        self._budget = MAX_EXAMPLE_VALUES
+
+    def value(self, schema: Any, depth: int) -> Any:
+        self._budget -= 1
+        if not isinstance(schema, dict) or depth > MAX_SCHEMA_DEPTH or self._budget < 0:
+            return None
+        if "$ref" in schema:
+            return self.value(self._resolve(str(schema["$ref"])), depth + 1)
+        if "const" in schema:
+            return schema["const"]
+        if isinstance(schema.get("enum"), list) and schema["enum"]:
+            return schema["enum"][0]
+        for choices in ("anyOf", "oneOf", "allOf"):
+            if isinstance(schema.get(choices), list) and schema[choices]:
+                return self.value(schema[choices][0], depth + 1)
+        kind = schema.get("type", "object" if "properties" in schema else "string")
+        if isinstance(kind, list):
+            kind = next((item for item in kind if item != "null"), "null")
+        return self._typed(str(kind), schema, depth)
+
+    def _typed(self, kind: str, schema: dict[str, Any], depth: int) -> Any:
+        if kind == "object":
+            properties = schema.get("properties")
+            properties = properties if isinstance(properties, dict) else {}
+            required = schema.get("required")
+            names = [name for name in required if isinstance(name, str)] if isinstance(required, list) else []
+            return {name: self.value(properties.get(name, {}), depth + 1) for name in names}
+        if kind == "array":
+            count = min(_number(schema.get("minItems"), 0), MAX_EXAMPLE_VALUES)
+            return [self.value(schema.get("items", {}), depth + 1) for _ in range(math.ceil(count))]
+        if kind in ("integer", "number"):
+            if "minimum" in schema:
+                minimum = _number(schema["minimum"], 0)
+            else:
+                minimum = _number(schema.get("exclusiveMinimum"), -1) + 1
+            return minimum if kind == "number" else math.ceil(minimum)
+        if kind == "string":
+            return "string".ljust(min(math.ceil(_number(schema.get("minLength"), 0)), MAX_EXAMPLE_VALUES), "s")
+        return {"boolean": False}.get(kind)
+
+    def _resolve(self, ref: str) -> Any:
+        """A local `$ref` (`#/$defs/Name`, `#/definitions/Name`) in the root schema; anything else is None."""
+        if not ref.startswith("#"):
+            return None
+        node: Any = self._root
+        for part in ref.removeprefix("#").strip("/").split("/"):
+            node = node.get(part) if isinstance(node, dict) and part else node
+        return node
 
 
-def _resolve(ref: str, root: dict[str, Any]) -> Any:
-    """A local `$ref` (`#/$defs/Name`, `#/definitions/Name`) inside the root schema; anything else is None."""
-    if not ref.startswith("#"):
-        return None
-    node: Any = root
-    for part in ref.removeprefix("#").strip("/").split("/"):
-        if not part:
-            continue
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
+def _number(value: Any, default: float) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else default

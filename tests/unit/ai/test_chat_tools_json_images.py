@@ -367,3 +367,48 @@ def test_the_offline_provider_streams_a_tool_call_as_tool_call_deltas() -> None:
     assert len(calls) > 2 and all(call.index == 0 and call.id is None for call in calls[1:])
     assert "".join(call.arguments for call in calls) == reply.tool_calls[0].arguments
     assert end == StreamEnd("tool_calls", reply.prompt_tokens, reply.completion_tokens)
+
+
+RECURSIVE = {
+    "type": "object",
+    "properties": {"node": {"$ref": "#/$defs/Node"}},
+    "required": ["node"],
+    "$defs": {
+        "Node": {
+            "type": "object",
+            "properties": {name: {"$ref": "#/$defs/Node"} for name in "abcdefgh"},
+            "required": list("abcdefgh"),
+        }
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        RECURSIVE,
+        {"type": "object", "properties": "not an object", "required": ["a"]},
+        {"type": "object", "properties": {"a": {"type": "array", "minItems": 10**9}}, "required": ["a"]},
+        {"type": "object", "properties": {"a": {"type": "string", "minLength": 10**9}}, "required": ["a"]},
+        {"type": "object", "properties": {"a": {"type": "integer", "minimum": "five"}}, "required": ["a"]},
+        {"type": "object", "properties": {"a": {"enum": "abc"}, "b": {"anyOf": {}}}, "required": ["a", "b", 7]},
+        {"type": "object", "properties": {"a": {"$ref": "https://example.com/schema"}}, "required": "a"},
+        {
+            "type": "object",
+            "properties": {"a": {"type": ["null"]}, "b": {"type": "number", "exclusiveMinimum": 2.5}},
+            "required": ["a", "b"],
+        },
+    ],
+)
+def test_the_offline_provider_answers_any_schema_quickly_and_in_bounds(parameters: dict[str, Any]) -> None:
+    # Given a forced function with a hostile or odd schema
+    tool = {"type": "function", "function": {"name": "f", "parameters": parameters}}
+    request = parsed({"messages": [HI], "tools": [tool], "tool_choice": "required", "max_tokens": 1000})
+
+    # When the offline provider calls it
+    reply = OfflineModel().complete(request, timeout_seconds=1)
+
+    # Then it answers with bounded arguments (never a 500, never a huge answer)
+    [call] = reply.tool_calls
+    assert len(call.arguments) < 100_000
+    assert reply.finish_reason in ("tool_calls", "length")
