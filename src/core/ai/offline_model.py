@@ -184,4 +184,7 @@ class _Example:
 
 
 def _number(value: Any, default: float) -> float:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else default
+    """A JSON number as written (an integer of any size), or the default for anything else and 1e999."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return value if isinstance(value, int) or math.isfinite(value) else default

@@ -391,6 +391,8 @@ RECURSIVE = {
         {"type": "object", "properties": {"a": {"type": "array", "minItems": 10**9}}, "required": ["a"]},
         {"type": "object", "properties": {"a": {"type": "string", "minLength": 10**9}}, "required": ["a"]},
         {"type": "object", "properties": {"a": {"type": "integer", "minimum": "five"}}, "required": ["a"]},
+        {"type": "object", "properties": {"a": {"type": "array", "minItems": 10**400}}, "required": ["a"]},
+        {"type": "object", "properties": {"a": {"type": "number", "minimum": 10**400}}, "required": ["a"]},
         {"type": "object", "properties": {"a": {"enum": "abc"}, "b": {"anyOf": {}}}, "required": ["a", "b", 7]},
         {"type": "object", "properties": {"a": {"$ref": "https://example.com/schema"}}, "required": "a"},
         {
