@@ -553,7 +553,9 @@ def _image(image_url: Any, param: str) -> Image:
     if not decoded.startswith(_MAGIC[checked]) or (checked == "webp" and decoded[8:12] != b"WEBP"):
         raise InvalidRequest(f"{param}: the bytes are not a {checked.upper()} image", param=param)
     detail = image_url.get("detail")
-    return Image(checked, decoded, detail if isinstance(detail, str) else None)
+    if detail not in (None, "auto", "low", "high"):
+        raise InvalidRequest(f"{param[:-4]}.detail: must be auto, low or high", param=f"{param[:-4]}.detail")
+    return Image(checked, decoded, detail)
 
 
 def _tool_choice(request: ChatCompletionRequest) -> ToolChoice | None:

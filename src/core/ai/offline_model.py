@@ -91,7 +91,7 @@ class OfflineModel:
     def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
         prompt_tokens = self.estimate_prompt_tokens(request)
         tool = request.forced_tool
-        if tool is not None and request.turns[-1].role != "tool":
+        if tool is not None and not (request.turns and request.turns[-1].role == "tool"):
             return self._call(request, tool, prompt_tokens)
         last = next((turn.text for turn in reversed(request.turns) if turn.role in ("user", "tool")), "")
         text = " ".join(last.split())

@@ -194,6 +194,18 @@ IMAGE_PARAM = "messages[0].content[1].image_url.url"
             f"{MAX_IMAGE_BYTES} bytes",
         ),
         (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": data_url(PNG), "detail": "max"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0].image_url.detail",
+            "auto, low or high",
+        ),
+        (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:..."}]}]},
             "messages[0].content[0].image_url",
             "",
