@@ -208,6 +208,7 @@ def parse_chat_request(body: str | None) -> ChatCompletionRequest:
     except ValidationError as exc:
         raise _invalid(exc) from exc
     _refuse_unsupported(request)
+    _check_tools(request)
     return request
 
 
@@ -222,7 +223,6 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
         raise InvalidRequest("stream is not supported yet; send stream: false or leave it out", param="stream")
     if request.n not in (None, 1):
         raise InvalidRequest("only n = 1 is supported", param="n")
-    _check_tools(request)
 
 
 def _check_tools(request: ChatCompletionRequest) -> None:
