@@ -381,7 +381,8 @@ class ModelRequest:
 
 
 def _tool_text(tool: ToolSpec) -> str:
-    return " ".join(part for part in (tool.name, tool.description, json.dumps(tool.parameters or {})) if part)
+    parameters = None if tool.parameters is None else json.dumps(tool.parameters)
+    return " ".join(part for part in (tool.name, tool.description, parameters) if part)
 
 
 @dataclass(frozen=True)

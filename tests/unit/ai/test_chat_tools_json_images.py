@@ -426,3 +426,18 @@ def test_the_offline_provider_answers_any_schema_quickly_and_in_bounds(parameter
     [call] = reply.tool_calls
     assert len(call.arguments) < 100_000
     assert reply.finish_reason in ("tool_calls", "length")
+
+
+def test_the_offline_provider_counts_a_tool_definition_by_its_documented_words() -> None:
+    # Given a tool: name (1 word), description (4 words), parameters as json.dumps writes them (6 words)
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "description": "Weather in a city.", "parameters": parameters},
+    }
+    bare = {"type": "function", "function": {"name": "now"}}
+
+    request = parsed({"messages": [HI], "tools": [tool, bare]})
+
+    # Then: 1 for "hi", 1 + 4 + 6 for the first tool, 1 for the bare one
+    assert OfflineModel().estimate_prompt_tokens(request) == 1 + (1 + 4 + 6) + 1
