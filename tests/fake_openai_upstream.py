@@ -1,9 +1,11 @@
 """A fake OpenAI-compatible upstream on 127.0.0.1, for the openai-compatible provider's tests.
 
 It keeps the contract OpenAI documents for `POST /v1/chat/completions` (API reference, "Create chat
-completion" and "Error codes"): a JSON chat.completion object with choices[].message and usage, or an error
-status with `{"error": {"message", "type", "param", "code"}}`, and Retry-After on 429. A test scripts what
-the next answers are (`then_answer`, `then_hang`) and reads what was received (`requests`).
+completion", "The chat completion chunk object" and "Error codes"): a JSON chat.completion object with
+choices[].message and usage, or an error status with `{"error": {"message", "type", "param", "code"}}`, and
+Retry-After on 429; streamed (`then_stream`), server-sent events over chunked transfer, each
+`data: <chat.completion.chunk>` flushed as it is written, then `data: [DONE]`. A test scripts what the next
+answers are and reads what was received (`requests`).
 """
 
 import json
@@ -28,6 +30,43 @@ class Scripted:
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
+    events: list[Any] | None = None  # a stream: each a chunk object, or raw bytes sent as they are
+    event_delay_seconds: float = 0.0
+    pause_after: int | None = None  # send this many events, then wait for `resume_stream()`
+
+
+def chunk(
+    content: str | None = None,
+    finish: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    role: str | None = None,
+) -> dict[str, Any]:
+    """One chat.completion.chunk with one choice, as OpenAI streams it (`usage` null in every choice chunk)."""
+    delta: dict[str, Any] = {}
+    if role is not None:
+        delta["role"] = role
+    if content is not None:
+        delta["content"] = content
+    if tool_calls is not None:
+        delta["tool_calls"] = tool_calls
+    return {
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "upstream-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        "usage": None,
+    }
+
+
+def usage_chunk(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """The extra last chunk of `stream_options.include_usage`: no choices, the whole call's usage."""
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    return {**chunk(), "choices": [], "usage": usage}
 
 
 def chat_completion(content: str, prompt_tokens: int, completion_tokens: int, finish: str = "stop") -> dict[str, Any]:
@@ -62,11 +101,28 @@ class FakeUpstream:
         self._script: list[Scripted] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self._resume = threading.Event()
         self.base_url = ""
 
     def then_answer(self, status: int, body: Any, headers: dict[str, str] | None = None, delay: float = 0.0) -> None:
         with self._lock:
             self._script.append(Scripted(status, body, headers or {}, delay))
+
+    def then_stream(
+        self, events: list[Any], delay_between: float = 0.0, done: bool = True, pause_after: int | None = None
+    ) -> None:
+        """Answer 200 with these server-sent events (and `[DONE]` after them unless `done` is False)."""
+        sent = [*events, b"data: [DONE]\n\n"] if done else list(events)
+        with self._lock:
+            self._script.append(
+                Scripted(200, None, events=sent, event_delay_seconds=delay_between, pause_after=pause_after)
+            )
+
+    def resume_stream(self) -> None:
+        self._resume.set()
+
+    def paused(self) -> None:
+        self._resume.wait(10)
 
     def next_answer(self) -> Scripted:
         with self._lock:
@@ -93,6 +149,9 @@ def _handler(upstream: FakeUpstream) -> type[BaseHTTPRequestHandler]:
             answer = upstream.next_answer()
             if answer.delay_seconds:
                 upstream.wait(answer.delay_seconds)
+            if answer.events is not None:
+                self._stream(answer)
+                return
             payload = json.dumps(answer.body).encode() if not isinstance(answer.body, bytes) else answer.body
             try:
                 self.send_response(answer.status)
@@ -104,6 +163,26 @@ def _handler(upstream: FakeUpstream) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client timed out and left
+
+        def _stream(self, answer: Scripted) -> None:
+            self.protocol_version = "HTTP/1.1"  # chunked transfer, as OpenAI streams
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for index, event in enumerate(answer.events or ()):
+                    if index and answer.event_delay_seconds:
+                        upstream.wait(answer.event_delay_seconds)
+                    if index == answer.pause_after:
+                        upstream.paused()
+                    data = event if isinstance(event, bytes) else f"data: {json.dumps(event)}\n\n".encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client closed the stream
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -123,6 +202,7 @@ def fake_upstream() -> Iterator[FakeUpstream]:
         yield upstream
     finally:
         upstream.release()
+        upstream.resume_stream()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

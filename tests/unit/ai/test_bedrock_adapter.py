@@ -1,6 +1,7 @@
 """The Bedrock adapter against botocore's bedrock-runtime service model: Stubber pins the Converse request
 and checks our stubbed answers are valid Converse responses; errors come as Bedrock documents them."""
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,8 +11,8 @@ from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-from core.ai.adapters.bedrock import BedrockConverse
-from core.ai.chat import ChatTurn, ModelRequest
+from core.ai.adapters.bedrock import JSON_OBJECT_INSTRUCTION, BedrockConverse
+from core.ai.chat import ChatTurn, ForcedTool, Image, JsonOutput, ModelRequest, ToolCall, ToolSpec
 from core.errors import UpstreamFailed, UpstreamRejected, UpstreamThrottled, UpstreamTimedOut
 
 MODEL_ID = "amazon.nova-micro-v1:0"
@@ -210,3 +211,198 @@ def test_the_deployments_model_errors_are_502_for_the_operator_not_400_for_the_p
     assert MODEL_ID in refused.value.message
     assert code in refused.value.message
     assert operator_hint in refused.value.message
+
+
+WEATHER = ToolSpec(
+    "get_weather",
+    "Weather in a city",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+CALL = ToolCall("tooluse_1", "get_weather", '{"city": "Oslo"}')
+ROUND_TRIP = (
+    ChatTurn("user", "Weather in Oslo?"),
+    ChatTurn("assistant", "Let me look.", tool_calls=(CALL,)),
+    ChatTurn("tool", "12 degrees", tool_call_id="tooluse_1"),
+    ChatTurn("user", "And tomorrow?"),
+)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
+
+
+def bare(**overrides: Any) -> ModelRequest:
+    return conversation(system=(), temperature=None, top_p=None, stop=(), max_tokens=8, **overrides)
+
+
+def test_tools_and_a_tool_round_trip_map_to_converse_tool_blocks(stubbed: tuple[BedrockConverse, Stubber]) -> None:
+    # Given a conversation with a tool call, its result, and a follow-up, the function forced by name
+    provider, stubber = stubbed
+    stubber.add_response(
+        "converse",
+        converse_answer("ok"),
+        {
+            "modelId": MODEL_ID,
+            "messages": [
+                {"role": "user", "content": [{"text": "Weather in Oslo?"}]},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"text": "Let me look."},
+                        {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {"city": "Oslo"}}},
+                    ],
+                },
+                # the tool result and the next user text are one user message: Converse wants alternation
+                {
+                    "role": "user",
+                    "content": [
+                        {"toolResult": {"toolUseId": "tooluse_1", "content": [{"text": "12 degrees"}]}},
+                        {"text": "And tomorrow?"},
+                    ],
+                },
+            ],
+            "inferenceConfig": {"maxTokens": 8},
+            "toolConfig": {
+                "tools": [
+                    {
+                        "toolSpec": {
+                            "name": "get_weather",
+                            "description": "Weather in a city",
+                            "inputSchema": {"json": WEATHER.parameters},
+                        }
+                    }
+                ],
+                "toolChoice": {"tool": {"name": "get_weather"}},
+            },
+        },
+    )
+
+    # When the adapter completes it
+    provider.complete(bare(turns=ROUND_TRIP, tools=(WEATHER,), tool_choice=ForcedTool("get_weather")), 5)
+
+
+@pytest.mark.parametrize(("choice", "converse_choice"), [("required", {"any": {}}), ("auto", {"auto": {}})])
+def test_tool_choice_maps_to_converses(
+    stubbed: tuple[BedrockConverse, Stubber], choice: str, converse_choice: dict[str, Any]
+) -> None:
+    provider, stubber = stubbed
+    tool = ToolSpec("now", None, None)
+    stubber.add_response(
+        "converse",
+        converse_answer("ok"),
+        {
+            "modelId": MODEL_ID,
+            "messages": [{"role": "user", "content": [{"text": "x"}]}],
+            "inferenceConfig": {"maxTokens": 8},
+            # a function without parameters still needs an input schema
+            "toolConfig": {
+                "tools": [{"toolSpec": {"name": "now", "inputSchema": {"json": {"type": "object", "properties": {}}}}}],
+                "toolChoice": converse_choice,
+            },
+        },
+    )
+
+    provider.complete(bare(turns=(ChatTurn("user", "x"),), tools=(tool,), tool_choice=choice), 5)
+
+
+def test_tool_choice_none_sends_no_tools_and_the_history_as_text(stubbed: tuple[BedrockConverse, Stubber]) -> None:
+    # Given tool_choice none, which Converse cannot say, with tool calls already in the conversation
+    provider, stubber = stubbed
+    stubber.add_response(
+        "converse",
+        converse_answer("ok"),
+        {
+            "modelId": MODEL_ID,
+            "messages": [
+                {"role": "user", "content": [{"text": "Weather in Oslo?"}]},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"text": "Let me look."},
+                        {"text": '[tool call tooluse_1: get_weather({"city": "Oslo"})]'},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [{"text": "[result of tool call tooluse_1]: 12 degrees"}, {"text": "And tomorrow?"}],
+                },
+            ],
+            "inferenceConfig": {"maxTokens": 8},
+        },
+    )
+
+    # Then no toolConfig is sent (so the model cannot call), and the calls made so far are text
+    provider.complete(bare(turns=ROUND_TRIP, tools=(WEATHER,), tool_choice="none"), 5)
+
+
+def test_images_are_image_blocks_with_their_bytes(stubbed: tuple[BedrockConverse, Stubber]) -> None:
+    provider, stubber = stubbed
+    stubber.add_response(
+        "converse",
+        converse_answer("a cat"),
+        {
+            "modelId": MODEL_ID,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"text": "What is it?"}, {"image": {"format": "png", "source": {"bytes": PNG}}}],
+                }
+            ],
+            "inferenceConfig": {"maxTokens": 8},
+        },
+    )
+
+    provider.complete(bare(turns=(ChatTurn("user", "What is it?", images=(Image("png", PNG),)),)), 5)
+
+
+def test_json_formats_are_structured_output_or_a_system_instruction(stubbed: tuple[BedrockConverse, Stubber]) -> None:
+    # Given a json_schema request (Converse's structured output) and a json_object one (no schema to give)
+    provider, stubber = stubbed
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    stubber.add_response(
+        "converse",
+        converse_answer('{"a": "x"}'),
+        {
+            "modelId": MODEL_ID,
+            "messages": [{"role": "user", "content": [{"text": "x"}]}],
+            "inferenceConfig": {"maxTokens": 8},
+            "outputConfig": {
+                "textFormat": {
+                    "type": "json_schema",
+                    "structure": {"jsonSchema": {"schema": json.dumps(schema), "name": "answer"}},
+                }
+            },
+        },
+    )
+    stubber.add_response(
+        "converse",
+        converse_answer("{}"),
+        {
+            "modelId": MODEL_ID,
+            "system": [{"text": JSON_OBJECT_INSTRUCTION}],
+            "messages": [{"role": "user", "content": [{"text": "x"}]}],
+            "inferenceConfig": {"maxTokens": 8},
+        },
+    )
+
+    provider.complete(bare(turns=(ChatTurn("user", "x"),), response_format=JsonOutput(schema, "answer")), 5)
+    provider.complete(bare(turns=(ChatTurn("user", "x"),), response_format=JsonOutput()), 5)
+
+
+def tool_use_answer(*calls: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    answer = converse_answer("", stop_reason="tool_use")
+    answer["output"]["message"]["content"] = [
+        {"toolUse": {"toolUseId": call_id, "name": name, "input": arguments}} for call_id, name, arguments in calls
+    ]
+    return answer
+
+
+def test_tool_use_in_the_answer_becomes_openais_tool_calls(stubbed: tuple[BedrockConverse, Stubber]) -> None:
+    provider, stubber = stubbed
+    stubber.add_response("converse", tool_use_answer(("t1", "get_weather", {"city": "Oslo"}), ("t2", "now", {})))
+    stubber.add_response("converse", tool_use_answer(("t1", "get_weather", {"city": "Oslo"}), ("t2", "now", {})))
+
+    both = provider.complete(conversation(tools=(WEATHER,)), 5)
+    first_only = provider.complete(conversation(tools=(WEATHER,), parallel_tool_calls=False), 5)
+
+    assert (both.finish_reason, both.text) == ("tool_calls", "")
+    assert both.tool_calls == (ToolCall("t1", "get_weather", '{"city": "Oslo"}'), ToolCall("t2", "now", "{}"))
+    # parallel_tool_calls false: Converse cannot ask for one call at most, so only the first is kept
+    assert first_only.tool_calls == both.tool_calls[:1]

@@ -1,6 +1,7 @@
 """The OpenAI-compatible provider against a fake upstream that keeps OpenAI's documented contract, and the
 upstream key read from Secrets Manager or SSM (moto) through Powertools parameters."""
 
+import base64
 from collections.abc import Iterator
 
 import boto3
@@ -8,9 +9,20 @@ import pytest
 
 from core.ai.adapters.openai_compatible import OpenAICompatible
 from core.ai.adapters.upstream_key import UpstreamApiKey
-from core.ai.chat import ChatTurn, ModelRequest
+from core.ai.chat import (
+    ChatTurn,
+    ForcedTool,
+    Image,
+    JsonOutput,
+    ModelRequest,
+    StreamEnd,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+)
 from core.errors import ProviderMisconfigured, UpstreamFailed, UpstreamRejected, UpstreamThrottled, UpstreamTimedOut
-from tests.fake_openai_upstream import FakeUpstream, chat_completion, error_body, fake_upstream
+from tests.fake_openai_upstream import FakeUpstream, chat_completion, chunk, error_body, fake_upstream, usage_chunk
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 
@@ -150,3 +162,183 @@ def test_a_missing_or_malformed_upstream_key_is_a_configuration_error(aws: None)
     with pytest.raises(ProviderMisconfigured, match="api_key"):
         UpstreamApiKey("secretsmanager", "wrong-shape").value()
     assert UPSTREAM_KEY not in str(missing.value)
+
+
+WEATHER = ToolSpec("get_weather", "Weather in a city", {"type": "object", "properties": {"city": {"type": "string"}}})
+CALL = ToolCall("call_1", "get_weather", '{"city": "Oslo"}')
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
+
+
+def test_tools_json_formats_tool_messages_and_images_are_passed_through(upstream: FakeUpstream) -> None:
+    # Given a conversation with an image, a tool call and its result, tools forced by name and a JSON schema
+    upstream.then_answer(200, chat_completion("ok", 1, 1))
+    request = conversation(
+        system=(),
+        turns=(
+            ChatTurn("user", "Look", images=(Image("png", PNG, "low"),)),
+            ChatTurn("assistant", "", tool_calls=(CALL,)),
+            ChatTurn("tool", "12 degrees", tool_call_id="call_1"),
+        ),
+        stop=(),
+        temperature=None,
+        tools=(WEATHER,),
+        tool_choice=ForcedTool("get_weather"),
+        parallel_tool_calls=False,
+        response_format=JsonOutput({"type": "object"}, "answer", strict=True),
+    )
+
+    # When the provider completes it
+    OpenAICompatible(upstream.base_url).complete(request, timeout_seconds=5)
+
+    # Then the upstream got all of it in OpenAI's shape
+    png_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert upstream.requests[0].body == {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Look"},
+                    {"type": "image_url", "image_url": {"url": png_url, "detail": "low"}},
+                ],
+            },
+            {"role": "assistant", "content": None, "tool_calls": [CALL.body()]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "12 degrees"},
+        ],
+        "max_tokens": 40,
+        "stream": False,
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "Weather in a city",
+                    "parameters": WEATHER.parameters,
+                },
+            }
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": False,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True},
+        },
+    }
+
+
+def test_tool_calls_in_the_answer_map_back(upstream: FakeUpstream) -> None:
+    answer = chat_completion("", 20, 9, finish="tool_calls")
+    answer["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [CALL.body()]}
+    upstream.then_answer(200, answer)
+
+    reply = OpenAICompatible(upstream.base_url).complete(conversation(tools=(WEATHER,)), timeout_seconds=5)
+
+    assert (reply.text, reply.finish_reason, reply.tool_calls) == ("", "tool_calls", (CALL,))
+
+
+def test_a_stream_asks_for_usage_and_yields_deltas_then_the_usage(upstream: FakeUpstream) -> None:
+    # Given an upstream streaming role, two pieces of text, the finish reason, then the usage chunk
+    upstream.then_stream(
+        [
+            chunk(role="assistant", content=""),
+            chunk("Hello"),
+            chunk(" back."),
+            chunk(finish="length"),
+            usage_chunk(17, 4),
+        ]
+    )
+
+    # When the provider streams
+    events = list(OpenAICompatible(upstream.base_url, api_key=lambda: UPSTREAM_KEY).stream(conversation(), 5))
+
+    # Then it asked for a stream with the usage, whatever the caller asked, and maps every chunk
+    body = upstream.requests[0].body
+    assert (body["stream"], body["stream_options"]) == (True, {"include_usage": True})
+    assert upstream.requests[0].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert events == [TextDelta("Hello"), TextDelta(" back."), StreamEnd("length", 17, 4)]
+
+
+def test_streamed_tool_calls_become_tool_call_deltas(upstream: FakeUpstream) -> None:
+    first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+    upstream.then_stream(
+        [
+            chunk(role="assistant", tool_calls=[first]),
+            chunk(tool_calls=[{"index": 0, "function": {"arguments": '{"city":'}}]),
+            chunk(tool_calls=[{"index": 0, "function": {"arguments": ' "Oslo"}'}}]),
+            chunk(finish="tool_calls"),
+            usage_chunk(30, 12),
+        ]
+    )
+
+    events = list(OpenAICompatible(upstream.base_url).stream(conversation(tools=(WEATHER,)), 5))
+
+    assert events == [
+        ToolCallDelta(0, "", "call_1", "get_weather"),
+        ToolCallDelta(0, '{"city":'),
+        ToolCallDelta(0, ' "Oslo"}'),
+        StreamEnd("tool_calls", 30, 12),
+    ]
+
+
+def test_deltas_arrive_before_the_upstream_has_finished(upstream: FakeUpstream) -> None:
+    # Given an upstream that sends two chunks, then waits before the rest
+    upstream.then_stream(
+        [chunk(role="assistant", content="first"), chunk(" second"), chunk(finish="stop")], pause_after=2
+    )
+    stream = OpenAICompatible(upstream.base_url).stream(conversation(), timeout_seconds=5)
+
+    # When the provider is read while the upstream waits
+    # Then the deltas already sent are there (a buffered read would wait for the whole body)
+    assert next(stream) == TextDelta("first")
+    assert next(stream) == TextDelta(" second")
+    upstream.resume_stream()
+    assert list(stream) == [StreamEnd("stop")]
+
+
+def test_an_error_frame_inside_the_stream_is_raised(upstream: FakeUpstream) -> None:
+    # OpenAI's error shape, as a data frame after the stream has started
+    throttled = error_body("Rate limit reached", "tokens", "rate_limit_exceeded")
+    failed = error_body("The server had an error", "server_error")
+    upstream.then_stream([chunk(role="assistant", content="Hel"), throttled], done=False)
+    upstream.then_stream([chunk(role="assistant", content="Hel"), failed], done=False)
+
+    for error in (UpstreamThrottled, UpstreamFailed):
+        stream = OpenAICompatible(upstream.base_url).stream(conversation(), 5)
+        assert next(stream) == TextDelta("Hel")
+        with pytest.raises(error):
+            next(stream)
+
+
+def test_a_stream_cut_before_its_end_is_a_failure_and_one_without_usage_has_none(upstream: FakeUpstream) -> None:
+    upstream.then_stream([chunk(role="assistant", content="Hel")], done=False)
+    upstream.then_stream([chunk("Hi"), chunk(finish="stop")])
+
+    with pytest.raises(UpstreamFailed, match="ended before"):
+        list(OpenAICompatible(upstream.base_url).stream(conversation(), 5))
+    assert list(OpenAICompatible(upstream.base_url).stream(conversation(), 5)) == [TextDelta("Hi"), StreamEnd("stop")]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (429, error_body("Rate limit reached", "requests", "rate_limit_exceeded"), UpstreamThrottled),
+        (400, error_body("bad request"), UpstreamRejected),
+        (500, error_body("boom", "server_error"), UpstreamFailed),
+    ],
+)
+def test_upstream_errors_before_the_stream_keep_todays_mapping(
+    upstream: FakeUpstream, status: int, body: object, error: type[Exception]
+) -> None:
+    upstream.then_answer(status, body)
+
+    with pytest.raises(error):
+        next(OpenAICompatible(upstream.base_url).stream(conversation(), 5))
+
+
+def test_a_stalled_stream_times_out_between_events(upstream: FakeUpstream) -> None:
+    upstream.then_stream([chunk(role="assistant", content="Hel"), chunk("lo"), chunk(finish="stop")], pause_after=1)
+    stream = OpenAICompatible(upstream.base_url).stream(conversation(), timeout_seconds=0.3)
+
+    assert next(stream) == TextDelta("Hel")
+    with pytest.raises(UpstreamTimedOut):
+        next(stream)
