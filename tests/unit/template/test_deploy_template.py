@@ -81,7 +81,8 @@ def test_bedrock_policy_allows_profiles_of_every_kind_and_the_models_they_route_
 
     statement = template.of_type("AWS::IAM::Policy")["ChatBedrockPolicy"]["PolicyDocument"]["Statement"][0]
 
-    assert statement["Action"] == "bedrock:InvokeModel"
+    # Converse needs InvokeModel, ConverseStream (stream: true) InvokeModelWithResponseStream
+    assert statement["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
     assert set(statement["Resource"]) == {
         "arn:aws:bedrock:*::foundation-model/*",
         "arn:aws:bedrock:us-east-1:123456789012:inference-profile/*",
