@@ -2,7 +2,7 @@
 providers work with, and OpenAI's response shape.
 
 Only text is supported. Parameters that would change what the caller gets and that no provider here
-implements (tools, response formats, several choices, log probabilities, streaming) are refused with a
+implements (tools, response formats, several choices, log probabilities) are refused with a
 400 rather than silently ignored; harmless ones (`user`, `seed`, `metadata`...) are accepted and ignored.
 """
 
@@ -61,6 +61,14 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class StreamOptions(BaseModel):
+    """OpenAI's `stream_options`: with include_usage, one more chunk before [DONE] carries the usage."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    include_usage: bool | None = None
+
+
 class ChatCompletionRequest(BaseModel):
     """The fields of OpenAI's `POST /v1/chat/completions` body that we read; the rest are kept as extras."""
 
@@ -74,6 +82,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
     stream: bool | None = None
+    stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1)
 
     @property
@@ -115,8 +124,8 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
         raise InvalidRequest("only the text response_format is supported by this API", param="response_format")
     if extra.get("modalities") not in (None, ["text"]):
         raise InvalidRequest("only the text modality is supported by this API", param="modalities")
-    if request.stream:
-        raise InvalidRequest("stream is not supported yet; send stream: false or leave it out", param="stream")
+    if request.stream_options is not None and not request.stream:
+        raise InvalidRequest("stream_options is only allowed with stream: true", param="stream_options")
     if request.n not in (None, 1):
         raise InvalidRequest("only n = 1 is supported", param="n")
 

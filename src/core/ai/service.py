@@ -17,7 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from core.adapters.partners_table import PartnerRecords
 from core.ai.adapters.metering_table import MeteringTable
-from core.ai.chat import Completion, ModelReply, model_request, parse_chat_request
+from core.ai.chat import (
+    ChatCompletionRequest,
+    Completion,
+    ModelReply,
+    ModelRequest,
+    model_request,
+    parse_chat_request,
+)
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading
 from core.ai.metering import TokenMeter, TokenReservation
 from core.ai.models import AiCaller
@@ -120,6 +127,19 @@ def emit_chat_metrics(outcome: ChatOutcome) -> None:
     metrics.flush_metrics()
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A chat request that passed every check and holds its reservation (prompt estimate + max_tokens)."""
+
+    caller: AiCaller
+    request: ChatCompletionRequest
+    model: CatalogModel
+    prompt: ModelRequest
+    provider: ModelProvider
+    prompt_tokens_estimate: int
+    reservation: TokenReservation
+
+
 class AiApi:
     def __init__(
         self,
@@ -147,6 +167,17 @@ class AiApi:
     def caller(self, api_key_id: str | None) -> AiCaller:
         return self.partners.caller(api_key_id)
 
+    # What a streamed completion (core.ai.streaming) shares with a buffered one.
+    @property
+    def meter(self) -> TokenMeter:
+        return self._meter
+
+    def report(self, outcome: ChatOutcome) -> None:
+        self._record_metrics(outcome)
+
+    def upstream_timeout(self, seconds_left: float) -> float:
+        return self._timeout(seconds_left)
+
     def list_models(self, caller: AiCaller) -> dict[str, Any]:
         """OpenAI's `GET /v1/models` body: the models the caller's tier may call."""
         self._meter.count_request(self._meter.entry(caller))
@@ -165,23 +196,30 @@ class AiApi:
         reading = self._meter.count_request(entry)
         return usage_body(caller, entry, reading, self._ledger.quota_reading(entry), self._clock())
 
-    def complete(self, caller: AiCaller, body: str | None, seconds_left: float) -> Completion:
-        """Serve a chat completion: validate, reserve tokens, call the model, settle (or release on failure)."""
+    def admit(self, caller: AiCaller, body: str | None, seconds_left: float) -> Admission:
+        """Validate a chat request and reserve its tokens until the deadline (`seconds_left`), or raise."""
         entry = self._meter.entry(caller)
         try:
             request = parse_chat_request(body)
             model = self._model_for(caller, request.model)
             prompt = model_request(request, model, caller.policy.default_max_tokens)
             provider = self._require_provider()
-            tokens = provider.estimate_prompt_tokens(prompt) + prompt.max_tokens
+            prompt_tokens = provider.estimate_prompt_tokens(prompt)
         except DomainError:
             self._meter.count_request(entry)  # API Gateway counted it: so do we
             raise
         try:
-            reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
+            reservation = self._meter.reserve(entry, caller, prompt_tokens + prompt.max_tokens, seconds_left)
         except TokenBudgetExceeded:
             self._record_metrics(ChatOutcome(caller.tier, model.name, "budget_refused"))
             raise
+        return Admission(caller, request, model, prompt, provider, prompt_tokens, reservation)
+
+    def complete(self, caller: AiCaller, body: str | None, seconds_left: float) -> Completion:
+        """Serve a chat completion: validate, reserve tokens, call the model, settle (or release on failure)."""
+        admitted = self.admit(caller, body, seconds_left)
+        model, prompt, provider, reservation = admitted.model, admitted.prompt, admitted.provider, admitted.reservation
+        tokens = reservation.tokens
         started = self._monotonic()
         try:
             reply = provider.complete(prompt, self._timeout(seconds_left))
@@ -292,7 +330,7 @@ def model_provider(settings: ChatSettings) -> ModelProvider:
     if settings.model_provider == "offline":
         from core.ai.offline_model import OfflineModel  # noqa: PLC0415 - see the docstring
 
-        return OfflineModel()
+        return OfflineModel(chunk_delay_seconds=settings.offline_stream_chunk_delay_ms / 1000)
     if settings.model_provider == "bedrock":
         from core.ai.adapters.bedrock import BedrockConverse  # noqa: PLC0415
 
