@@ -47,7 +47,9 @@ def request_scope(event: dict[str, Any], remaining_ms: int) -> tuple[dict[str, A
     """The HTTP request (as an ASGI scope) and body the adapter makes of an API Gateway REST proxy event."""
     headers = {name.lower(): values[-1] for name, values in (event.get("multiValueHeaders") or {}).items()}
     headers.update({name.lower(): value for name, value in (event.get("headers") or {}).items()})
-    headers["x-amzn-request-context"] = json.dumps(event["requestContext"])
+    # API Gateway received the request just now (a sample event's time is long past).
+    request_context = {**event["requestContext"], "requestTimeEpoch": int(time.time() * 1000)}
+    headers["x-amzn-request-context"] = json.dumps(request_context)
     headers["x-amzn-lambda-context"] = json.dumps(lambda_context(remaining_ms))
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
