@@ -4,23 +4,20 @@ streaming (reported usage, no usage, a disconnect, the deadline, a failed settle
 after the first byte, and tool-call deltas from a provider typed against the ModelProvider port."""
 
 import json
-import time
-from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
 import pytest
 
-from core.ai import service as ai_api
-from core.ai.chat import ModelReply, ModelRequest, StreamEnd, StreamEvent, TextDelta, ToolCallDelta
-from core.ai.ports import ModelProvider
+from core.ai.chat import StreamEnd, TextDelta, ToolCallDelta
 from core.ai.service import chat_api
 from core.ai.streaming import STREAM_END_MARGIN_SECONDS, open_stream
 from core.errors import UpstreamThrottled
 from handlers import chat_completions
 from offline.provision import ProvisionedStack
+from tests.fakes import ScriptedModel
 from tests.faults import fails_once
-from tests.integration.ai.test_ai_api import _clear_caches, chat, event, ledger, sign_up
+from tests.integration.ai.test_ai_api import chat, event, ledger, sign_up
 from tests.lwa_client import AppAnswer, invoke
 
 
@@ -116,45 +113,6 @@ def test_an_error_before_the_first_byte_keeps_its_status_and_json_shape(
     assert answer.headers["content-type"] == "application/json"
     assert json.loads(answer.text)["error"]["code"] == code
     assert ledger(ai_stack, partner).get("reserved_tokens", 0) == 0
-
-
-class ScriptedModel(ModelProvider):
-    """A provider that streams what a test scripts: events, a pause before each, or an error after them.
-    It counts like the offline provider (a word is a token) and reports no usage unless the script does."""
-
-    def __init__(self, events: list[StreamEvent | Exception], pause_seconds: float = 0.0) -> None:
-        self.events = events
-        self.pause = pause_seconds
-        self.closed = False
-
-    def estimate_prompt_tokens(self, request: ModelRequest) -> int:
-        return sum(len(text.split()) for text in request.texts())
-
-    def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
-        raise NotImplementedError
-
-    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
-        try:
-            for item in self.events:
-                time.sleep(self.pause)
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            self.closed = True
-
-    def estimate_completion_tokens(self, text: str) -> int:
-        return len(text.split())
-
-
-@pytest.fixture
-def provider(ai_stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ScriptedModel]]:
-    """The chat function's provider is the ScriptedModel a test puts in the list."""
-    scripted: list[ScriptedModel] = []
-    monkeypatch.setattr(ai_api, "model_provider", lambda settings: scripted[0])
-    _clear_caches()
-    yield scripted
-    _clear_caches()
 
 
 def test_tool_call_deltas_are_framed_as_openais_tool_calls(
