@@ -39,6 +39,8 @@ REFUSED, FAILED = "refused chat completion", "chat completion failed"
 API_GATEWAY_STREAM_SECONDS = 900
 # After the first byte the text sent so far is charged (core.ai.metering): a failure's answer must not say otherwise.
 MID_STREAM_FAILURE = "the model provider failed during the stream; the text sent so far is charged"
+STREAM_TIMED_OUT = "the reply did not finish within this API's time limit; the text sent so far is charged"
+TIMED_OUT = UpstreamTimedOut(API_GATEWAY_STREAM_SECONDS)
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,7 +83,7 @@ class Invocation:
         return self.deadline - time.time()
 
     def response_headers(self) -> dict[str, str]:
-        # Every answer's headers are made here (the place for more, such as rate-limit headers).
+        """The headers of a served answer, buffered or streamed (the place for more, such as rate-limits)."""
         return {"x-request-id": self.request_id}
 
 
@@ -114,9 +116,7 @@ async def _chat(scope: Scope, receive: Receive, send: Send) -> None:
         caller = await asyncio.to_thread(api.caller, invocation.api_key_id)
         body = _text(raw)
         if wants_stream(body):
-            stream = await asyncio.to_thread(
-                open_stream, api, caller, body, invocation.seconds_left() - STREAM_END_MARGIN_SECONDS
-            )
+            stream = await asyncio.to_thread(open_stream, api, caller, body, invocation.seconds_left())
         else:
             seconds_left = min(invocation.seconds_left(), BUFFERED_SECONDS)
             completion = await asyncio.to_thread(api.complete, caller, body, seconds_left)
@@ -125,11 +125,11 @@ async def _chat(scope: Scope, receive: Receive, send: Send) -> None:
     except DomainError as exc:
         error = openai_error(exc)
         log_openai_refusal(exc, error.status, REFUSED)
-        await _send_error(send, error, invocation.response_headers())
+        await _send_json(send, error.status, error.body, error.headers)
         return
     except Exception:
         logger.exception(FAILED)
-        await _send_error(send, OPENAI_INTERNAL_ERROR, invocation.response_headers())
+        await _send_json(send, OPENAI_INTERNAL_ERROR.status, OPENAI_INTERNAL_ERROR.body, {})
         return
     await _stream(stream, invocation, receive, send)
 
@@ -174,7 +174,7 @@ async def _stream(stream: ChatStream, invocation: Invocation, receive: Receive, 
                 ending = "timed_out"
                 _forget(pull)
                 logger.warning("stream reached its deadline", api_key_id=stream.admitted.caller.api_key_id)
-                await _event(send, openai_error(UpstreamTimedOut(time.monotonic() - stream.started)).body)
+                await _event(send, _with_message(openai_error(TIMED_OUT), STREAM_TIMED_OUT).body)
                 return
             try:
                 event = pull.result()
@@ -214,13 +214,11 @@ def _mid_stream_error(exc: Exception) -> OpenAIError:
         return OPENAI_INTERNAL_ERROR
     error = openai_error(exc)
     log_openai_refusal(exc, error.status, REFUSED)
-    if isinstance(exc, UpstreamFailed):
-        error.body["error"]["message"] = MID_STREAM_FAILURE
-    return error
+    return _with_message(error, MID_STREAM_FAILURE) if isinstance(exc, UpstreamFailed) else error
 
 
-async def _send_error(send: Send, error: OpenAIError, headers: dict[str, str]) -> None:
-    await _send_json(send, error.status, error.body, error.headers | headers)
+def _with_message(error: OpenAIError, message: str) -> OpenAIError:
+    return OpenAIError(error.status, {"error": {**error.body["error"], "message": message}}, error.headers)
 
 
 async def _send_json(send: Send, status: HTTPStatus, body: Any, headers: dict[str, str]) -> None:

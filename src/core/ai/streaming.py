@@ -223,7 +223,9 @@ def open_stream(api: AiApi, caller: AiCaller, body: str | None, seconds_left: fl
     started = time.monotonic()
     events: Iterator[StreamEvent] | None = None
     try:
-        events = admitted.provider.stream(admitted.prompt, api.upstream_timeout(seconds_left))
+        events = admitted.provider.stream(
+            admitted.prompt, api.upstream_timeout(seconds_left - STREAM_END_MARGIN_SECONDS)
+        )
         first = next(events, None)
         if first is None:
             raise UpstreamFailed("the provider's stream ended without its StreamEnd")

@@ -219,6 +219,7 @@ def test_a_stream_near_the_functions_deadline_ends_with_an_error_frame_and_settl
     # Then the stream ends before the deadline with a timeout error frame, and the words sent are charged
     error = json.loads(answer.events()[-1])
     assert (error["error"]["type"], error["error"]["code"]) == ("server_error", "upstream_timeout")
+    assert "time limit" in error["error"]["message"]
     counters = ledger(ai_stack, partner)
     assert counters["reserved_tokens"] == 0
     assert 4 < counters["committed_tokens"] <= 4 + 2
