@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from core.errors import InvalidRequest
 from core.tier_policy import CatalogModel
@@ -66,7 +66,7 @@ class StreamOptions(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    include_usage: bool | None = None
+    include_usage: StrictBool | None = None
 
 
 class ChatCompletionRequest(BaseModel):
@@ -81,7 +81,8 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
-    stream: bool | None = None
+    # Strict: the transport decides on the JSON `true` alone (core.ai.streaming.wants_stream).
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1)
 

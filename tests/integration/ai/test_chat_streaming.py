@@ -99,7 +99,10 @@ def test_without_include_usage_no_chunk_has_a_usage_field(ai_stack: ProvisionedS
     [
         ({"max_tokens": 500}, HTTPStatus.TOO_MANY_REQUESTS, "insufficient_quota"),  # 504 tokens, budget 200
         ({"model": "nova-pro"}, HTTPStatus.FORBIDDEN, "model_not_in_tier"),
-        ({"stream_options": {"include_usage": "yes please"}}, HTTPStatus.BAD_REQUEST, "invalid_request"),
+        ({"stream_options": {"include_usage": "yes"}}, HTTPStatus.BAD_REQUEST, "invalid_request"),
+        ({"stream": "true"}, HTTPStatus.BAD_REQUEST, "invalid_request"),
+        ({"stream": 1}, HTTPStatus.BAD_REQUEST, "invalid_request"),
+        ({"stream_options": None, "stream": None, "messages": "hi"}, HTTPStatus.BAD_REQUEST, "invalid_request"),
     ],
 )
 def test_an_error_before_the_first_byte_keeps_its_status_and_json_shape(
