@@ -23,8 +23,9 @@ from core.ai.chat import StreamEnd, TextDelta
 from core.errors import UpstreamFailed
 from handlers import chat_completions
 from offline.provision import ProvisionedStack
+from offline.template import load_template
 from tests.fakes import ScriptedModel
-from tests.integration.ai.test_ai_api import Partner, _clear_caches, ledger, sign_up
+from tests.integration.ai.test_ai_api import PARAMETERS, Partner, _clear_caches, ledger, sign_up
 
 
 @contextmanager
@@ -205,3 +206,29 @@ def test_a_provider_failure_mid_stream_is_raised_by_the_sdk(
     assert received == ["", "one"]
     assert "failed during the stream" in failed.value.message
     assert ledger(ai_stack, partner)["reserved_tokens"] == 0
+
+
+def test_offline_stream_chunk_delay_makes_delivery_visibly_incremental(
+    ai_stack: ProvisionedStack, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the chat function's environment from the template with OfflineStreamChunkDelayMs=100
+    template = load_template(overrides={**PARAMETERS, "OfflineStreamChunkDelayMs": "100"})
+    variables = template.resources["ChatCompletionsFunction"]["Properties"]["Environment"]["Variables"]
+    monkeypatch.setenv("OFFLINE_STREAM_CHUNK_DELAY_MS", str(variables["OFFLINE_STREAM_CHUNK_DELAY_MS"]))
+    _clear_caches()
+    partner = sign_up()
+
+    # When the SDK streams a five-word reply, noting when each word arrives
+    arrivals = []
+    stream = client(base_url, partner).chat.completions.create(
+        model="nova-micro",
+        messages=message(5),  # type: ignore[arg-type]
+        stream=True,
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic())
+
+    # Then the words came one by one, 100 ms apart, not as one buffered body
+    assert len(arrivals) == 5
+    assert arrivals[-1] - arrivals[0] >= 0.35
