@@ -250,3 +250,20 @@ def test_a_settlement_that_fails_once_still_leaves_nothing_reserved(ai_stack: Pr
         0,
     )
     assert counters["committed_tokens"] == 6
+
+
+def test_an_estimate_above_the_reservation_is_charged_the_reservation(
+    ai_stack: ProvisionedStack, provider: list[ScriptedModel]
+) -> None:
+    # Given a provider that reports no usage and writes more words than max_tokens (as a real model's text
+    # may count above its limit by our estimate)
+    provider.append(ScriptedModel([TextDelta(" w" * 30), StreamEnd("length")]))
+    partner = sign_up()
+
+    # When a partner streams with max_tokens 10 (4 + 10 reserved)
+    parsed = chunks(stream_chat(partner.api_key_id, words=4, max_tokens=10, stream_options={"include_usage": True}))
+
+    # Then the charge is the reservation, never more
+    assert parsed[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 10, "total_tokens": 14}
+    counters = ledger(ai_stack, partner)
+    assert (counters["committed_tokens"], counters["reserved_tokens"]) == (14, 0)
