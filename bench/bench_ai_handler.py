@@ -1,6 +1,6 @@
 """The AI API's own cost per request, the model excluded. Figures only (cold imports: bench_cold_imports.py).
 
-- Per request: POST /v1/chat/completions through the real handler (Powertools resolver, validation, partner
+- Per request: POST /v1/chat/completions through the real app (the ASGI app the adapter calls, validation, partner
   lookup, reservation, settlement, metrics, OpenAI-shaped answer) with a model that answers at once, so
   the figure is our overhead only. Measured twice: with the ledger and partners in memory (our CPU time),
   and with them on moto's DynamoDB (2 UpdateItem per request once the partner is cached; on AWS, add
@@ -11,17 +11,19 @@
 """
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))  # tests.fakes: `make bench` runs this file as a script
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
     AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto takes any credentials; these are dummies
@@ -38,6 +40,7 @@ from core.ai.service import AiApi  # noqa: E402
 from core.ai.settings import ChatSettings  # noqa: E402
 from core.models import Partner  # noqa: E402
 from tests.fakes import InstantModel, MemoryLedger, MemoryPartners, active_partner  # noqa: E402
+from tests.lwa_client import invoke_async  # noqa: E402
 
 KEY_ID = "benchkey01"
 TIERS = {
@@ -66,17 +69,6 @@ def settings(metering_table: str = "bench-metering", partners_table: str = "benc
         tiers=TIERS,  # type: ignore[arg-type]
         model_provider="offline",
     )
-
-
-@dataclass
-class Context:
-    function_name: str = "ChatCompletionsFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ChatCompletionsFunction"
-    aws_request_id: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 27_000
 
 
 def chat_event() -> dict[str, Any]:
@@ -110,10 +102,13 @@ def per_request(requests: int) -> list[tuple[str, list[float]]]:
     rows = []
     event = chat_event()
 
+    # The app as the Lambda Web Adapter drives it, on one event loop as uvicorn keeps one.
+    loop = asyncio.new_event_loop()
+
     def served() -> None:
-        response = chat_completions.handler(event, Context())
-        if response["statusCode"] != 200:
-            raise SystemExit(f"the handler answered {response['statusCode']}: {response['body']}")
+        answer = loop.run_until_complete(invoke_async(chat_completions.app, event, remaining_ms=900_000))
+        if answer.status != 200:
+            raise SystemExit(f"the app answered {answer.status}: {answer.text}")
 
     in_memory = AiApi(
         settings(), MemoryPartners(bench_partner()), MemoryLedger(), InstantModel(), record_metrics=_emf_only

@@ -2,6 +2,7 @@
 for, so mypy checks it keeps the port's signatures, and keeps the contract of what it replaces: GetUsage's
 daily [used, remaining] pages, a claim granted once per alert (DynamoDB's conditional write)."""
 
+import time
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 
@@ -173,3 +174,32 @@ class MemoryLedger(TokenLedger):
 
     def quota_reading(self, entry: LedgerEntry) -> QuotaReading | None:
         return None
+
+
+class ScriptedModel(ModelProvider):
+    """A provider that streams what a test scripts: events, a pause before each, or an error after them.
+    It counts like the offline provider (a word is a token) and reports no usage unless the script does."""
+
+    def __init__(self, events: list[StreamEvent | Exception], pause_seconds: float = 0.0) -> None:
+        self.events = events
+        self.pause = pause_seconds
+        self.closed = False
+
+    def estimate_prompt_tokens(self, request: ModelRequest) -> int:
+        return sum(len(text.split()) for text in request.texts())
+
+    def complete(self, request: ModelRequest, timeout_seconds: float) -> ModelReply:
+        raise NotImplementedError
+
+    def stream(self, request: ModelRequest, timeout_seconds: float) -> Iterator[StreamEvent]:
+        try:
+            for item in self.events:
+                time.sleep(self.pause)
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            self.closed = True
+
+    def estimate_completion_tokens(self, text: str) -> int:
+        return len(text.split())

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.hooks import BaseEventHooks
 
 
 class LambdaTimedOut(BaseException):
@@ -16,9 +17,12 @@ class LambdaTimedOut(BaseException):
 
 
 @contextmanager
-def fails_once(service_id: str, operation: str, code: str, status: int = 400) -> Iterator[Callable[[], int]]:
-    """The next `operation` call answers `code` (e.g. TooManyRequestsException) instead of running."""
-    with _on_call(service_id, operation, lambda: _error(code, status)) as calls:
+def fails_once(
+    service_id: str, operation: str, code: str, status: int = 400, events: BaseEventHooks | None = None
+) -> Iterator[Callable[[], int]]:
+    """The next `operation` call answers `code` (e.g. TooManyRequestsException) instead of running; `events`:
+    of one client already made (`client.meta.events`), instead of every client made inside the block."""
+    with _on_call(service_id, operation, lambda: _error(code, status), events) as calls:
         yield calls
 
 
@@ -69,8 +73,10 @@ def _error(code: str, status: int) -> tuple[AWSResponse, dict[str, Any]]:
 
 
 @contextmanager
-def _on_call(service_id: str, operation: str, outcome: Callable[[], Any]) -> Iterator[Callable[[], int]]:
-    events = boto3._get_default_session().events
+def _on_call(
+    service_id: str, operation: str, outcome: Callable[[], Any], events: BaseEventHooks | None = None
+) -> Iterator[Callable[[], int]]:
+    emitter: BaseEventHooks = events or boto3._get_default_session().events
     injected = 0
 
     def once(**_: Any) -> Any:
@@ -81,8 +87,8 @@ def _on_call(service_id: str, operation: str, outcome: Callable[[], Any]) -> Ite
         return outcome()
 
     name = f"before-call.{service_id}.{operation}"
-    events.register(name, once)
+    emitter.register(name, once)
     try:
         yield lambda: injected
     finally:
-        events.unregister(name, once)
+        emitter.unregister(name, once)

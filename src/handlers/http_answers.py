@@ -175,6 +175,12 @@ def domain_error_response(exc: DomainError) -> Response[str]:
     return error_response(answer.status, answer.code, message, details, _retry_after(answer.retry_after, exc) or None)
 
 
+def openai_error_body(
+    error_type: str, message: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
 def openai_error_response(
     status: HTTPStatus,
     error_type: str,
@@ -184,19 +190,45 @@ def openai_error_response(
     code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[str]:
-    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-    return json_response(status, body, headers)
+    return json_response(status, openai_error_body(error_type, message, param=param, code=code), headers)
 
 
-def openai_domain_error_response(exc: DomainError) -> Response[str]:
+@dataclass(frozen=True)
+class OpenAIError:
+    """An OpenAI-shaped error answer, for any transport: a Powertools Response, the streaming function's ASGI
+    answer, or (status aside) an error frame inside a stream."""
+
+    status: HTTPStatus
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+# What an unexpected failure answers on a /v1/* route.
+OPENAI_INTERNAL_ERROR = OpenAIError(
+    HTTPStatus.INTERNAL_SERVER_ERROR, openai_error_body("server_error", INTERNAL_ERROR, code="internal_error"), {}
+)
+
+
+def openai_error(exc: DomainError) -> OpenAIError:
     """The OpenAI-shaped answer to a domain error on a /v1/* route."""
     answer = answer_for(exc, OPENAI, OPENAI_FAILURE)
     message = INTERNAL_ERROR if answer.status == HTTPStatus.INTERNAL_SERVER_ERROR else answer.message or exc.message
     param = answer.param or (exc.param if isinstance(exc, InvalidRequest) else None)
     headers = answer.headers | _retry_after(answer.retry_after, exc) | exc.headers
-    return openai_error_response(
-        answer.status, answer.error_type, message, param=param, code=answer.code, headers=headers or None
-    )
+    body = openai_error_body(answer.error_type, message, param=param, code=answer.code)
+    return OpenAIError(answer.status, body, headers)
+
+
+def openai_domain_error_response(exc: DomainError) -> Response[str]:
+    """The OpenAI-shaped answer to a domain error on a /v1/* route."""
+    error = openai_error(exc)
+    return json_response(error.status, error.body, error.headers or None)
+
+
+def log_openai_refusal(exc: DomainError, status: HTTPStatus, refused: str) -> None:
+    """The log line of a domain error answered on a /v1/* route: the error's own words (perhaps the provider's)
+    are for operators, never sent to the caller."""
+    _log(status, refused, refused, exc)
 
 
 # Called with each domain error a route raised and the status it is answered with (a handler's own metrics).
@@ -230,15 +262,12 @@ def openai_app(refused: str, failed: str) -> APIGatewayRestResolver:
 
     def on_domain_error(exc: DomainError) -> Response[str]:
         response = openai_domain_error_response(exc)
-        # exc.message may hold the provider's own error text: logged for operators, never sent to the caller.
-        _log(HTTPStatus(response.status_code), refused, refused, exc)
+        log_openai_refusal(exc, HTTPStatus(response.status_code), refused)
         return response
 
     def on_unexpected_error(exc: Exception) -> Response[str]:
         logger.exception(failed)
-        return openai_error_response(
-            HTTPStatus.INTERNAL_SERVER_ERROR, "server_error", INTERNAL_ERROR, code="internal_error"
-        )
+        return json_response(OPENAI_INTERNAL_ERROR.status, OPENAI_INTERNAL_ERROR.body)
 
     app.exception_handler(DomainError)(on_domain_error)
     app.exception_handler(Exception)(on_unexpected_error)

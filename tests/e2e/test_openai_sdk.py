@@ -133,10 +133,12 @@ def test_a_model_outside_the_tier_and_a_bad_key_are_refused(ai_stack: RunningSta
     assert unknown.value.status_code == HTTPStatus.FORBIDDEN
     assert unknown.value.code == "invalid_api_key"
     assert unknown.value.response.json()["message"] == "Forbidden"
-    # Streaming is not there yet: a clear 400
+    # stream_options without stream: a clear 400, as OpenAI answers it
     with pytest.raises(openai.BadRequestError) as streaming:
-        client.chat.completions.create(model="nova-micro", messages=[{"role": "user", "content": "hi"}], stream=True)
-    assert streaming.value.param == "stream"
+        client.chat.completions.create(
+            model="nova-micro", messages=[{"role": "user", "content": "hi"}], stream_options={"include_usage": True}
+        )
+    assert streaming.value.param == "stream_options"
 
 
 def test_a_spent_request_quota_is_insufficient_quota_and_the_sdk_does_not_retry(ai_stack: RunningStack) -> None:

@@ -2,10 +2,10 @@
 providers work with, and OpenAI's response shape.
 
 Supported: text, images as `data:` URLs in user messages, tools (function calling) and JSON output
-(`response_format`). Parameters that would change what the caller gets and that no provider here
-implements (several choices, log probabilities, audio, logit biases and penalties...) are refused with a
-400 naming them rather than silently ignored; harmless ones (`user`, `seed`, `metadata`...) are accepted and
-ignored.
+(`response_format`), streamed or not (`stream`). Parameters that would change what the caller gets and that
+no provider here implements (several choices, log probabilities, audio, logit biases and penalties...) are
+refused with a 400 naming them rather than silently ignored; harmless ones (`user`, `seed`, `metadata`...)
+are accepted and ignored.
 """
 
 import base64
@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from core.errors import InvalidRequest
 from core.tier_policy import CatalogModel
@@ -163,6 +163,14 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class StreamOptions(BaseModel):
+    """OpenAI's `stream_options`: with include_usage, one more chunk before [DONE] carries the usage."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    include_usage: StrictBool | None = None
+
+
 class ChatCompletionRequest(BaseModel):
     """The fields of OpenAI's `POST /v1/chat/completions` body that we read; the rest are kept as extras."""
 
@@ -175,7 +183,9 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
-    stream: bool | None = None
+    # Strict: the transport decides on the JSON `true` alone (core.ai.streaming.wants_stream).
+    stream: StrictBool | None = None
+    stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1)
     tools: Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
@@ -219,8 +229,8 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
             raise InvalidRequest(f"{name} is not supported by this API", param=name)
     if extra.get("modalities") not in (None, ["text"]):
         raise InvalidRequest("only the text modality is supported by this API", param="modalities")
-    if request.stream:
-        raise InvalidRequest("stream is not supported yet; send stream: false or leave it out", param="stream")
+    if request.stream_options is not None and not request.stream:
+        raise InvalidRequest("stream_options is only allowed with stream: true", param="stream_options")
     if request.n not in (None, 1):
         raise InvalidRequest("only n = 1 is supported", param="n")
 

@@ -8,6 +8,11 @@ reservation fit in the budget, in one conditional write. After the model answers
 replaced by the real usage; if the model fails, it is released and nothing is charged. So concurrent
 requests can overshoot a budget only by how much their real prompt tokens exceed their estimates.
 
+A streamed completion reserves the same, before its first byte. When its provider ends it with the usage, it
+settles to that; when there is none (the provider reports none, the client disconnects, the function is about
+to time out), it settles to the prompt estimate plus the completion tokens of the text generated so far, never
+more than the reservation (`unreported_stream_usage`, core.ai.streaming). Nothing stays reserved.
+
 Each reservation is recorded on the ledger item as a hold with a deadline past its function's. If neither
 settle nor release ever lands (the function died, or DynamoDB kept refusing the write), the hold stays only
 until a later request needs its tokens after that deadline: that request gives it back first. Such a
@@ -97,7 +102,18 @@ class TokenMeter:
         return TokenReservation(entry=entry, hold=hold, reading=reading)
 
     def settle(self, reservation: TokenReservation, reply: ModelReply) -> None:
-        self._ledger.settle(reservation.entry, reservation.hold, reply.prompt_tokens, reply.completion_tokens)
+        self.settle_tokens(reservation, reply.prompt_tokens, reply.completion_tokens)
+
+    def settle_tokens(self, reservation: TokenReservation, prompt_tokens: int, completion_tokens: int) -> None:
+        self._ledger.settle(reservation.entry, reservation.hold, prompt_tokens, completion_tokens)
 
     def release(self, reservation: TokenReservation) -> None:
         self._ledger.release(reservation.entry, reservation.hold)
+
+
+def unreported_stream_usage(reserved: int, prompt_estimate: int, completion_estimate: int) -> tuple[int, int]:
+    """What a stream is charged when the provider reported no usage (an upstream that reports none, a client
+    that went away, a function about to time out): the prompt estimate plus the completion tokens of the text
+    generated so far, never more than the reservation. Returns (prompt, completion) tokens."""
+    prompt = min(prompt_estimate, reserved)
+    return prompt, min(completion_estimate, reserved - prompt)

@@ -17,7 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from core.adapters.partners_table import PartnerRecords
 from core.ai.adapters.metering_table import MeteringTable
-from core.ai.chat import Completion, ModelReply, model_request, parse_chat_request
+from core.ai.chat import (
+    ChatCompletionRequest,
+    Completion,
+    ModelReply,
+    ModelRequest,
+    model_request,
+    parse_chat_request,
+)
 from core.ai.ledger import LedgerEntry, LedgerReading
 from core.ai.metering import TokenBudgetRefusal, TokenMeter, TokenReservation
 from core.ai.models import AiCaller
@@ -121,6 +128,19 @@ def emit_chat_metrics(outcome: ChatOutcome) -> None:
     metrics.flush_metrics()
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A chat request that passed every check and holds its reservation (prompt estimate + max_tokens)."""
+
+    caller: AiCaller
+    request: ChatCompletionRequest
+    model: CatalogModel
+    prompt: ModelRequest
+    provider: ModelProvider
+    prompt_tokens_estimate: int
+    reservation: TokenReservation
+
+
 class AiApi:
     def __init__(
         self,
@@ -148,6 +168,17 @@ class AiApi:
 
     def caller(self, api_key_id: str | None) -> AiCaller:
         return self.partners.caller(api_key_id)
+
+    # What a streamed completion (core.ai.streaming) shares with a buffered one.
+    @property
+    def meter(self) -> TokenMeter:
+        return self._meter
+
+    def report(self, outcome: ChatOutcome) -> None:
+        self._record_metrics(outcome)
+
+    def upstream_timeout(self, seconds_left: float) -> float:
+        return self._timeout(seconds_left)
 
     def rate_limit_headers(self, caller: AiCaller, entry: LedgerEntry, reading: LedgerReading) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the caller's standing at `reading`, the ledger as this request's
@@ -179,26 +210,33 @@ class AiApi:
         found = standing(caller.policy, entry, reading, self._ledger.quota_reading(entry), self._clock())
         return usage_body(caller, entry, reading, found), rate_limit_headers(found)
 
-    def complete(self, caller: AiCaller, body: str | None, seconds_left: float) -> Completion:
-        """Serve a chat completion: validate, reserve tokens, call the model, settle (or release on failure).
-        Its answer, and the domain errors raised once the caller is known, carry the rate-limit headers."""
+    def admit(self, caller: AiCaller, body: str | None, seconds_left: float) -> Admission:
+        """Validate a chat request and reserve its tokens until the deadline (`seconds_left`), or raise; the
+        domain errors raised once the caller is known carry the rate-limit headers."""
         entry = self._meter.entry(caller)
         try:
             request = parse_chat_request(body)
             model = self._model_for(caller, request.model)
             prompt = model_request(request, model, caller.policy.default_max_tokens)
             provider = self._require_provider()
-            tokens = provider.estimate_prompt_tokens(prompt) + prompt.max_tokens
+            prompt_tokens = provider.estimate_prompt_tokens(prompt)
         except DomainError as exc:
             reading = self._meter.count_request(entry)  # API Gateway counted it: so do we
             exc.headers = self.rate_limit_headers(caller, entry, reading)
             raise
         try:
-            reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
+            reservation = self._meter.reserve(entry, caller, prompt_tokens + prompt.max_tokens, seconds_left)
         except TokenBudgetRefusal as exc:
             exc.headers = self.rate_limit_headers(caller, entry, exc.reading)
             self._record_metrics(ChatOutcome(caller.tier, model.name, "budget_refused"))
             raise
+        return Admission(caller, request, model, prompt, provider, prompt_tokens, reservation)
+
+    def complete(self, caller: AiCaller, body: str | None, seconds_left: float) -> Completion:
+        """Serve a chat completion: validate, reserve tokens, call the model, settle (or release on failure)."""
+        admitted = self.admit(caller, body, seconds_left)
+        model, prompt, provider, reservation = admitted.model, admitted.prompt, admitted.provider, admitted.reservation
+        tokens = reservation.tokens
         started = self._monotonic()
         try:
             reply = provider.complete(prompt, self._timeout(seconds_left))
@@ -207,7 +245,7 @@ class AiApi:
             self._meter.release(reservation)
             self._record_metrics(ChatOutcome(caller.tier, model.name, "upstream_error", upstream_latency_ms=latency))
             if isinstance(exc, DomainError):
-                exc.headers = self.rate_limit_headers(caller, entry, reservation.reading_after_release())
+                exc.headers = self.rate_limit_headers(caller, reservation.entry, reservation.reading_after_release())
             raise
         settled = self._settle(reservation, reply, caller)
         latency = reply.latency_ms or (self._monotonic() - started) * 1000
@@ -224,7 +262,9 @@ class AiApi:
             reserved_tokens=tokens,
             finish_reason=reply.finish_reason,
         )
-        return Completion(model=model.name, reply=reply, headers=self.rate_limit_headers(caller, entry, settled))
+        return Completion(
+            model=model.name, reply=reply, headers=self.rate_limit_headers(caller, reservation.entry, settled)
+        )
 
     def _model_for(self, caller: AiCaller, name: str, *, embeddings: bool = False) -> CatalogModel:
         model = self._catalog.get(name)
@@ -304,7 +344,7 @@ def model_provider(settings: ChatSettings) -> ModelProvider:
     if settings.model_provider == "offline":
         from core.ai.offline_model import OfflineModel  # noqa: PLC0415 - see the docstring
 
-        return OfflineModel()
+        return OfflineModel(chunk_delay_seconds=settings.offline_stream_chunk_delay_ms / 1000)
     if settings.model_provider == "bedrock":
         from core.ai.adapters.bedrock import BedrockConverse  # noqa: PLC0415
 

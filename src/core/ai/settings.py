@@ -60,6 +60,8 @@ class ChatSettings(AiApiSettings, SecretsSettings):
     upstream_api_key_name: str = ""
     # Below the function's timeout, itself below API Gateway's 29 s, so the caller gets our 504.
     upstream_timeout_seconds: float = Field(default=20.0, gt=0, le=25)
+    # offline: the wait between two streamed chunks (template parameter OfflineStreamChunkDelayMs).
+    offline_stream_chunk_delay_ms: int = Field(default=0, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _upstream_configured(self) -> "ChatSettings":

@@ -36,6 +36,7 @@ from offline.provision import ProvisionedStack, provision
 from offline.template import StackTemplate, load_template
 from tests.fake_openai_upstream import FakeUpstream, chat_completion, error_body, fake_upstream
 from tests.lambda_events import LambdaContext, sample_event, signup_event
+from tests.lwa_client import as_lambda_handler
 
 # Small numbers so a test can spend a budget: free may call nova-micro only, with 200 tokens per day and
 # max_tokens 5 when a request sends none. Every tier is self-service here, to sign partners up on any.
@@ -46,6 +47,8 @@ PARAMETERS = {
     "EnterpriseTokenBudget": "0",
 }
 FUNCTIONS = ("SignupFunction", "ModelsFunction", "UsageFunction", "ChatCompletionsFunction")
+# The chat function's ASGI app behind the Lambda Web Adapter, answering each event as the adapter would.
+chat_handler = as_lambda_handler(chat_completions.app)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,7 @@ def call(handler: Callable[[dict[str, Any], Any], dict[str, Any]], sent: dict[st
 
 def chat(key_id: str | None, words: int = 3, model: str = "nova-micro", **fields: Any) -> Answer:
     body = {"model": model, "messages": [{"role": "user", "content": " ".join(["word"] * words)}], **fields}
-    return call(chat_completions.handler, event("chat_completions.json", key_id, body))
+    return call(chat_handler, event("chat_completions.json", key_id, body))
 
 
 def ledger(stack: ProvisionedStack, partner: Partner, period: str = "DAY") -> dict[str, int]:
@@ -535,7 +538,10 @@ def test_a_tier_change_applies_from_the_next_request(ai_stack: ProvisionedStack)
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"model": "nova-micro", "messages": [{"role": "user", "content": "hi"}], "stream": True}, "stream"),
+        (
+            {"model": "nova-micro", "messages": [{"role": "user", "content": "hi"}], "stream_options": {}},
+            "stream_options",
+        ),
         ({"model": "nova-micro", "messages": [{"role": "user"}]}, "messages[0]"),
         ("{broken", None),
     ],
@@ -543,7 +549,7 @@ def test_a_tier_change_applies_from_the_next_request(ai_stack: ProvisionedStack)
 def test_invalid_requests_are_400_in_openais_shape(ai_stack: ProvisionedStack, body: Any, param: str | None) -> None:
     partner = sign_up()
 
-    answer = call(chat_completions.handler, event("chat_completions.json", partner.api_key_id, body))
+    answer = call(chat_handler, event("chat_completions.json", partner.api_key_id, body))
 
     assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
     assert answer.body["error"]["param"] == param
@@ -574,7 +580,7 @@ def test_a_body_that_is_not_utf8_is_400_in_openais_shape(ai_stack: ProvisionedSt
     sent["body"], sent["isBase64Encoded"] = base64.b64encode(b'{"model": "\xff\xfe"}').decode(), True
 
     # When it reaches the function
-    answer = call(chat_completions.handler, sent)
+    answer = call(chat_handler, sent)
 
     # Then 400, not 500
     assert_openai_error(answer, HTTPStatus.BAD_REQUEST, "invalid_request_error", "invalid_request")
@@ -734,7 +740,7 @@ def test_no_key_value_or_prompt_reaches_logs_or_the_ledger(
     for name, handler in (
         ("get_models.json", models.handler),
         ("get_usage.json", usage.handler),
-        ("chat_completions.json", chat_completions.handler),
+        ("chat_completions.json", chat_handler),
     ):
         sent = event(name, key_id)
         sent["headers"] = {**sent["headers"], "Authorization": f"Bearer {key}", "x-api-key": key}

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from handlers import chat_completions
 from offline.provision import ProvisionedStack
 from tests.integration.ai.test_ai_api import (  # noqa: F401 - the module's fixtures, used here by name
     ai_stack,
     ai_template,
     assert_openai_error,
     call,
+    chat_handler,
     event,
     ledger,
     sign_up,
@@ -34,7 +34,7 @@ WEATHER = {
 
 
 def chat_body(key_id: str, **body: Any) -> Any:
-    return call(chat_completions.handler, event("chat_completions.json", key_id, {"model": "nova-micro", **body}))
+    return call(chat_handler, event("chat_completions.json", key_id, {"model": "nova-micro", **body}))
 
 
 def test_a_forced_tool_call_round_trip_in_openais_shape(ai_stack: ProvisionedStack) -> None:

@@ -15,7 +15,7 @@ from core.ai.embeddings import EmbeddingReply, EmbeddingRequest
 from core.ai.embeddings_service import embeddings_api
 from core.ai.offline_embeddings import OfflineEmbeddings
 from core.errors import UpstreamFailed
-from handlers import chat_completions, embeddings, models, usage
+from handlers import embeddings, models, usage
 from offline.provision import ProvisionedStack
 from offline.template import StackTemplate, load_template
 from tests.integration.ai.test_ai_api import (
@@ -23,6 +23,7 @@ from tests.integration.ai.test_ai_api import (
     ai_stack,  # noqa: F401 - the stack fixture, with this module's ai_template
     assert_openai_error,
     call,
+    chat_handler,
     event,
     ledger,
     sign_up,
@@ -115,7 +116,7 @@ def test_an_embedding_model_and_a_chat_model_are_each_refused_on_the_others_rout
 
     on_embeddings = embed(partner.api_key_id, "hello", model="nova-micro")
     on_chat = call(
-        chat_completions.handler,
+        chat_handler,
         event(
             "chat_completions.json",
             partner.api_key_id,

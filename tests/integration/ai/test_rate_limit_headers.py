@@ -9,11 +9,11 @@ import boto3
 
 from core.ai import service as ai_api
 from core.periods import period_bounds, period_key
-from handlers import chat_completions, models, usage
+from handlers import models, usage
 from offline.provision import ProvisionedStack
 from tests.fake_openai_upstream import FakeUpstream, error_body
 from tests.integration.ai import test_ai_api
-from tests.integration.ai.test_ai_api import Answer, assert_openai_error, call, chat, event, sign_up
+from tests.integration.ai.test_ai_api import Answer, assert_openai_error, call, chat, chat_handler, event, sign_up
 
 # The AI functions' fixtures: the stack with small budgets, and the chat function on a fake upstream.
 ai_template, ai_stack, upstream = test_ai_api.ai_template, test_ai_api.ai_stack, test_ai_api.upstream
@@ -115,7 +115,7 @@ def test_the_upstream_throttled_429_carries_the_headers(upstream: FakeUpstream, 
 
     # Then our 429 carries Retry-After and the partner's own standing: its reservation given back
     assert_openai_error(refused, HTTPStatus.TOO_MANY_REQUESTS, "rate_limit_error", "upstream_rate_limited")
-    assert refused.headers["Retry-After"]
+    assert refused.headers["retry-after"]
     assert numbers(refused) == (999, 1000, 200)
 
 
@@ -168,7 +168,7 @@ def test_a_refused_request_of_a_partner_carries_the_headers_too(ai_stack: Provis
 
     # When it asks for a model its tier does not include, then sends a body that is not JSON
     outside = chat(partner.api_key_id, model="nova-pro")
-    malformed = call(chat_completions.handler, event("chat_completions.json", partner.api_key_id, "{not json"))
+    malformed = call(chat_handler, event("chat_completions.json", partner.api_key_id, "{not json"))
 
     # Then both refusals count against the quota, as API Gateway counts them, and say so
     assert_openai_error(outside, HTTPStatus.FORBIDDEN, "permission_error", "model_not_in_tier")

@@ -70,7 +70,11 @@ def test_without_max_tokens_the_tier_default_is_used() -> None:
 @pytest.mark.parametrize(
     ("body", "param", "message"),
     [
-        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}, "stream", "stream"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}},
+            "stream_options",
+            "stream: true",
+        ),
         ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}, "n", "n = 1"),
         ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "logprobs": True}, "logprobs", ""),
         (

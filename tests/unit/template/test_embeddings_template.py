@@ -30,7 +30,7 @@ def test_embeddings_is_a_key_route_served_by_its_own_function(template: StackTem
     assert "Auth" not in event["Properties"]
 
 
-def test_embeddings_reaches_the_same_provider_as_chat_within_the_same_time() -> None:
+def test_embeddings_reaches_the_same_provider_as_chat_within_the_buffered_time_limit() -> None:
     # Given a deployment on an OpenAI-compatible upstream
     template = load_template(
         overrides={"ModelProvider": "openai-compatible", "UpstreamBaseUrl": "https://llm.example/v1"}
@@ -39,11 +39,12 @@ def test_embeddings_reaches_the_same_provider_as_chat_within_the_same_time() -> 
         name: template.resources[name]["Properties"] for name in ("ChatCompletionsFunction", "EmbeddingsFunction")
     }
 
-    # Then both functions get the same provider settings and timeout, and the same catalog and tiers
+    # Then both functions get the same provider settings, and the same catalog and tiers
     chat, embeddings = functions["ChatCompletionsFunction"], functions["EmbeddingsFunction"]
     for name in PROVIDER_VARIABLES:
         assert embeddings["Environment"]["Variables"][name] == chat["Environment"]["Variables"][name], name
-    assert embeddings["Timeout"] == chat["Timeout"]
+    # And embeddings, a buffered route (chat may stream for 15 minutes), answer within API Gateway's 29 s
+    assert embeddings["Timeout"] < 29
 
 
 def test_embeddings_may_invoke_only_embedding_models(template: StackTemplate) -> None:
