@@ -30,27 +30,31 @@ class AppAnswer:
         return [line.removeprefix("data: ") for line in self.text.split("\n\n") if line.startswith("data: ")]
 
 
-def lambda_context(remaining_ms: int, request_id: str = "lambda-request-1") -> dict[str, Any]:
+def lambda_context(
+    remaining_ms: int, request_id: str = "lambda-request-1", trace_id: str | None = None
+) -> dict[str, Any]:
     """Lambda's context as the adapter serializes it (lambda_runtime's Context; `deadline` in ms since the epoch)."""
     return {
         "request_id": request_id,
         "deadline": int(time.time() * 1000) + remaining_ms,
         "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:ChatCompletionsFunction",
-        "xray_trace_id": None,
+        "xray_trace_id": trace_id,
         "client_context": None,
         "identity": None,
         "env_config": {"function_name": "ChatCompletionsFunction", "memory": 512, "version": "$LATEST"},
     }
 
 
-def request_scope(event: dict[str, Any], remaining_ms: int) -> tuple[dict[str, Any], bytes]:
+def request_scope(
+    event: dict[str, Any], remaining_ms: int, trace_id: str | None = None
+) -> tuple[dict[str, Any], bytes]:
     """The HTTP request (as an ASGI scope) and body the adapter makes of an API Gateway REST proxy event."""
     headers = {name.lower(): values[-1] for name, values in (event.get("multiValueHeaders") or {}).items()}
     headers.update({name.lower(): value for name, value in (event.get("headers") or {}).items()})
     # API Gateway received the request just now (a sample event's time is long past).
     request_context = {**event["requestContext"], "requestTimeEpoch": int(time.time() * 1000)}
     headers["x-amzn-request-context"] = json.dumps(request_context)
-    headers["x-amzn-lambda-context"] = json.dumps(lambda_context(remaining_ms))
+    headers["x-amzn-lambda-context"] = json.dumps(lambda_context(remaining_ms, trace_id=trace_id))
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
     query = urllib.parse.urlencode(event.get("queryStringParameters") or {})
@@ -72,10 +76,15 @@ def request_scope(event: dict[str, Any], remaining_ms: int) -> tuple[dict[str, A
 
 
 async def invoke_async(
-    app: AsgiApp, event: dict[str, Any], remaining_ms: int = 900_000, disconnect_after: int | None = None
+    app: AsgiApp,
+    event: dict[str, Any],
+    remaining_ms: int = 900_000,
+    disconnect_after: int | None = None,
+    trace_id: str | None = None,
 ) -> AppAnswer:
-    """Send the event to the app; with `disconnect_after`, the client goes away after that many body chunks."""
-    scope, body = request_scope(event, remaining_ms)
+    """Send the event to the app; with `disconnect_after`, the client goes away after that many body chunks;
+    `trace_id` is the invocation's X-Ray trace header, as Lambda gives it."""
+    scope, body = request_scope(event, remaining_ms, trace_id)
     answer = AppAnswer()
     gone = asyncio.Event()
     sent_body = False
@@ -106,9 +115,13 @@ async def invoke_async(
 
 
 def invoke(
-    app: AsgiApp, event: dict[str, Any], remaining_ms: int = 900_000, disconnect_after: int | None = None
+    app: AsgiApp,
+    event: dict[str, Any],
+    remaining_ms: int = 900_000,
+    disconnect_after: int | None = None,
+    trace_id: str | None = None,
 ) -> AppAnswer:
-    return asyncio.run(invoke_async(app, event, remaining_ms, disconnect_after))
+    return asyncio.run(invoke_async(app, event, remaining_ms, disconnect_after, trace_id))
 
 
 def as_lambda_handler(app: AsgiApp) -> Callable[[dict[str, Any], Any], dict[str, Any]]:

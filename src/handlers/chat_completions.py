@@ -6,10 +6,14 @@ A plain ASGI app (docs/decisions.md), run by uvicorn (src/run.sh) behind the Lam
 each invocation as an HTTP request carrying API Gateway's request context (`x-amzn-request-context`: the key
 id, the request id) and Lambda's context (`x-amzn-lambda-context`: the deadline). The blocking work (DynamoDB,
 the model) runs in worker threads; the event loop watches for the client going away and for the deadline.
+Each invocation's X-Ray trace id also comes in Lambda's context, and is made the process's
+`_X_AMZN_TRACE_ID` for it, as the Lambda runtime does for a handler: the X-Ray SDK's subsegments (AWS calls,
+the provider's HTTP) then join the invocation's trace.
 """
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
@@ -78,6 +82,16 @@ class Invocation:
         self.request_id = str(request_context.get("requestId") or "")
         self.deadline = _deadline(request_context, lambda_context)
         self.lambda_request_id = lambda_context.get("request_id")
+        trace_id = lambda_context.get("xray_trace_id")
+        self.trace_id = trace_id if isinstance(trace_id, str) and trace_id else None
+
+    def join_trace(self) -> None:
+        """Make this invocation's trace the X-Ray SDK's (it reads _X_AMZN_TRACE_ID at each AWS call). The adapter
+        sends one invocation at a time per execution environment, so the process-wide variable is this one's."""
+        if self.trace_id:
+            os.environ["_X_AMZN_TRACE_ID"] = self.trace_id
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
 
     def seconds_left(self) -> float:
         return self.deadline - time.time()
@@ -108,6 +122,7 @@ def _deadline(request_context: dict[str, Any], lambda_context: dict[str, Any]) -
 
 async def _chat(scope: Scope, receive: Receive, send: Send) -> None:
     invocation = Invocation(scope)
+    invocation.join_trace()
     logger.set_correlation_id(invocation.request_id)
     logger.append_keys(function_request_id=invocation.lambda_request_id)
     try:

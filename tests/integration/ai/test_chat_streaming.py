@@ -4,6 +4,7 @@ streaming (reported usage, no usage, a disconnect, the deadline, a failed settle
 after the first byte, and tool-call deltas from a provider typed against the ModelProvider port."""
 
 import json
+import os
 from http import HTTPStatus
 from typing import Any
 
@@ -282,3 +283,24 @@ def test_a_stream_carries_the_rate_limit_headers_of_its_reservation(ai_stack: Pr
     assert answer.headers["x-ratelimit-remaining-requests"] == "998"
     assert answer.headers["x-ratelimit-limit-tokens"] == "200"
     assert answer.headers["x-ratelimit-remaining-tokens"] == str(200 - 8 - 14)
+
+
+def test_each_invocation_is_traced_under_its_own_x_ray_trace(
+    ai_stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the X-Ray SDK finds an invocation's segment in _X_AMZN_TRACE_ID, which Lambda sets for a handler but
+    # not for a web app the adapter started once; and a partner
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
+    partner = sign_up()
+    body = {"model": "nova-micro", "messages": [{"role": "user", "content": "hi"}]}
+    traced = "Root=1-6751a9f0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
+
+    # When an invocation comes with its trace id in the adapter's Lambda context, then one without
+    first = invoke(chat_completions.app, event("chat_completions.json", partner.api_key_id, body), trace_id=traced)
+    seen_first = os.environ.get("_X_AMZN_TRACE_ID")
+    second = invoke(chat_completions.app, event("chat_completions.json", partner.api_key_id, body))
+
+    # Then the first ran under its trace (the botocore subsegments join it), the second under none
+    assert (first.status, second.status) == (HTTPStatus.OK, HTTPStatus.OK)
+    assert seen_first == traced
+    assert "_X_AMZN_TRACE_ID" not in os.environ
