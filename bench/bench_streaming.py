@@ -6,8 +6,9 @@
   partners and ledger are in memory: the reservation happens before the provider is called, so DynamoDB is
   not part of this figure (bench_ai_handler.py prints its cost per request).
 - Cold start of the streaming function, the way bench_cold_imports.py measures handlers (Lambda's environment,
-  only src/requirements.txt, our code without bytecode): importing what `python -m uvicorn ... app` imports,
-  and src/run.sh started until its readiness check answers (what the Lambda Web Adapter waits for).
+  the function package as `make build` ships it, bytecode included): importing what
+  `python -m uvicorn ... app` imports, and src/run.sh started until its readiness check answers (what the
+  Lambda Web Adapter waits for).
 
     .venv/bin/python bench/bench_streaming.py [--requests N] [--runs N]
 """
@@ -37,7 +38,13 @@ os.environ.update(
 
 import uvicorn  # noqa: E402
 from bench_ai_handler import KEY_ID, bench_partner, settings  # noqa: E402
-from bench_cold_imports import LAMBDA_ENVIRONMENT, TASK_ROOT, import_milliseconds, lambda_python, unpack_code  # noqa: E402
+from bench_cold_imports import (  # noqa: E402
+    LAMBDA_ENVIRONMENT,
+    TASK_ROOT,
+    import_milliseconds,
+    lambda_package,
+    unpack_package,
+)
 
 from core.ai.chat import ModelRequest, StreamEvent  # noqa: E402
 from core.ai.offline_model import OfflineModel  # noqa: E402
@@ -108,8 +115,8 @@ def first_byte_overheads(requests: int, warmup: int = 30) -> list[float]:
 
 def cold_start(runs: int) -> tuple[list[float], list[float]]:
     """Import of what `python -m uvicorn ... handlers.chat_completions:app` loads, and run.sh until /healthz."""
-    python = lambda_python()
-    unpack_code()
+    python = Path(sys._base_executable)  # the runtime's interpreter, without the development venv's packages
+    unpack_package(lambda_package(), compiled=True)
     imports = "uvicorn.main, uvicorn.protocols.http.h11_impl, uvicorn.loops.asyncio, handlers.chat_completions"
     import_milliseconds(python, imports)  # warms the file cache
     imported = [import_milliseconds(python, imports)[0] for _ in range(runs)]
