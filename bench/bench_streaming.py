@@ -31,7 +31,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "bench")]
 os.environ.update(
     POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_LOG_LEVEL="WARNING",  # the "streamed chat" line per request would dominate a loopback figure
     POWERTOOLS_METRICS_NAMESPACE="MeteredAI",
     POWERTOOLS_SERVICE_NAME="metered-ai",
 )
@@ -49,6 +48,10 @@ from bench_cold_imports import (  # noqa: E402
 from core.ai.chat import ModelRequest, StreamEvent  # noqa: E402
 from core.ai.offline_model import OfflineModel  # noqa: E402
 from core.ai.service import AiApi  # noqa: E402
+from core.observability import logger  # noqa: E402
+
+# The "streamed chat" line per request would dominate a loopback figure (bench_ai_handler sets INFO).
+logger.setLevel("WARNING")
 from tests.fakes import MemoryLedger, MemoryPartners  # noqa: E402
 
 WORDS = 40
