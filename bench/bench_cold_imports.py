@@ -17,6 +17,7 @@ fewer runs. The package is made once under .local/, keyed by the requirements' h
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -54,7 +55,8 @@ LAMBDA_ENVIRONMENT = {
 
 
 def handler_modules() -> list[str]:
-    return sorted(f"handlers.{path.stem}" for path in (SOURCE / "handlers").glob("*.py") if path.stem != "__init__")
+    """The handler modules template.yaml deploys (src/handlers/ also holds shared modules, e.g. http_answers)."""
+    return sorted(set(re.findall(r"\bhandlers\.[a-z_]+", (PROJECT_ROOT / "template.yaml").read_text())))
 
 
 def lambda_package() -> Path:
