@@ -98,42 +98,54 @@ class OpenAICompatible:
             raise UpstreamFailed("the upstream answered with a body that is not a chat completion") from exc
 
     def _post(self, body: dict[str, Any], timeout_seconds: float, stream: bool) -> urllib3.BaseHTTPResponse:
-        """The upstream's 200 answer (its body not read yet when streaming), or the domain's error."""
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        key = self._api_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        connect = min(CONNECT_TIMEOUT_SECONDS, timeout_seconds)
-        # A stream's timeout bounds each wait for more of it (the port's contract), not the whole stream.
-        timeout = (
-            urllib3.Timeout(connect=connect, read=timeout_seconds)
-            if stream
-            else urllib3.Timeout(total=timeout_seconds, connect=connect)
+        return post_json(self._pool, self._url, self._api_key(), body, timeout_seconds, stream=stream)
+
+
+def post_json(
+    pool: urllib3.PoolManager,
+    url: str,
+    api_key: str | None,
+    body: dict[str, Any],
+    timeout_seconds: float,
+    *,
+    stream: bool = False,
+) -> urllib3.BaseHTTPResponse:
+    """POST a JSON body to an OpenAI-compatible upstream: its 200 answer (the body not read yet when streaming),
+    or the domain's error for a connection failure, a timeout or another status."""
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    connect = min(CONNECT_TIMEOUT_SECONDS, timeout_seconds)
+    # A stream's timeout bounds each wait for more of it (the port's contract), not the whole stream.
+    timeout = (
+        urllib3.Timeout(connect=connect, read=timeout_seconds)
+        if stream
+        else urllib3.Timeout(total=timeout_seconds, connect=connect)
+    )
+    try:
+        response = pool.request(
+            "POST",
+            url,
+            body=json.dumps(body).encode(),
+            headers=headers,
+            timeout=timeout,
+            retries=False,
+            redirect=False,
+            preload_content=not stream,
         )
+    except NewConnectionError as exc:  # before TimeoutError: urllib3 makes it a subclass of ConnectTimeoutError
+        raise UpstreamFailed(f"the upstream could not be reached: {type(exc).__name__}") from exc
+    except TimeoutError as exc:
+        raise UpstreamTimedOut(timeout_seconds) from exc
+    except HTTPError as exc:
+        raise UpstreamFailed(f"the upstream could not be reached: {type(exc).__name__}") from exc
+    if response.status != 200:
         try:
-            response = self._pool.request(
-                "POST",
-                self._url,
-                body=json.dumps(body).encode(),
-                headers=headers,
-                timeout=timeout,
-                retries=False,
-                redirect=False,
-                preload_content=not stream,
-            )
-        except NewConnectionError as exc:  # before TimeoutError: urllib3 makes it a subclass of ConnectTimeoutError
-            raise UpstreamFailed(f"the upstream could not be reached: {type(exc).__name__}") from exc
-        except TimeoutError as exc:
-            raise UpstreamTimedOut(timeout_seconds) from exc
-        except HTTPError as exc:
-            raise UpstreamFailed(f"the upstream could not be reached: {type(exc).__name__}") from exc
-        if response.status != 200:
-            try:
-                data = response.data
-            except HTTPError:
-                data = b""
-            raise _upstream_error(response.status, data, response.headers.get("Retry-After"), timeout_seconds)
-        return response
+            data = response.data
+        except HTTPError:
+            data = b""
+        raise _upstream_error(response.status, data, response.headers.get("Retry-After"), timeout_seconds)
+    return response
 
 
 def chat_request(request: ModelRequest, stream: bool = False) -> dict[str, Any]:

@@ -12,11 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
-from core.ai.adapters.openai_compatible import CONNECT_TIMEOUT_SECONDS, _upstream_error
+from core.ai.adapters.openai_compatible import post_json
 from core.ai.embeddings import EmbeddingReply, EmbeddingRequest, estimate_input_tokens, reply_vectors
-from core.errors import UpstreamFailed, UpstreamTimedOut
+from core.errors import UpstreamFailed
 
 
 class OpenAICompatibleEmbeddings:
@@ -37,30 +36,9 @@ class OpenAICompatibleEmbeddings:
         return estimate_input_tokens(texts)
 
     def embed(self, request: EmbeddingRequest, timeout_seconds: float) -> EmbeddingReply:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = self._api_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
         started = time.perf_counter()
-        try:
-            response = self._pool.request(
-                "POST",
-                self._url,
-                body=json.dumps(embeddings_request(request)).encode(),
-                headers=headers,
-                timeout=urllib3.Timeout(total=timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, timeout_seconds)),
-                retries=False,
-                redirect=False,
-            )
-        except NewConnectionError as exc:  # before TimeoutError: urllib3 makes it a subclass of ConnectTimeoutError
-            raise UpstreamFailed(f"the upstream could not be reached: {type(exc).__name__}") from exc
-        except TimeoutError as exc:
-            raise UpstreamTimedOut(timeout_seconds) from exc
-        except HTTPError as exc:
-            raise UpstreamFailed(f"the upstream could not be reached: {type(exc).__name__}") from exc
+        response = post_json(self._pool, self._url, self._api_key(), embeddings_request(request), timeout_seconds)
         latency_ms = (time.perf_counter() - started) * 1000
-        if response.status != 200:
-            raise _upstream_error(response.status, response.data, response.headers.get("Retry-After"), timeout_seconds)
         try:
             return reply_from_embeddings(json.loads(response.data), request, latency_ms)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
