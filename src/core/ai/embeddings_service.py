@@ -4,12 +4,9 @@ settled to the tokens the provider reports, and released if the call fails (core
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Literal
-
-from aws_lambda_powertools.metrics import MetricUnit
 
 from core.adapters.partners_table import PartnerRecords
 from core.ai.adapters.metering_table import MeteringTable
@@ -27,10 +24,10 @@ from core.ai.embeddings import (
 from core.ai.metering import TokenBudgetRefusal
 from core.ai.models import AiCaller
 from core.ai.ports import EmbeddingsProvider, PartnerLookup, TokenLedger
-from core.ai.service import AiApi
+from core.ai.service import AiApi, RequestOutcome, emit_request_metrics
 from core.ai.settings import AiApiSettings, EmbeddingsSettings
 from core.errors import DomainError, InvalidRequest, ProviderMisconfigured, TokenBudgetExceeded
-from core.observability import logger, request_metrics
+from core.observability import logger
 from core.periods import period_key
 from core.settings import load_settings
 from core.tier_policy import CatalogModel
@@ -48,34 +45,6 @@ class EmbeddingsBudgetExceeded(TokenBudgetExceeded):
         self.args = (self.message,)
 
 
-@dataclass(frozen=True)
-class EmbeddingsOutcome:
-    """What one embeddings request reports as metrics (dimensions: tier and model only)."""
-
-    tier: str
-    model: str
-    outcome: Literal["completed", "upstream_error", "budget_refused"]
-    prompt_tokens: int = 0
-    upstream_latency_ms: float | None = None
-
-
-def emit_embeddings_metrics(outcome: EmbeddingsOutcome) -> None:
-    """One EMF record per request, named as the chat function's (its PromptTokens are the inputs' tokens)."""
-    metrics = request_metrics()
-    metrics.add_dimension(name="tier", value=outcome.tier)
-    metrics.add_dimension(name="model", value=outcome.model)
-    metrics.add_metric(name="EmbeddingRequests", unit=MetricUnit.Count, value=1)
-    if outcome.outcome == "budget_refused":
-        metrics.add_metric(name="TokenBudgetRefusals", unit=MetricUnit.Count, value=1)
-    if outcome.outcome == "upstream_error":
-        metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
-    if outcome.outcome == "completed":
-        metrics.add_metric(name="PromptTokens", unit=MetricUnit.Count, value=outcome.prompt_tokens)
-    if outcome.upstream_latency_ms is not None:
-        metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=outcome.upstream_latency_ms)
-    metrics.flush_metrics()
-
-
 class EmbeddingsApi(AiApi):
     """AiApi's callers, catalog and meter, serving embeddings instead of chat completions."""
 
@@ -89,7 +58,7 @@ class EmbeddingsApi(AiApi):
         upstream_timeout_seconds: float = 20.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
-        record_metrics: Callable[[EmbeddingsOutcome], None] = emit_embeddings_metrics,
+        record_metrics: Callable[[RequestOutcome], None] = emit_request_metrics,
     ) -> None:
         super().__init__(
             settings,
@@ -118,7 +87,7 @@ class EmbeddingsApi(AiApi):
         try:
             reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
         except TokenBudgetRefusal as exc:
-            self._record_outcome(EmbeddingsOutcome(caller.tier, model.name, "budget_refused"))
+            self._record_outcome(_outcome(caller.tier, model.name, "budget_refused"))
             refusal = EmbeddingsBudgetExceeded(exc.needed, exc.remaining, period_key(entry.period_reset))
             refusal.headers = self.rate_limit_headers(caller, entry, exc.reading)
             raise refusal from exc
@@ -132,14 +101,14 @@ class EmbeddingsApi(AiApi):
             latency = (self._monotonic() - started) * 1000
             self._meter.release(reservation)
             if not isinstance(exc, InvalidRequest):
-                self._record_outcome(EmbeddingsOutcome(caller.tier, model.name, "upstream_error", 0, latency))
+                self._record_outcome(_outcome(caller.tier, model.name, "upstream_error", latency=latency))
             if isinstance(exc, DomainError):
                 exc.headers = self.rate_limit_headers(caller, entry, reservation.reading_after_release())
             raise
         # The meter settles replies; an embedding's tokens are all prompt tokens.
         settled = self._settle(reservation, ModelReply("", "stop", reply.prompt_tokens, 0), caller)
         latency = reply.latency_ms or (self._monotonic() - started) * 1000
-        self._record_outcome(EmbeddingsOutcome(caller.tier, model.name, "completed", reply.prompt_tokens, latency))
+        self._record_outcome(_outcome(caller.tier, model.name, "completed", reply.prompt_tokens, latency))
         logger.info(
             "served embeddings",
             tier=caller.tier,
@@ -218,3 +187,13 @@ def embeddings_api() -> EmbeddingsApi:
         embeddings_provider(settings),
         upstream_timeout_seconds=settings.upstream_timeout_seconds,
     )
+
+
+def _outcome(
+    tier: str,
+    model: str,
+    outcome: Literal["completed", "upstream_error", "budget_refused"],
+    prompt_tokens: int = 0,
+    latency: float | None = None,
+) -> RequestOutcome:
+    return RequestOutcome(tier, model, outcome, prompt_tokens, None, latency, requests_metric="EmbeddingRequests")

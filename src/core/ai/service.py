@@ -99,30 +99,33 @@ class PartnerDirectory:
 
 
 @dataclass(frozen=True)
-class ChatOutcome:
-    """What one chat request reports as metrics (dimensions: tier and model only)."""
+class RequestOutcome:
+    """What one AI request (a chat completion, or embeddings) reports as metrics (dimensions: tier and model
+    only). Embeddings have no completion tokens (None: no CompletionTokens metric)."""
 
     tier: str
     model: str
     outcome: Literal["completed", "upstream_error", "budget_refused"]
     prompt_tokens: int = 0
-    completion_tokens: int = 0
+    completion_tokens: int | None = 0
     upstream_latency_ms: float | None = None
+    requests_metric: Literal["ChatRequests", "EmbeddingRequests"] = "ChatRequests"
 
 
-def emit_chat_metrics(outcome: ChatOutcome) -> None:
+def emit_request_metrics(outcome: RequestOutcome) -> None:
     """One EMF record per request. Never a per-key or per-partner dimension: those are in the ledger."""
     metrics = request_metrics()
     metrics.add_dimension(name="tier", value=outcome.tier)
     metrics.add_dimension(name="model", value=outcome.model)
-    metrics.add_metric(name="ChatRequests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=outcome.requests_metric, unit=MetricUnit.Count, value=1)
     if outcome.outcome == "budget_refused":
         metrics.add_metric(name="TokenBudgetRefusals", unit=MetricUnit.Count, value=1)
     if outcome.outcome == "upstream_error":
         metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
     if outcome.outcome == "completed":
         metrics.add_metric(name="PromptTokens", unit=MetricUnit.Count, value=outcome.prompt_tokens)
-        metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=outcome.completion_tokens)
+        if outcome.completion_tokens is not None:
+            metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=outcome.completion_tokens)
     if outcome.upstream_latency_ms is not None:
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=outcome.upstream_latency_ms)
     metrics.flush_metrics()
@@ -152,7 +155,7 @@ class AiApi:
         upstream_timeout_seconds: float = 20.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
-        record_metrics: Callable[[ChatOutcome], None] = emit_chat_metrics,
+        record_metrics: Callable[[RequestOutcome], None] = emit_request_metrics,
     ) -> None:
         self._settings = settings
         self._catalog: ModelCatalog = settings.models
@@ -174,7 +177,7 @@ class AiApi:
     def meter(self) -> TokenMeter:
         return self._meter
 
-    def report(self, outcome: ChatOutcome) -> None:
+    def report(self, outcome: RequestOutcome) -> None:
         self._record_metrics(outcome)
 
     def upstream_timeout(self, seconds_left: float) -> float:
@@ -228,7 +231,7 @@ class AiApi:
             reservation = self._meter.reserve(entry, caller, prompt_tokens + prompt.max_tokens, seconds_left)
         except TokenBudgetRefusal as exc:
             exc.headers = self.rate_limit_headers(caller, entry, exc.reading)
-            self._record_metrics(ChatOutcome(caller.tier, model.name, "budget_refused"))
+            self._record_metrics(RequestOutcome(caller.tier, model.name, "budget_refused"))
             raise
         return Admission(caller, request, model, prompt, provider, prompt_tokens, reservation)
 
@@ -243,14 +246,14 @@ class AiApi:
         except BaseException as exc:
             latency = (self._monotonic() - started) * 1000
             self._meter.release(reservation)
-            self._record_metrics(ChatOutcome(caller.tier, model.name, "upstream_error", upstream_latency_ms=latency))
+            self._record_metrics(RequestOutcome(caller.tier, model.name, "upstream_error", upstream_latency_ms=latency))
             if isinstance(exc, DomainError):
                 exc.headers = self.rate_limit_headers(caller, reservation.entry, reservation.reading_after_release())
             raise
         settled = self._settle(reservation, reply, caller)
         latency = reply.latency_ms or (self._monotonic() - started) * 1000
         self._record_metrics(
-            ChatOutcome(caller.tier, model.name, "completed", reply.prompt_tokens, reply.completion_tokens, latency)
+            RequestOutcome(caller.tier, model.name, "completed", reply.prompt_tokens, reply.completion_tokens, latency)
         )
         logger.info(
             "completed chat",

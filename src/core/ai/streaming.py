@@ -20,7 +20,7 @@ from typing import Any, Literal
 from core.ai.chat import StreamEnd, StreamEvent, TextDelta, ToolCallDelta
 from core.ai.metering import unreported_stream_usage
 from core.ai.models import AiCaller
-from core.ai.service import Admission, AiApi, ChatOutcome
+from core.ai.service import Admission, AiApi, RequestOutcome
 from core.errors import UpstreamFailed
 from core.observability import logger
 
@@ -147,7 +147,7 @@ class ChatStream:
         latency = (time.monotonic() - self.started) * 1000
         outcome: Literal["completed", "upstream_error"] = "upstream_error" if ending == "failed" else "completed"
         self.api.report(
-            ChatOutcome(
+            RequestOutcome(
                 caller.tier, admitted.model.name, outcome, usage.prompt_tokens, usage.completion_tokens, latency
             )
         )
@@ -240,6 +240,6 @@ def open_stream(api: AiApi, caller: AiCaller, body: str | None, seconds_left: fl
             events.close()
         api.meter.release(admitted.reservation)
         latency = (time.monotonic() - started) * 1000
-        api.report(ChatOutcome(caller.tier, admitted.model.name, "upstream_error", upstream_latency_ms=latency))
+        api.report(RequestOutcome(caller.tier, admitted.model.name, "upstream_error", upstream_latency_ms=latency))
         raise
     return ChatStream(api, admitted, events, first, started)
