@@ -45,6 +45,12 @@ class FakePlans(UsageReader):
         self.plans = plans
         self.usage = usage  # plan id -> key id -> requests today
         self.pages_read: list[str] = []
+        self.api_keys: int | Exception = sum(len(keys) for keys in usage.values())  # GetApiKeys's count, or its failure
+
+    def count_api_keys(self) -> int:
+        if isinstance(self.api_keys, Exception):
+            raise self.api_keys
+        return self.api_keys
 
     def list_usage_plans(self) -> list[UsagePlan]:
         return self.plans

@@ -18,8 +18,9 @@ from core.pacing import TokenBucket
 if TYPE_CHECKING:
     from mypy_boto3_apigateway import APIGatewayClient
 
-# GetUsage returns at most this many keys per page.
+# GetUsage and GetApiKeys return at most this many keys per page.
 GET_USAGE_MAX_PAGE_SIZE = 500
+GET_API_KEYS_MAX_PAGE_SIZE = 500
 
 
 # The operations that create keys, where API Gateway's LimitExceededException can mean the account's key ceiling.
@@ -141,6 +142,22 @@ class ApiGateway:
         with _translated_errors("GetUsagePlans"):
             pages = self._client.get_paginator("get_usage_plans").paginate(PaginationConfig={"PageSize": 500})
             return [usage_plan_from_api(item) for page in pages for item in page.get("items", [])]
+
+    def count_api_keys(self) -> int:
+        """How many API keys the account holds in the Region, every stack's (GetApiKeys, 500 a page). Never
+        with includeValues: the count needs no key value, and its caller must never see one."""
+        count, position = 0, None
+        while True:
+            self._pace()
+            request: dict[str, Any] = {"limit": GET_API_KEYS_MAX_PAGE_SIZE}
+            if position:
+                request["position"] = position
+            with _translated_errors("GetApiKeys"):
+                page = self._client.get_api_keys(**request)
+            count += len(page.get("items", []))
+            position = page.get("position")
+            if not position:
+                return count
 
     def create_disabled_key(self, name: str, tags: dict[str, str]) -> IssuedKey:
         # Disabled until it sits in its plan: an enabled key outside any plan is a key we cannot meter.

@@ -18,6 +18,8 @@ class UsageReader(Protocol):
         self, plan_id: str, start: date, end: date, page_size: int
     ) -> Iterator[dict[str, list[list[int]]]]: ...
 
+    def count_api_keys(self) -> int: ...
+
 
 class QuotaRecords(Protocol):
     """The quota monitor's view of the metering table: ledger counters, its readings, its sent alerts."""

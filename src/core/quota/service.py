@@ -10,7 +10,8 @@ A run in order:
    first, so a duplicated or overlapping run cannot send it again;
 4. operators get one message per alert, paced, or digests when many keys cross in one run; partners that
    opted in get their own email through SES;
-5. readings that changed are written, per-key numbers are logged, per-tier metrics published.
+5. readings that changed are written, per-key numbers are logged, per-tier metrics published;
+6. the account's API keys are counted (GetApiKeys, never their values) against API Gateway's 10,000.
 The run fails at the end (QuotaMonitorRunFailed, raised by the handler) if a plan could not be read or an
 alert could not be delivered, so Lambda's retry policy and the DLQ see it.
 """
@@ -86,6 +87,7 @@ class RunReport:
     partner_emails_failed: int = 0
     undelivered: int = 0
     deferred: int = 0
+    api_keys: int | None = None  # every API key of the account in the Region; None: could not be counted
 
     @property
     def failed(self) -> bool:
@@ -105,6 +107,7 @@ class RunReport:
             "partner_emails_failed": self.partner_emails_failed,
             "undelivered": self.undelivered,
             "deferred": self.deferred,
+            "api_keys": self.api_keys,
             "failed": self.failed,
         }
 
@@ -193,6 +196,7 @@ class QuotaMonitor:
         self._alert(keys, report, time_left)
         self._write_readings(keys, report)
         self._log_standings([key.standing for key in keys if not key.read.idle])
+        report.api_keys = self._count_api_keys()
         standings = [key.standing for key in keys]
         self._tier_metrics.publish(
             summarise(report.tiers, standings, self._settings.alert_thresholds), self._settings.alert_thresholds
@@ -378,6 +382,18 @@ class QuotaMonitor:
                 report.partner_emails_sent += 1
             changed.append(state)
         return changed
+
+    # --- 6. The account's API keys -----------------------------------------------------------------------------
+
+    def _count_api_keys(self) -> int | None:
+        """The account's keys against API Gateway's 10,000 per Region (ApiKeysInAccount). A count that fails is
+        logged and skipped: the alarm then sees no data for a run, and the run's alerts are not held back."""
+        try:
+            return self._plans.count_api_keys()
+        except _PLAN_FAILURES as exc:
+            reason = exc.message if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("could not count the account's API keys", reason=reason)
+            return None
 
     # --- 5. Readings, logs ----------------------------------------------------------------------------------
 

@@ -130,3 +130,16 @@ def test_a_rate_limit_exceeded_after_retries_is_throttling(stubbed: tuple[ApiGat
 
     with pytest.raises(ManagementApiThrottled):
         gateway.create_disabled_key("stack-p_1", {"metered-ai:stack": "stack"})
+
+
+def test_api_keys_are_counted_page_by_page_without_their_values(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    # Given an account whose keys fill two pages of GetApiKeys
+    gateway, stubber = stubbed
+    stubber.add_response(
+        "get_api_keys", {"items": [{"id": f"k{n}"} for n in range(500)], "position": "p2"}, {"limit": 500}
+    )
+    stubber.add_response("get_api_keys", {"items": [{"id": "k500"}]}, {"limit": 500, "position": "p2"})
+
+    # When they are counted, then every page is read, each request without includeValues (Stubber checks the
+    # exact parameters)
+    assert gateway.count_api_keys() == 501
