@@ -170,7 +170,8 @@ def _text(raw: bytes) -> str | None:
 
 async def _stream(stream: ChatStream, invocation: Invocation, receive: Receive, send: Send) -> None:
     """Send the stream as OpenAI does (`data: <chunk>` events, then `data: [DONE]`) until it ends, the client
-    goes away or the deadline comes; then settle it (in every case, exactly once)."""
+    goes away or the deadline comes; then settle it (in every case, exactly once). A stream that ends is settled
+    before its last frame is sent, so a client that has read the end sees its tokens in the ledger."""
     disconnected = asyncio.ensure_future(_disconnect(receive))
     ending: StreamEnding = "disconnected"
     try:
@@ -189,12 +190,14 @@ async def _stream(stream: ChatStream, invocation: Invocation, receive: Receive, 
                 ending = "timed_out"
                 _forget(pull)
                 logger.warning("stream reached its deadline", api_key_id=stream.admitted.caller.api_key_id)
+                await asyncio.to_thread(stream.finish, ending)
                 await _event(send, _with_message(openai_error(TIMED_OUT), STREAM_TIMED_OUT).body)
                 return
             try:
                 event = pull.result()
             except Exception as exc:
                 ending = "failed"
+                await asyncio.to_thread(stream.finish, ending)
                 await _event(send, _mid_stream_error(exc).body)
                 return
             if event is None:

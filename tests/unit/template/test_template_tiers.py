@@ -203,6 +203,7 @@ def test_parameter_groups_follow_the_capabilities_then_the_tiers_then_operations
         "AI API: models and provider",
         "Quota monitoring",
         "Billing webhook",
+        "Partner portal",
         "Tier: free",
         "Tier: pro",
         "Tier: enterprise",
