@@ -39,7 +39,7 @@ def route_functions(template: StackTemplate) -> set[str]:
     return served | authorizers
 
 
-def test_the_route_functions_are_signup_the_ai_api_and_the_billing_webhook(template: StackTemplate) -> None:
+def test_the_route_functions_are_signup_the_ai_api_the_billing_webhook_and_the_console(template: StackTemplate) -> None:
     assert route_functions(template) == {
         "SignupFunction",
         "ApiKeyAuthorizerFunction",
@@ -48,6 +48,7 @@ def test_the_route_functions_are_signup_the_ai_api_and_the_billing_webhook(templ
         "ChatCompletionsFunction",
         "EmbeddingsFunction",
         "TierWebhookFunction",
+        "AdminFunction",
     }
 
 
