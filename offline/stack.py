@@ -237,8 +237,12 @@ class OfflineStack:
             return 200, self.info
         if verb == "clock":
             return self.clock.control(payload)
+        if verb == "management-calls":
+            return 200, apigateway_fidelity.management_calls(ACCOUNT_ID, self.info["region"])
         if verb != "invoke":
-            return 404, {"message": f"unknown control action {verb!r}; try invoke/<LogicalId>, clock or stack"}
+            return 404, {
+                "message": f"unknown control action {verb!r}; try invoke/<LogicalId>, clock, stack or management-calls"
+            }
         try:
             result = self.invoke(name, payload)
         except KeyError:

@@ -48,6 +48,16 @@ class FakePlans(UsageReader):
         self.plans = plans
         self.usage = usage  # plan id -> key id -> requests today
         self.pages_read: list[str] = []
+        self.api_keys: int | Exception = sum(len(keys) for keys in usage.values())  # GetApiKeys's count, or its failure
+
+    def count_api_keys(self) -> int:
+        if isinstance(self.api_keys, Exception):
+            raise self.api_keys
+        return self.api_keys
+
+    def delete_key(self, key_id: str) -> None:
+        for keys in self.usage.values():
+            keys.pop(key_id, None)
 
     def list_usage_plans(self) -> list[UsagePlan]:
         return self.plans
@@ -71,6 +81,12 @@ class FakeRecords(QuotaRecords):
 
     def read_period(self, keys: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], PeriodRecords]:
         return {key: PeriodRecords() for key in keys}
+
+    def claim_daily_sweep(self, day: date, now: float, lease_seconds: int, expires_at: int) -> bool:
+        return True
+
+    def finish_daily_sweep(self, day: date, now: datetime) -> None:
+        return None
 
     def write_readings(self, readings: list[KeyQuotaReading]) -> None:
         self.readings += readings

@@ -62,6 +62,9 @@ class PartnerStatus(StrEnum):
     PENDING = "PENDING"
     ACTIVE = "ACTIVE"
     DISABLED = "DISABLED"
+    # Its key was deleted after going unused for DormantKeyDays (the quota monitor's sweep); an operator may
+    # issue a new one.
+    DORMANT = "DORMANT"
 
 
 class Partner(BaseModel):

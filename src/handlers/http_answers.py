@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler import content_types
 from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response
 
 from core.errors import (
+    ApiKeyCeilingReached,
     ApiKeyMissing,
     ConfirmationLinkInvalid,
     DomainError,
@@ -95,6 +96,8 @@ CONTROL_PLANE: dict[type[DomainError], ControlPlaneAnswer] = {
     IdempotentRequestInProgress: ControlPlaneAnswer(HTTPStatus.CONFLICT, "request_in_progress", 1),
     ManagementApiThrottled: ControlPlaneAnswer(HTTPStatus.SERVICE_UNAVAILABLE, "throttled", 1),
     SignupThrottled: ControlPlaneAnswer(HTTPStatus.SERVICE_UNAVAILABLE, "throttled", FROM_ERROR, tells_caller=True),
+    # No Retry-After: the account's key ceiling does not lift with time, only when an operator deletes keys.
+    ApiKeyCeilingReached: ControlPlaneAnswer(HTTPStatus.SERVICE_UNAVAILABLE, "capacity_exhausted", tells_caller=True),
     KeyAlreadyInPlan: ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     NotFound: ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     # The billing webhook (POST /webhooks/billing).
