@@ -45,6 +45,17 @@ test: $(STAMP) ## Run the whole test suite (unit, integration, fidelity, end-to-
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The browser tests' browser: Debian's chromium, driven by Playwright for Python with this executable (Playwright's
+# own browser download is neither used nor needed). Installed here when missing: apt-get as root, else sudo.
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: browser
+browser: $(STAMP) ## Install Debian's chromium if missing; run the portal's browser tests; refresh docs/screenshots/
+	@test -x "$(CHROMIUM)" || { echo "installing Debian's chromium (the browser tests' browser)"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x "$(CHROMIUM)" || { echo "no browser at $(CHROMIUM): install Debian's chromium package"; exit 1; }
+	PORTAL_SCREENSHOTS=$(abspath docs/screenshots) CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -m browser tests/browser $(PYTEST_ARGS)
+
 .PHONY: unit
 unit: $(STAMP) ## Run the product's unit tests only (tests/unit: no stack, no server; about 30 s)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

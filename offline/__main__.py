@@ -69,6 +69,8 @@ def banner(info: dict[str, Any]) -> str:
         f"  stack.json {Path(info['outbox_dir']).parent / 'stack.json'}",
         "  Routes",
     ]
+    if any(route["path"] == "/portal" for route in info["routes"]):
+        lines.insert(2, f"  Portal     {info['api_url']}/portal  (sign up, my usage: open it in a browser)")
     for route in info["routes"]:
         key = "  (API key)" if route["api_key_required"] else ""
         lines.append(f"    {route['method']:<6} {route['path']:<24} -> {route['function']}{key}")

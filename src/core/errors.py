@@ -271,3 +271,26 @@ def _field_message(error: Any) -> str:
     if error["type"] == "model_type":
         return "request body must be a JSON object"
     return str(error["msg"])
+
+
+# --- The operator console (/admin/*) -----------------------------------------------------------------------------
+
+
+class OperatorUnknown(DomainError):
+    """A call to /admin/* without an IAM principal in its request context (API Gateway's AWS_IAM authorization
+    always sets one: a missing one means the route is misconfigured, so the function refuses)."""
+
+    def __init__(self) -> None:
+        super().__init__("this operation needs a caller authenticated by AWS IAM (a SigV4-signed request)")
+
+
+class PartnerNotFound(DomainError):
+    def __init__(self, partner_id: str) -> None:
+        super().__init__(f"no partner with id {partner_id}")
+
+
+class PartnerNotActive(DomainError):
+    """The operation needs an active partner (an extension for a suspended or revoked one is refused)."""
+
+    def __init__(self, partner_id: str, status: str, operation: str) -> None:
+        super().__init__(f"partner {partner_id} is {status}: {operation} needs an active partner (resume it first)")

@@ -45,6 +45,15 @@ def period_key(start: datetime) -> str:
     return _utc(start).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def usage_bucket(period: QuotaPeriod, at: datetime) -> datetime:
+    """The start of the slice of its quota period that `at` falls in, for a chart of the period so far: its UTC
+    hour in a DAY period, its UTC day in a WEEK or MONTH period."""
+    at = _utc(at)
+    if period == "DAY":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def days_in_period(period: QuotaPeriod, at: datetime) -> list[date]:
     """Every UTC calendar day of the quota period containing `at`, in order."""
     start, reset = period_bounds(period, at)

@@ -11,6 +11,11 @@ from datetime import UTC, date, datetime
 from core.periods import period_key
 
 LEDGER_PREFIX = "PERIOD#"
+# A ledger item's per-slice counters for charts (core.periods.usage_bucket): `requests_at_<YYYYMMDDHH>` and
+# `tokens_at_<YYYYMMDDHH>`, the slice's start hour (00 for a day's slice) in UTC.
+BUCKET_REQUESTS_PREFIX = "requests_at_"
+BUCKET_TOKENS_PREFIX = "tokens_at_"
+_BUCKET_FORMAT = "%Y%m%d%H"
 # Sorts after every `PERIOD#<period start>`: the upper bound of a range over a key's ledger items.
 LEDGER_LAST = f"{LEDGER_PREFIX}~"
 _PERIOD_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -30,6 +35,25 @@ def reading_sk(period_start: datetime) -> str:
 
 def alert_sk(period_start: datetime, threshold: int) -> str:
     return f"ALERT#{period_key(period_start)}#{threshold}"
+
+
+def bucket_requests_attribute(bucket_start: datetime) -> str:
+    return f"{BUCKET_REQUESTS_PREFIX}{bucket_start.astimezone(UTC).strftime(_BUCKET_FORMAT)}"
+
+
+def bucket_tokens_attribute(bucket_start: datetime) -> str:
+    return f"{BUCKET_TOKENS_PREFIX}{bucket_start.astimezone(UTC).strftime(_BUCKET_FORMAT)}"
+
+
+def bucket_start(attribute: str) -> tuple[str, datetime] | None:
+    """("requests" | "tokens", the slice's start) of a per-slice counter's name; None for another attribute."""
+    for kind, prefix in (("requests", BUCKET_REQUESTS_PREFIX), ("tokens", BUCKET_TOKENS_PREFIX)):
+        if attribute.startswith(prefix):
+            try:
+                return kind, datetime.strptime(attribute.removeprefix(prefix), _BUCKET_FORMAT).replace(tzinfo=UTC)
+            except ValueError:
+                return None
+    return None
 
 
 def ledger_period_start(sk: str) -> datetime:

@@ -15,6 +15,19 @@ class LedgerEntry:
     period_reset: datetime
     tier: str
     partner_id: str
+    # The slice of the period this request counts in for the usage chart (core.periods.usage_bucket); None
+    # counts it in the period's totals only.
+    bucket: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UsageBucket:
+    """One slice of a period (an hour of a day, a day of a week or month): the requests counted in it and the
+    tokens of the completions that started in it."""
+
+    start: datetime
+    requests: int = 0
+    tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,8 @@ class LedgerReading:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reserved_tokens: int = 0
+    # The period so far, slice by slice, oldest first (only slices with something counted).
+    buckets: tuple[UsageBucket, ...] = ()
 
     @property
     def used_tokens(self) -> int:

@@ -30,7 +30,7 @@ from core.ai.ledger import LedgerEntry, LedgerReading, TokenHold
 from core.ai.models import AiCaller
 from core.ai.ports import TokenLedger
 from core.errors import TokenBudgetExceeded
-from core.periods import period_bounds, period_key
+from core.periods import period_bounds, period_key, usage_bucket
 
 # How long after its function's deadline a hold is kept before a request that needs its tokens gives it back.
 HOLD_GRACE_SECONDS = 5
@@ -75,13 +75,15 @@ class TokenMeter:
 
     def entry(self, caller: AiCaller) -> LedgerEntry:
         """The caller's ledger item for the quota period API Gateway is counting now."""
-        start, reset = period_bounds(caller.policy.quota_period, self._clock())
+        now = self._clock()
+        start, reset = period_bounds(caller.policy.quota_period, now)
         return LedgerEntry(
             api_key_id=caller.api_key_id,
             period_start=start,
             period_reset=reset,
             tier=caller.tier,
             partner_id=caller.partner_id,
+            bucket=usage_bucket(caller.policy.quota_period, now),
         )
 
     def count_request(self, entry: LedgerEntry) -> LedgerReading:

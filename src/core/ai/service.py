@@ -344,6 +344,15 @@ def usage_body(caller: AiCaller, entry: LedgerEntry, reading: LedgerReading, fou
             "chat_completions": policy.chat_completions_throttle,
         },
         "as_of": period_key(found.as_of),
+        # The period so far for a chart: each hour of a DAY period, each day of a WEEK or MONTH, that counted
+        # something (from the ledger item this request updated: no extra read).
+        "series": {
+            "bucket": "hour" if policy.quota_period == "DAY" else "day",
+            "points": [
+                {"start": period_key(bucket.start), "requests": bucket.requests, "tokens": bucket.tokens}
+                for bucket in reading.buckets
+            ],
+        },
     }
 
 

@@ -172,3 +172,29 @@ def test_assets_are_read_from_the_shipped_folder_only() -> None:
     assert portal.ASSETS_DIR.name == "portal_assets"
     assert (portal.ASSETS_DIR.parent / "handlers").is_dir()
     assert {"index.html", "portal.js", "portal.css", "icon.svg"} <= {path.name for path in portal.ASSETS_DIR.iterdir()}
+
+
+def test_the_script_never_writes_html_from_data() -> None:
+    # Given the page's script: every value it shows comes from the API or the visitor
+    script = get("/portal/portal.js")["body"]
+
+    # Then it writes text and attributes only, and never evaluates strings
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in script, sink
+    # and it keeps the key in sessionStorage, never in localStorage or a cookie
+    assert "localStorage" not in script
+    assert "document.cookie" not in script
+
+
+def test_the_alert_opt_in_and_double_opt_in_follow_the_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a deployment with a sender of partner emails and double opt-in
+    monkeypatch.setenv("PARTNER_ALERT_SENDER", "alerts@example.com")
+    monkeypatch.setenv("DOUBLE_OPT_IN", "true")
+    forget_settings()
+
+    # When the page asks for its config
+    config = json.loads(get("/portal/config.json")["body"])
+
+    # Then it offers alert emails and knows the key arrives by email
+    assert config["alert_emails"] is True
+    assert config["double_opt_in"] is True

@@ -2,6 +2,7 @@
 UpdateItem admits a reservation, a refused one is still counted, and settle/release adjust the same item."""
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from core.ai.adapters.metering_table import MeteringTable
-from core.ai.ledger import LedgerEntry, LedgerReading, TokenHold
+from core.ai.ledger import LedgerEntry, LedgerReading, TokenHold, UsageBucket
 
 TABLE = "metering"
 ENTRY = LedgerEntry(
@@ -212,3 +213,81 @@ def test_the_quota_monitors_reading_is_read_from_its_item(stubbed: tuple[Meterin
     assert reading is not None
     assert (reading.used, reading.remaining, reading.limit, reading.as_of) == (40, 60, 100, "2026-03-02T10:00:00Z")
     assert table.quota_reading(ENTRY) is None
+
+
+# The usage chart's slices (core.periods.usage_bucket): an entry made at 14:25 on a DAY tier counts in 14:00.
+SLICED = replace(ENTRY, bucket=datetime(2026, 3, 10, 14, tzinfo=UTC))
+
+
+def test_a_request_is_also_counted_in_its_slice_of_the_period(stubbed: tuple[MeteringTable, Stubber]) -> None:
+    table, stubber = stubbed
+    stubber.add_response(
+        "update_item",
+        {"Attributes": item(requests=3, requests_at_2026031014=2, requests_at_2026031009=1, tokens_at_2026031009=40)},
+        {
+            "TableName": TABLE,
+            "Key": KEY,
+            "UpdateExpression": (
+                "ADD requests :one, #bucket_requests :one "
+                "SET tier = :tier, partner_id = :partner_id, expires_at = :expires_at"
+            ),
+            "ExpressionAttributeNames": {"#bucket_requests": "requests_at_2026031014"},
+            "ExpressionAttributeValues": {":one": {"N": "1"}, **OWNER},
+            "ReturnValues": "ALL_NEW",
+        },
+    )
+
+    reading = table.count_request(SLICED)
+
+    # The reading carries the slices, oldest first
+    assert reading.requests == 3
+    assert reading.buckets == (
+        UsageBucket(datetime(2026, 3, 10, 9, tzinfo=UTC), requests=1, tokens=40),
+        UsageBucket(datetime(2026, 3, 10, 14, tzinfo=UTC), requests=2, tokens=0),
+    )
+
+
+def test_a_reservation_counts_its_slice_and_settling_adds_the_tokens_used_to_it(
+    stubbed: tuple[MeteringTable, Stubber],
+) -> None:
+    table, stubber = stubbed
+    reserve = reserve_request(
+        "ADD requests :one, #bucket_requests :one, reserved_tokens :tokens, committed_tokens :tokens "
+        "SET tier = :tier, partner_id = :partner_id, expires_at = :expires_at, #hold = :hold",
+        **{":one": {"N": "1"}},
+    )
+    reserve["ExpressionAttributeNames"]["#bucket_requests"] = "requests_at_2026031014"
+    stubber.add_response("update_item", {"Attributes": item(requests=1, reserved_tokens=50)}, reserve)
+    stubber.add_response(
+        "update_item",
+        {},
+        {
+            "TableName": TABLE,
+            "Key": KEY,
+            "UpdateExpression": (
+                "ADD reserved_tokens :released, committed_tokens :delta, "
+                "prompt_tokens :prompt, completion_tokens :completion, #bucket_tokens :used REMOVE #hold"
+            ),
+            "ConditionExpression": "attribute_exists(#hold)",
+            "ExpressionAttributeNames": {"#hold": "hold_h1", "#bucket_tokens": "tokens_at_2026031014"},
+            "ExpressionAttributeValues": {
+                ":released": {"N": "-50"},
+                ":delta": {"N": "-20"},
+                ":prompt": {"N": "12"},
+                ":completion": {"N": "18"},
+                ":used": {"N": "30"},
+            },
+        },
+    )
+
+    assert table.reserve(SLICED, HOLD, budget=None, now=900.0)[0] is True
+    table.settle(SLICED, HOLD, prompt_tokens=12, completion_tokens=18)
+
+
+def test_attributes_that_only_look_like_slices_are_ignored(stubbed: tuple[MeteringTable, Stubber]) -> None:
+    table, stubber = stubbed
+    stubber.add_response(
+        "update_item", {"Attributes": item(requests=1, requests_at_garbage=5, tokens_at_2026139999=3)}, None
+    )
+
+    assert table.count_request(SLICED).buckets == ()

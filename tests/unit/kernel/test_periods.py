@@ -12,6 +12,7 @@ from core.periods import (
     is_first_period,
     parse_quota_period,
     period_bounds,
+    usage_bucket,
 )
 
 
@@ -129,3 +130,25 @@ def test_only_aws_quota_periods_parse() -> None:
         parse_quota_period("YEAR")
     with pytest.raises(ValueError):
         parse_quota_period("month")
+
+
+@pytest.mark.parametrize(
+    ("period", "at", "bucket"),
+    [
+        ("DAY", utc(2026, 3, 10, 14, 25, 59), utc(2026, 3, 10, 14)),
+        ("DAY", utc(2026, 3, 10, 0, 0, 0), utc(2026, 3, 10, 0)),
+        ("WEEK", utc(2026, 3, 11, 23, 59, 59), utc(2026, 3, 11)),
+        ("MONTH", utc(2026, 3, 31, 12), utc(2026, 3, 31)),
+    ],
+)
+def test_usage_buckets_are_hours_of_a_day_and_days_of_a_week_or_month(
+    period: str, at: datetime, bucket: datetime
+) -> None:
+    assert usage_bucket(parse_quota_period(period), at) == bucket
+
+
+def test_usage_buckets_are_utc_whatever_the_input_timezone() -> None:
+    at = datetime(2026, 3, 10, 23, 30, tzinfo=timezone(timedelta(hours=-5)))  # 04:30 UTC on the 11th
+
+    assert usage_bucket("MONTH", at) == utc(2026, 3, 11)
+    assert usage_bucket("DAY", at) == utc(2026, 3, 11, 4)

@@ -39,7 +39,9 @@ def route_functions(template: StackTemplate) -> set[str]:
     return served | authorizers
 
 
-def test_the_route_functions_are_signup_the_ai_api_the_billing_webhook_and_the_portal(template: StackTemplate) -> None:
+def test_the_route_functions_are_signup_the_ai_api_the_billing_webhook_the_portal_and_the_console(
+    template: StackTemplate,
+) -> None:
     assert route_functions(template) == {
         "SignupFunction",
         "ApiKeyAuthorizerFunction",
@@ -49,6 +51,7 @@ def test_the_route_functions_are_signup_the_ai_api_the_billing_webhook_and_the_p
         "EmbeddingsFunction",
         "TierWebhookFunction",
         "PortalFunction",
+        "AdminFunction",
     }
 
 

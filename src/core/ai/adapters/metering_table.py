@@ -12,8 +12,15 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from core.adapters.metering_items import key_pk, ledger_sk, reading_sk
-from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
+from core.adapters.metering_items import (
+    bucket_requests_attribute,
+    bucket_start,
+    bucket_tokens_attribute,
+    key_pk,
+    ledger_sk,
+    reading_sk,
+)
+from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold, UsageBucket
 from core.aws import dynamodb_client
 
 if TYPE_CHECKING:
@@ -39,7 +46,19 @@ def _reading(item: dict[str, Any] | None) -> LedgerReading:
         prompt_tokens=int(plain.get("prompt_tokens", 0)),
         completion_tokens=int(plain.get("completion_tokens", 0)),
         reserved_tokens=int(plain.get("reserved_tokens", 0)),
+        buckets=_buckets(plain),
     )
+
+
+def _buckets(plain: dict[str, Any]) -> tuple[UsageBucket, ...]:
+    """The per-slice counters of a ledger item (`requests_at_<hour>`, `tokens_at_<hour>`), oldest first."""
+    found: dict[Any, dict[str, int]] = {}
+    for name, value in plain.items():
+        parsed = bucket_start(name)
+        if parsed is not None:
+            kind, start = parsed
+            found.setdefault(start, {})[kind] = int(value)
+    return tuple(UsageBucket(start, **counters) for start, counters in sorted(found.items()))
 
 
 def _holds(item: dict[str, Any]) -> list[TokenHold]:
@@ -55,6 +74,13 @@ def _holds(item: dict[str, Any]) -> list[TokenHold]:
 
 def _condition_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _counted(entry: LedgerEntry) -> tuple[str, dict[str, str]]:
+    """The ADD that counts one request, in the period and in its slice of it (when the entry has one)."""
+    if entry.bucket is None:
+        return "ADD requests :one", {}
+    return "ADD requests :one, #bucket_requests :one", {"#bucket_requests": bucket_requests_attribute(entry.bucket)}
 
 
 # Who the item belongs to, kept current on every request (the tier can change mid-period).
@@ -74,13 +100,15 @@ class MeteringTable:
     def _update_and_read(self, entry: LedgerEntry, *, count: bool = True) -> dict[str, Any]:
         """Count the request (or only refresh the owner) and read the whole item back."""
         values: dict[str, Any] = self._owner(entry)
-        expression = _OWNER
+        update: dict[str, Any] = {"UpdateExpression": _OWNER}
         if count:
-            expression, values = f"ADD requests :one {_OWNER}", {":one": 1, **values}
+            adds, names = _counted(entry)
+            update = {"UpdateExpression": f"{adds} {_OWNER}"} | ({"ExpressionAttributeNames": names} if names else {})
+            values = {":one": 1, **values}
         updated = self._client.update_item(
             TableName=self._table,
             Key=self._key(entry),
-            UpdateExpression=expression,
+            **update,
             ExpressionAttributeValues=_values(values),
             ReturnValues="ALL_NEW",
         )
@@ -116,13 +144,15 @@ class MeteringTable:
             entry,
             hold,
             "ADD reserved_tokens :released, committed_tokens :delta, "
-            "prompt_tokens :prompt, completion_tokens :completion",
+            "prompt_tokens :prompt, completion_tokens :completion" + (", #bucket_tokens :used" if entry.bucket else ""),
             {
                 ":released": -hold.tokens,
                 ":delta": prompt_tokens + completion_tokens - hold.tokens,
                 ":prompt": prompt_tokens,
                 ":completion": completion_tokens,
-            },
+            }
+            | ({":used": prompt_tokens + completion_tokens} if entry.bucket else {}),
+            {"#bucket_tokens": bucket_tokens_attribute(entry.bucket)} if entry.bucket else {},
         )
 
     def release(self, entry: LedgerEntry, hold: TokenHold) -> None:
@@ -134,14 +164,15 @@ class MeteringTable:
     def _hold(self, entry: LedgerEntry, hold: TokenHold, budget: int | None, *, count: bool) -> LedgerReading:
         """One conditional UpdateItem: record the hold if what is committed leaves room for it."""
         # The retry after giving stale holds back does not count the request again.
-        adds = "ADD reserved_tokens :tokens, committed_tokens :tokens"
+        adds, names = "ADD reserved_tokens :tokens, committed_tokens :tokens", dict[str, str]()
         if count:
-            adds = "ADD requests :one, reserved_tokens :tokens, committed_tokens :tokens"
+            counted, names = _counted(entry)
+            adds = f"{counted}, reserved_tokens :tokens, committed_tokens :tokens"
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": self._key(entry),
             "UpdateExpression": f"{adds} {_OWNER}, #hold = :hold",
-            "ExpressionAttributeNames": {"#hold": hold.attribute},
+            "ExpressionAttributeNames": {"#hold": hold.attribute, **names},
             "ReturnValues": "ALL_NEW",
         }
         values: dict[str, Any] = {
@@ -157,7 +188,14 @@ class MeteringTable:
         updated = self._client.update_item(**update, ExpressionAttributeValues=_values(values))
         return _reading(updated.get("Attributes"))
 
-    def _end_hold(self, entry: LedgerEntry, hold: TokenHold, adds: str, values: dict[str, Any]) -> None:
+    def _end_hold(
+        self,
+        entry: LedgerEntry,
+        hold: TokenHold,
+        adds: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> None:
         # Conditional on the hold, so a retried call (its first answer lost) or a late one changes nothing.
         try:
             self._client.update_item(
@@ -165,7 +203,7 @@ class MeteringTable:
                 Key=self._key(entry),
                 UpdateExpression=f"{adds} REMOVE #hold",
                 ConditionExpression="attribute_exists(#hold)",
-                ExpressionAttributeNames={"#hold": hold.attribute},
+                ExpressionAttributeNames={"#hold": hold.attribute, **(names or {})},
                 ExpressionAttributeValues=_values(values),
             )
         except ClientError as exc:
