@@ -99,7 +99,11 @@ def _limits(limits: dict[str, Any]) -> str:
         f"{limits['rate_limit']:g} req/s, burst {limits['burst_limit']}" if limits["rate_limit"] else "no throttle"
     )
     quota = f"{limits['quota_limit']} per {limits['quota_period']}" if limits["quota_limit"] else "no quota"
-    return f"{throttle}; {quota}"
+    methods = []
+    for key, method in limits.get("method_throttles", {}).items():
+        path, _, verb = key.rpartition("/")
+        methods.append(f"; {verb} {path} {method['rate_limit']:g} req/s, burst {method['burst_limit']}")
+    return f"{throttle}; {quota}{''.join(methods)}"
 
 
 def walkthrough(info: dict[str, Any]) -> list[str]:

@@ -194,7 +194,7 @@ def _create_usage_plans(template: StackTemplate, stack: ProvisionedStack, apigat
         name = str(props.get("UsagePlanName") or f"{template.stack_name}-{logical_id}")
         create: dict[str, Any] = {
             "name": name,
-            "apiStages": [_api_stage(stage, stack) for stage in props.get("ApiStages", [])],
+            "apiStages": [_api_stage(template.evaluated(stage), stack) for stage in props.get("ApiStages", [])],
         }
         if "Description" in props:
             create["description"] = props["Description"]

@@ -370,5 +370,11 @@ def _tiers(provisioned: ProvisionedStack, region: str) -> dict[str, dict[str, An
             "quota_limit": quota.get("limit"),
             "quota_period": quota.get("period"),
             "quota_offset": quota.get("offset", 0),
+            # The plan's method throttles, "/<resource path>/<METHOD>" -> limits (README, "Tiers").
+            "method_throttles": {
+                method: {"rate_limit": limits.get("rateLimit"), "burst_limit": limits.get("burstLimit")}
+                for api_stage in plan.api_stages
+                for method, limits in (api_stage.get("throttle") or {}).items()
+            },
         }
     return tiers

@@ -81,6 +81,24 @@ class StackTemplate:
             if resource.get("Type") == resource_type
         }
 
+    def evaluated(self, value: Any) -> Any:
+        """`value` with the Fn::If and the parameter Refs SAM CLI's resolver leaves in place evaluated as
+        CloudFormation evaluates them: None for AWS::NoValue, which drops out of a map or list."""
+        if isinstance(value, Mapping) and set(value) == {"Fn::If"}:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.evaluated(when_true if self.conditions[condition] else when_false)
+        if isinstance(value, Mapping) and set(value) == {"Ref"}:
+            name = value["Ref"]
+            if name == "AWS::NoValue":
+                return None
+            return self.parameters.get(name, value)
+        if isinstance(value, Mapping):
+            items = {key: self.evaluated(item) for key, item in value.items()}
+            return {key: item for key, item in items.items() if item is not None}
+        if isinstance(value, list):
+            return [item for item in (self.evaluated(item) for item in value) if item is not None]
+        return value
+
     def with_physical_ids(self, physical_ids: PhysicalIds) -> "StackTemplate":
         """The same template resolved again, with Ref and GetAtt of created resources giving their real values."""
         return _resolve(self.path, self.stack_name, self.region, self.parameters, physical_ids)
@@ -176,7 +194,20 @@ def _evaluate_conditions(stack: Stack, values: dict[str, Any]) -> dict[str, bool
     resolver = IntrinsicResolver(
         template=template, symbol_resolver=IntrinsicsSymbolTable(logical_id_translator=values, template=template)
     )
+    _check_rules(template, resolver)
     return {
         name: bool(resolver.intrinsic_property_resolver(condition, False, parent_function="Conditions"))
         for name, condition in (template.get("Conditions") or {}).items()
     }
+
+
+def _check_rules(template: dict[str, Any], resolver: IntrinsicResolver) -> None:
+    """Refuse parameter values a rule of the template's `Rules` refuses, as CloudFormation does before it
+    creates anything (a rule without a RuleCondition always applies)."""
+    for name, rule in (template.get("Rules") or {}).items():
+        applies = rule.get("RuleCondition", True)
+        if not resolver.intrinsic_property_resolver(applies, False, parent_function="Rules"):
+            continue
+        for assertion in rule.get("Assertions") or []:
+            if not resolver.intrinsic_property_resolver(assertion["Assert"], False, parent_function="Rules"):
+                raise TemplateError(f"rule {name}: {assertion.get('AssertDescription', 'an assertion failed')}")

@@ -135,6 +135,10 @@ class TierPolicy(BaseModel):
     burst_limit: int = Field(ge=0)
     quota_limit: int = Field(ge=0)
     quota_period: QuotaPeriod
+    # The plan's method throttle on POST /v1/chat/completions (template `<Tier>ChatCompletionsRateLimit` and
+    # `BurstLimit`); rate 0: none, the plan's own throttle applies to that route too.
+    chat_completions_rate_limit: float = Field(default=0, ge=0)
+    chat_completions_burst_limit: int = Field(default=0, ge=0)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -142,6 +146,13 @@ class TierPolicy(BaseModel):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    @property
+    def chat_completions_throttle(self) -> dict[str, float | int] | None:
+        """The method throttle of POST /v1/chat/completions as `/v1/usage` reports it; None: the plan's own."""
+        if not self.chat_completions_rate_limit:
+            return None
+        return {"rate_limit": self.chat_completions_rate_limit, "burst_limit": self.chat_completions_burst_limit}
 
     @property
     def unlimited_tokens(self) -> bool:

@@ -336,7 +336,12 @@ def usage_body(caller: AiCaller, entry: LedgerEntry, reading: LedgerReading, fou
             "budget": found.token_budget,
             "remaining": found.tokens_remaining,
         },
-        "throttle": {"rate_limit": policy.rate_limit, "burst_limit": policy.burst_limit},
+        "throttle": {
+            "rate_limit": policy.rate_limit,
+            "burst_limit": policy.burst_limit,
+            # The plan's method throttle, which replaces the plan's own for chat completions (null: none).
+            "chat_completions": policy.chat_completions_throttle,
+        },
         "as_of": period_key(found.as_of),
         # The period so far for a chart: each hour of a DAY period, each day of a WEEK or MONTH, that counted
         # something (from the ledger item this request updated: no extra read).

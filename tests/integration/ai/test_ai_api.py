@@ -46,6 +46,9 @@ PARAMETERS = {
     "FreeTokenBudget": "200",
     "FreeDefaultMaxTokens": "5",
     "EnterpriseTokenBudget": "0",
+    # Pro's plan throttles chat completions tighter than its other routes (a method throttle).
+    "ProChatCompletionsRateLimit": "2",
+    "ProChatCompletionsBurstLimit": "3",
 }
 FUNCTIONS = ("SignupFunction", "ModelsFunction", "UsageFunction", "ChatCompletionsFunction")
 # The chat function's ASGI app behind the Lambda Web Adapter, answering each event as the adapter would.
@@ -641,7 +644,7 @@ def test_usage_matches_the_calls_made(ai_stack: ProvisionedStack) -> None:
         "budget": 200,
         "remaining": 82,
     }
-    assert body["throttle"] == {"rate_limit": 5.0, "burst_limit": 10}
+    assert body["throttle"] == {"rate_limit": 5.0, "burst_limit": 10, "chat_completions": None}
     assert body["as_of"].endswith("Z")
     # and the period so far, hour by hour (a DAY period), adds up to the same totals
     series = body["series"]
@@ -668,6 +671,22 @@ def test_a_monthly_tiers_usage_series_is_by_day(ai_stack: ProvisionedStack) -> N
     assert sum(point["requests"] for point in body["series"]["points"]) == 2
     assert sum(point["tokens"] for point in body["series"]["points"]) == 8
     assert all(point["start"].endswith("T00:00:00Z") for point in body["series"]["points"])
+
+
+def test_usage_reports_the_plans_method_throttle_on_chat_completions(ai_stack: ProvisionedStack) -> None:
+    # Given a pro partner, whose plan throttles POST /v1/chat/completions at 2 requests/s, burst 3
+    partner = sign_up(tier="pro")
+
+    # When it reads its usage
+    answer = call(usage.handler, event("get_usage.json", partner.api_key_id))
+
+    # Then the throttle names the plan's own limits and the chat completions method's
+    assert answer.status == HTTPStatus.OK
+    assert answer.body["throttle"] == {
+        "rate_limit": 50.0,
+        "burst_limit": 100,
+        "chat_completions": {"rate_limit": 2.0, "burst_limit": 3},
+    }
 
 
 def test_usage_starts_from_the_quota_monitors_reading_when_there_is_one(ai_stack: ProvisionedStack) -> None:

@@ -3,6 +3,7 @@ appear locally as soon as the template declares them."""
 
 from pathlib import Path
 
+import boto3
 import pytest
 from moto import mock_aws
 
@@ -46,6 +47,8 @@ def test_overrides_apply_and_values_resolve_into_the_plans() -> None:
         ({"FreeQuotaLimit": "0"}, "below its MinValue"),
         ({"FreeQuotaPeriod": "YEAR"}, "is not one of"),
         ({"SelfServiceTiers": "Free"}, "does not match"),
+        # A rule of the template's Rules: a method throttle's rate needs a burst.
+        ({"ProChatCompletionsRateLimit": "2"}, "rule ProChatCompletionsThrottleHasBurst: ProChatCompletionsBurstLimit"),
     ],
 )
 def test_overrides_the_template_forbids_are_refused(overrides: dict[str, str], reason: str) -> None:
@@ -63,6 +66,24 @@ def test_conditions_decide_which_resources_exist() -> None:
     assert "ApiGatewayLoggingRole" not in without.resources
     subscription = with_email.of_type("AWS::SNS::Subscription")["AlertEmailSubscription"]
     assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@example.com")
+
+
+def test_a_plans_method_throttle_is_provisioned_only_where_its_condition_holds() -> None:
+    # Given a pro tier whose chat completions are throttled at 2/s, burst 3, and a free tier left at 0
+    template = load_template(overrides={"ProChatCompletionsRateLimit": "2", "ProChatCompletionsBurstLimit": "3"})
+
+    # When the stack is provisioned on the emulator
+    apigateway_fidelity.install()
+    with mock_aws():
+        provisioned = provision(template)
+        plans = boto3.client("apigateway", region_name=template.region).get_usage_plans()["items"]
+
+    # Then pro's API stage carries the method throttle, keyed as API Gateway keys it, and free's none
+    stages = {plan["id"]: plan["apiStages"] for plan in plans}
+    [pro] = stages[provisioned.plan_ids_by_tier["pro"]]
+    [free] = stages[provisioned.plan_ids_by_tier["free"]]
+    assert pro["throttle"] == {"/v1/chat/completions/POST": {"rateLimit": 2.0, "burstLimit": 3}}
+    assert "throttle" not in free
 
 
 def test_the_template_s_routes_are_served_with_their_key_rules() -> None:

@@ -13,17 +13,6 @@ STACK = "metered-ai-local"
 CUSTOM_METRIC_NAMESPACE = "MeteredAI"
 
 
-def evaluated(value: Any, template: StackTemplate) -> Any:
-    """A property with the Fn::If and parameter Refs SAM CLI's resolver leaves in place, as CloudFormation
-    would evaluate them; None for AWS::NoValue."""
-    if isinstance(value, dict) and "Fn::If" in value:
-        condition, when_true, when_false = value["Fn::If"]
-        return evaluated(when_true if template.conditions[condition] else when_false, template)
-    if isinstance(value, dict) and "Ref" in value:
-        return None if value["Ref"] == "AWS::NoValue" else template.parameters[value["Ref"]]
-    return value
-
-
 def chat_models(template: StackTemplate) -> dict[str, str]:
     variables = template.resources["ChatCompletionsFunction"]["Properties"]["Environment"]["Variables"]
     return {model.name: model.provider_model_id for model in ModelCatalog.parse(str(variables["MODELS"]))}
@@ -158,7 +147,7 @@ def test_public_functions_have_the_reserved_concurrency_asked_for(
 
     functions = template.of_type("AWS::Serverless::Function")
     for logical_id in ("SignupFunction", "TierWebhookFunction"):
-        value = evaluated(functions[logical_id].get("ReservedConcurrentExecutions"), template)
+        value = template.evaluated(functions[logical_id].get("ReservedConcurrentExecutions"))
         assert (int(value) if value is not None else None) == reserved.get(logical_id), logical_id
 
 

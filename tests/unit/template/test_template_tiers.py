@@ -23,7 +23,11 @@ TIERS_FIELDS = {
     "burst_limit": "BurstLimit",
     "quota_limit": "QuotaLimit",
     "quota_period": "QuotaPeriod",
+    "chat_completions_rate_limit": "ChatCompletionsRateLimit",
+    "chat_completions_burst_limit": "ChatCompletionsBurstLimit",
 }
+# The plan's method throttle: its key is API Gateway's "/<resource path>/<METHOD>".
+CHAT_COMPLETIONS_METHOD = "/v1/chat/completions/POST"
 PLAN_NAME = re.compile(r"^\$\{AWS::StackName\}-(?P<tier>[a-z][a-z0-9]*)$")
 PLACEHOLDER = re.compile(r'"?\$\{(\w+)\}"?')
 
@@ -63,6 +67,22 @@ def names_plan(statement: Template, plan: str) -> bool:
     return any(f"/usageplans/${{{plan}}}/" in str(resource.get("Fn::Sub", "")) for resource in resources)
 
 
+def method_throttle(name: str) -> Template:
+    """The ApiStages entry's Throttle a tier's plan must have: the chat completions method throttle, where set."""
+    return {
+        "Fn::If": [
+            f"{name}ThrottlesChatCompletions",
+            {
+                CHAT_COMPLETIONS_METHOD: {
+                    "RateLimit": {"Ref": f"{name}ChatCompletionsRateLimit"},
+                    "BurstLimit": {"Ref": f"{name}ChatCompletionsBurstLimit"},
+                }
+            },
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+
+
 def missing_places(template: Template, tier: str) -> list[str]:
     """The places of README's "Add a tier" list where `tier` is missing or incomplete."""
     resources, name = template["Resources"], prefix(tier)
@@ -79,6 +99,18 @@ def missing_places(template: Template, tier: str) -> list[str]:
         {"Limit": {"Ref": f"{name}QuotaLimit"}, "Period": {"Ref": f"{name}QuotaPeriod"}},
     ):
         missing.append(f"usage plan {plan_id}")
+    if [stage.get("Throttle") for stage in plan.get("ApiStages", [])] != [method_throttle(name)]:
+        missing.append(f"usage plan {plan_id} method throttle")
+    rate = {"Ref": f"{name}ChatCompletionsRateLimit"}
+    if template.get("Conditions", {}).get(f"{name}ThrottlesChatCompletions") != {
+        "Fn::Not": [{"Fn::Equals": [rate, "0"]}]
+    }:
+        missing.append("condition")
+    rule = template.get("Rules", {}).get(f"{name}ChatCompletionsThrottleHasBurst", {})
+    if rule.get("RuleCondition") != {"Fn::Not": [{"Fn::Equals": [rate, "0"]}]} or [
+        assertion["Assert"] for assertion in rule.get("Assertions", [])
+    ] != [{"Fn::Not": [{"Fn::Equals": [{"Ref": f"{name}ChatCompletionsBurstLimit"}, "0"]}]}]:
+        missing.append("rule")
     if not parameters <= set(template["Parameters"]):
         missing.append("parameters")
     groups = template.get("Metadata", {}).get("AWS::CloudFormation::Interface", {}).get("ParameterGroups", [])
@@ -126,6 +158,7 @@ def test_a_usage_plan_added_alone_is_missing_from_every_other_place() -> None:
         Throttle={"RateLimit": {"Ref": "GoldRateLimit"}, "BurstLimit": {"Ref": "GoldBurstLimit"}},
         Quota={"Limit": {"Ref": "GoldQuotaLimit"}, "Period": {"Ref": "GoldQuotaPeriod"}},
     )
+    gold["Properties"]["ApiStages"][0]["Throttle"] = method_throttle("Gold")
     template["Resources"]["GoldUsagePlan"] = gold
 
     # When the tiers are read
@@ -133,6 +166,8 @@ def test_a_usage_plan_added_alone_is_missing_from_every_other_place() -> None:
 
     # Then every place but the plan itself is reported
     assert missing_places(template, "gold") == [
+        "condition",
+        "rule",
         "parameters",
         "parameter group",
         "TIERS",
