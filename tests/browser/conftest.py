@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
 # pro and enterprise are sold at (unreachable) billing pages, so the Upgrade buttons show.
 PORTAL_PARAMS = (
     "SelfServiceTiers=free,pro FreeQuotaLimit=40 FreeRateLimit=20 FreeBurstLimit=40 "
+    "FreeChatCompletionsRateLimit=10 FreeChatCompletionsBurstLimit=20 "
     "PortalUpgradeUrls=pro=https://billing.example/pro,enterprise=https://billing.example/enterprise"
 )
 
