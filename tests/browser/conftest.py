@@ -42,7 +42,9 @@ PORTAL_PARAMS = (
 )
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in this thread while it is
+# open, and later tests in the same worker that call asyncio.run() (the chat function's ASGI app) would fail.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     if shutil.which(CHROMIUM) is None:
         pytest.skip(NO_BROWSER)
@@ -52,7 +54,7 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def portal_stack(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     stack = start_offline(tmp_path_factory.mktemp("portal") / "state", PORTAL_PARAMS)
     yield stack
