@@ -5,6 +5,8 @@
 - CreateUsagePlanKey refuses a second plan on the same API stage (ConflictException), DeleteUsagePlanKey
   and DeleteUsagePlan answer NotFoundException, and DeleteApiKey removes the key from its usage plans;
 - management calls are throttled as AWS throttles them (429 TooManyRequestsException);
+- the account holds at most 10,000 API keys (METERED_AI_OFFLINE_API_KEY_LIMIT, or `set_api_key_limit`, sets
+  another ceiling): CreateApiKey past it answers 429 LimitExceededException naming API keys;
 - GetUsage may lag: with METERED_AI_OFFLINE_USAGE_LAG_SECONDS (or `set_usage_lag`) above 0, it reports only
   requests older than the lag, while quotas keep applying in real time (off by default).
 `ledger()` gives the local gateway and tests the usage ledger; `TokenBucket` (core.pacing) is the throttle
@@ -20,6 +22,11 @@ Facts and their sources (AWS docs unless noted):
 - Usage plans announcement (2016): quotas apply in real time, but "usage data can be up to 30 minutes
   behind"; how the lagging `remaining` of GetUsage is computed is not documented (here: the quota minus
   the reported requests, plus UpdateUsage grants).
+- API keys: "Maximum number of API keys per account per Region: 10,000", not raisable (API Gateway quotas).
+  Past a quota API Gateway answers LimitExceededException (HTTP 429, the same code as a rate limit); the one
+  message observed is for resources ("Maximum number of Resources for this API has been reached. ...",
+  hashicorp/terraform-provider-aws#37605): the key ceiling's message here follows it (core.adapters.apigateway
+  tells the ceiling by a message that names API keys).
 - Management quotas: CreateApiKey and DeleteApiKey 5 requests/s, UpdateUsagePlan 1 request every 20 s,
   and "Total operations: 10 requests per second with a burst quota of 40", which every call counts toward.
 Choices where AWS documents nothing (change them here if AWS is observed to differ):
@@ -39,6 +46,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -47,7 +55,12 @@ from urllib.parse import unquote
 
 import moto
 from moto.apigateway import urls as apigateway_urls
-from moto.apigateway.exceptions import BadRequestException, ConflictException, NotFoundException
+from moto.apigateway.exceptions import (
+    ApiGatewayException,
+    BadRequestException,
+    ConflictException,
+    NotFoundException,
+)
 from moto.apigateway.models import APIGatewayBackend, UsagePlan, apigateway_backends
 from moto.apigateway.responses import APIGatewayResponse
 from moto.core.common_types import TYPE_RESPONSE
@@ -58,6 +71,9 @@ from core.periods import QuotaPeriod, effective_limit, is_first_period, parse_qu
 
 RATE_LIMITS_ENV: Final = "METERED_AI_OFFLINE_MGMT_RATE_LIMITS"
 USAGE_LAG_ENV: Final = "METERED_AI_OFFLINE_USAGE_LAG_SECONDS"
+API_KEY_LIMIT_ENV: Final = "METERED_AI_OFFLINE_API_KEY_LIMIT"
+API_KEY_LIMIT: Final = 10_000
+API_KEY_CEILING_MESSAGE: Final = "Maximum number of API Keys for this account has been reached."
 GET_USAGE_DEFAULT_LIMIT: Final = 25
 GET_USAGE_MAX_LIMIT: Final = 500
 
@@ -298,6 +314,7 @@ class _Settings:
     monotonic: MonotonicClock = time.monotonic
     wall_clock: WallClock | None = None  # None: datetime.now(UTC)
     usage_lag_seconds: float | None = None  # None: follow USAGE_LAG_ENV (0 unless set)
+    api_key_limit: int | None = None  # None: follow API_KEY_LIMIT_ENV (API_KEY_LIMIT unless set)
     generation: int = 0  # bumped with the monotonic clock, so buckets built on the old clock are dropped
 
 
@@ -321,6 +338,17 @@ def set_wall_clock(clock: WallClock | None) -> None:
 def set_usage_lag(seconds: float | None) -> None:
     """How far GetUsage lags behind the requests (None: back to USAGE_LAG_ENV, 0 when unset)."""
     _settings.usage_lag_seconds = seconds
+
+
+def set_api_key_limit(limit: int | None) -> None:
+    """How many API keys the account may hold (None: back to API_KEY_LIMIT_ENV, 10,000 when unset)."""
+    _settings.api_key_limit = limit
+
+
+def _api_key_limit() -> int:
+    if _settings.api_key_limit is not None:
+        return _settings.api_key_limit
+    return int(os.environ.get(API_KEY_LIMIT_ENV) or API_KEY_LIMIT)
 
 
 def _usage_lag() -> float:
@@ -351,6 +379,12 @@ class _BackendState:
         self._limiter: _ManagementRateLimiter | None = None
         self._limiter_generation = -1
         self._lock = threading.Lock()
+        # Management requests received, by operation (botocore's retries each count), for tests and the stack.
+        self.calls: Counter[str] = Counter()
+
+    def count_call(self, action: str) -> None:
+        with self._lock:
+            self.calls[action] += 1
 
     def limiter(self) -> _ManagementRateLimiter:
         with self._lock:
@@ -380,6 +414,13 @@ def ledger(account_id: str = "123456789012", region: str = "us-east-1") -> Usage
     return _state(apigateway_backends[account_id][region]).ledger
 
 
+def management_calls(account_id: str = "123456789012", region: str = "us-east-1") -> dict[str, int]:
+    """The management requests the account received so far, by operation (each retry is one request)."""
+    state = _state(apigateway_backends[account_id][region])
+    with state._lock:
+        return dict(state.calls)
+
+
 # --- Errors as AWS returns them ----------------------------------------------------------------------
 
 
@@ -394,6 +435,14 @@ def _invalid_plan(plan_id: str) -> _NotFound:
 
 def _invalid_key(key_id: str) -> _NotFound:
     return _NotFound(f"Invalid API Key identifier specified: {key_id}")
+
+
+class _ApiKeyCeiling(ApiGatewayException):
+    # Code LimitExceededException, HTTP 429, no Retry-After: waiting does not free a key.
+    code = 429
+
+    def __init__(self) -> None:
+        super().__init__("LimitExceededException", API_KEY_CEILING_MESSAGE)
 
 
 def _too_many_requests(response: APIGatewayResponse, wait: float) -> TYPE_RESPONSE:
@@ -418,6 +467,7 @@ _ORIGINAL_DELETE_USAGE_PLAN: Final = APIGatewayBackend.delete_usage_plan
 _ORIGINAL_CREATE_USAGE_PLAN_KEY: Final = APIGatewayBackend.create_usage_plan_key
 _ORIGINAL_DELETE_USAGE_PLAN_KEY: Final = APIGatewayBackend.delete_usage_plan_key
 _ORIGINAL_DELETE_API_KEY: Final = APIGatewayBackend.delete_api_key
+_ORIGINAL_CREATE_API_KEY: Final = APIGatewayBackend.create_api_key
 _ORIGINAL_CALL_ACTION: Final = APIGatewayResponse.call_action
 
 
@@ -478,6 +528,15 @@ def _delete_usage_plan_key(self: APIGatewayBackend, usage_plan_id: str, key_id: 
         _ORIGINAL_DELETE_USAGE_PLAN_KEY(self, usage_plan_id, key_id)
 
 
+def _create_api_key(self: APIGatewayBackend, payload: dict[str, Any]) -> Any:
+    # moto creates any number of keys; AWS stops at the account's ceiling (counted under the lock, so a burst
+    # of creations cannot pass it together).
+    with _state(self).membership_lock:
+        if len(self.keys) >= _api_key_limit():
+            raise _ApiKeyCeiling()
+        return _ORIGINAL_CREATE_API_KEY(self, payload)
+
+
 def _delete_api_key(self: APIGatewayBackend, api_key_id: str) -> None:
     # moto leaves the deleted key in its usage plans, where GetUsagePlanKeys would still list it.
     with _state(self).membership_lock:
@@ -491,6 +550,7 @@ def _delete_api_key(self: APIGatewayBackend, api_key_id: str) -> None:
 
 def _call_action(self: APIGatewayResponse) -> TYPE_RESPONSE:
     # Every API Gateway management request passes here, whether mock_aws or the server received it.
+    _state(self.backend).count_call(self._get_action() or "")
     if _rate_limits_enabled():
         wait = _state(self.backend).limiter().admit(self._get_action() or "")
         if wait > 0:
@@ -641,6 +701,7 @@ def install() -> None:
             "create_usage_plan_key": _create_usage_plan_key,
             "delete_usage_plan_key": _delete_usage_plan_key,
             "delete_api_key": _delete_api_key,
+            "create_api_key": _create_api_key,
         }
         for name, function in backend_patches.items():
             setattr(APIGatewayBackend, name, function)

@@ -32,6 +32,11 @@ class Caller:
     request_id: str
     api_key: str | None = None
     api_key_id: str | None = None
+    # Set on an AWS_IAM route once the signature is verified (offline.iam_auth): the caller's IAM identity.
+    access_key: str | None = None
+    user_arn: str | None = None
+    user_id: str | None = None
+    account_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,20 +91,20 @@ def proxy_event(
             "extendedRequestId": caller.request_id,
             "httpMethod": request.method,
             "identity": {
-                "accessKey": None,
-                "accountId": None,
+                "accessKey": caller.access_key,
+                "accountId": caller.account_id,
                 "apiKey": caller.api_key,
                 "apiKeyId": caller.api_key_id,
-                "caller": None,
+                "caller": caller.user_id,
                 "cognitoAuthenticationProvider": None,
                 "cognitoAuthenticationType": None,
                 "cognitoIdentityId": None,
                 "cognitoIdentityPoolId": None,
                 "principalOrgId": None,
                 "sourceIp": request.source_ip,
-                "user": None,
+                "user": caller.user_id,
                 "userAgent": _header(headers, "user-agent"),
-                "userArn": None,
+                "userArn": caller.user_arn,
             },
             "path": f"/{stage}{unquote(request.path)}",
             "protocol": "HTTP/1.1",

@@ -28,6 +28,7 @@ from offline.apigateway_fidelity import UsageLedger, UsagePlanKeyNotFound
 from offline.events import Caller, IncomingRequest, MalformedProxyResponse, proxy_event, read_proxy_response
 from offline.functions import FunctionRuntime, InvocationResult, StopStream
 from offline.gateway_responses import REFUSALS, GatewayResponses, Refusal, ResponseType
+from offline.iam_auth import MISSING_TOKEN, IamCaller, SigV4Verifier
 from offline.routes import Route, RouteTable
 from offline.template import TemplateError
 
@@ -121,6 +122,7 @@ class LocalGateway:
         *,
         buckets: ThrottleBuckets | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        iam: SigV4Verifier | None = None,
     ) -> None:
         self.stages = {stage.stage: stage for stage in stages}
         if len(self.stages) != len(stages):
@@ -130,6 +132,8 @@ class LocalGateway:
         self._ledger = ledger
         self._buckets = buckets or ThrottleBuckets()
         self._now = now
+        # AWS_IAM routes: without a verifier, every call to one is unsigned as far as this gateway knows.
+        self._iam = iam
         self._default_responses = GatewayResponses()
 
     def handle(self, stage_name: str, request: IncomingRequest, sink: ResponseSink | None = None) -> GatewayResult:
@@ -143,14 +147,9 @@ class LocalGateway:
         if found is None:
             return self._refuse(stage.responses, ResponseType.MISSING_AUTHENTICATION_TOKEN, request, request_id)
         route, path_parameters = found
-        caller = Caller(request_id=request_id)
-        if route.api_key_required:
-            admitted = self._meter(stage, route, request, request_id)
-            if isinstance(admitted, GatewayResult):
-                return admitted
-            caller = admitted
-        elif not self._stage_admits(stage, route):
-            return self._refuse(stage.responses, ResponseType.THROTTLED, request, request_id, route=route)
+        caller = self._admit(stage, route, request, request_id)
+        if isinstance(caller, GatewayResult):
+            return caller
         invalid = self._invalid_body(stage, route, request)
         if invalid is not None:
             return self._refuse(
@@ -166,6 +165,35 @@ class LocalGateway:
             binary_media_types=stage.binary_media_types,
         )
         return self._integrate(stage, route, request, event, caller, sink=sink)
+
+    def _admit(
+        self, stage: ApiStage, route: Route, request: IncomingRequest, request_id: str
+    ) -> Caller | GatewayResult:
+        """IAM authorization, then the key's or the stage's throttles and quota; the caller if admitted."""
+        identity: IamCaller | None = None
+        if route.iam_auth:
+            # API Gateway authorizes before it checks a key, throttles or counts anything.
+            verified = self._iam.verify(request, stage.stage) if self._iam else MISSING_TOKEN
+            if isinstance(verified, Refusal):
+                return self._refuse(stage.responses, verified, request, request_id, route=route)
+            identity = verified
+        caller = Caller(request_id=request_id)
+        if route.api_key_required:
+            admitted = self._meter(stage, route, request, request_id)
+            if isinstance(admitted, GatewayResult):
+                return admitted
+            caller = admitted
+        elif not self._stage_admits(stage, route):
+            return self._refuse(stage.responses, ResponseType.THROTTLED, request, request_id, route=route)
+        if identity is None:
+            return caller
+        return dataclasses.replace(
+            caller,
+            access_key=identity.access_key,
+            user_arn=identity.user_arn,
+            user_id=identity.user_id,
+            account_id=identity.account_id,
+        )
 
     def _meter(
         self, stage: ApiStage, route: Route, request: IncomingRequest, request_id: str

@@ -20,6 +20,8 @@ class ResponseType(StrEnum):
 
     MISSING_AUTHENTICATION_TOKEN = "MISSING_AUTHENTICATION_TOKEN"  # noqa: S105 - a type name, not a secret
     INVALID_API_KEY = "INVALID_API_KEY"
+    # AWS_IAM routes: a signature that is incomplete, for another scope, stale or wrong (offline.iam_auth).
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
     THROTTLED = "THROTTLED"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
     BAD_REQUEST_BODY = "BAD_REQUEST_BODY"
@@ -36,6 +38,8 @@ class Refusal:
     status: HTTPStatus
     message: str
     validation_errors: str = ""
+    # API Gateway's x-amzn-ErrorType header where the offline gateway models it (IAM authorization's refusals).
+    amzn_error_type: str | None = None
 
 
 # Statuses and messages as API Gateway returns them with no customization.
@@ -44,6 +48,7 @@ REFUSALS: dict[ResponseType, Refusal] = {
     for refusal in (
         Refusal(ResponseType.MISSING_AUTHENTICATION_TOKEN, HTTPStatus.FORBIDDEN, "Missing Authentication Token"),
         Refusal(ResponseType.INVALID_API_KEY, HTTPStatus.FORBIDDEN, "Forbidden"),
+        Refusal(ResponseType.INVALID_SIGNATURE, HTTPStatus.FORBIDDEN, "Forbidden"),
         Refusal(ResponseType.THROTTLED, HTTPStatus.TOO_MANY_REQUESTS, "Too Many Requests"),
         Refusal(ResponseType.QUOTA_EXCEEDED, HTTPStatus.TOO_MANY_REQUESTS, "Limit Exceeded"),
         Refusal(ResponseType.BAD_REQUEST_BODY, HTTPStatus.BAD_REQUEST, "Invalid request body"),
@@ -89,6 +94,8 @@ class GatewayResponses:
         else:
             body = _CONTEXT_VARIABLE.sub(lambda found: values.get(found.group(1), ""), str(template))
         headers = {"Content-Type": "application/json"}
+        if refusal.amzn_error_type:
+            headers["x-amzn-ErrorType"] = refusal.amzn_error_type
         headers.update(_headers(override.get("ResponseParameters") or {}, request_header))
         return GatewayAnswer(status=status, headers=headers, body=body.encode())
 

@@ -172,7 +172,7 @@ def _create_methods(template: StackTemplate, apigateway: Any, api_id: str, route
             restApiId=api_id,
             resourceId=resource_id,
             httpMethod=route.method,
-            authorizationType="NONE",
+            authorizationType="AWS_IAM" if route.iam_auth else "NONE",
             apiKeyRequired=route.api_key_required,
         )
         function_arn = (

@@ -28,6 +28,7 @@ class ApiSpec:
     stage_name: str
     api_key_required: bool
     key_source: str  # HEADER or AUTHORIZER (ApiKeySourceType)
+    default_authorizer: str = "NONE"  # Auth.DefaultAuthorizer: NONE, AWS_IAM or an authorizer's logical id
     binary_media_types: tuple[str, ...] = ()
     method_settings: tuple[dict[str, Any], ...] = ()
     gateway_responses: dict[str, Any] = field(default_factory=dict)
@@ -44,6 +45,8 @@ class Route:
     api_id: str
     api_key_required: bool
     request_schema: dict[str, Any] | None = None  # set when the event's RequestModel has ValidateBody
+    # Authorizer AWS_IAM (on the event, or the API's default): the gateway verifies a SigV4 signature.
+    iam_auth: bool = False
     # The Api event's ResponseTransferMode is RESPONSE_STREAM: the integration streams (responseTransferMode
     # STREAM, InvokeWithResponseStream) instead of buffering the function's answer.
     streaming: bool = False
@@ -58,6 +61,7 @@ def declared_apis(template: StackTemplate) -> dict[str, ApiSpec]:
             stage_name=str(props.get("StageName") or "Prod"),
             api_key_required=_true(auth.get("ApiKeyRequired")),
             key_source=str(props.get("ApiKeySourceType") or "HEADER"),
+            default_authorizer=str(auth.get("DefaultAuthorizer") or "NONE"),
             binary_media_types=tuple(str(item).replace("~1", "/") for item in props.get("BinaryMediaTypes") or []),
             method_settings=tuple(props.get("MethodSettings") or []),
             gateway_responses=dict(props.get("GatewayResponses") or {}),
@@ -83,6 +87,7 @@ def declared_routes(template: StackTemplate, apis: dict[str, ApiSpec]) -> list[R
                 )
             auth = event.get("Auth") or {}
             key_required = _true(auth["ApiKeyRequired"]) if "ApiKeyRequired" in auth else api.api_key_required
+            authorizer = str(auth.get("Authorizer") or api.default_authorizer)
             routes.append(
                 Route(
                     method=method,
@@ -90,6 +95,7 @@ def declared_routes(template: StackTemplate, apis: dict[str, ApiSpec]) -> list[R
                     function_id=provided.function_name,
                     api_id=api_id,
                     api_key_required=key_required,
+                    iam_auth=authorizer == "AWS_IAM",
                     request_schema=_request_schema(event, api),
                     streaming=str(event.get("ResponseTransferMode", "")).upper() == "RESPONSE_STREAM",
                 )

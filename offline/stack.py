@@ -21,6 +21,7 @@ from offline.clock import OfflineClock
 from offline.functions import DEFAULT_MAX_CONCURRENCY, FunctionRuntime, InvocationResult, function_specs
 from offline.gateway import ApiStage, LocalGateway, body_validators, stage_method_throttles
 from offline.gateway_responses import GatewayResponses
+from offline.iam_auth import OperatorCredentials, SigV4Verifier
 from offline.provision import ProvisionedStack, provision
 from offline.routes import ApiSpec, Route, RouteTable, declared_apis, declared_routes
 from offline.scheduler import ScheduledInvocation, Scheduler, scheduled_invocations
@@ -143,12 +144,16 @@ class OfflineStack:
         self.runtime.load()
         if self.options.prewarm:
             self.runtime.prewarm()
+        # The one key pair AWS_IAM routes accept, new at each start (stack.json has it). Signatures are checked
+        # against the wall clock, as callers sign with theirs, not the offline account's movable date.
+        operator_credentials = OperatorCredentials.generate()
         self.gateway = LocalGateway(
             [_api_stage(api, provisioned, routes) for api in apis.values()],
             self.runtime,
             KeyRegistry(template.region),
             apigateway_fidelity.ledger(ACCOUNT_ID, template.region),
             now=self.clock.now,
+            iam=SigV4Verifier(operator_credentials, template.region),
         )
         if CONTROL_PREFIX in self.gateway.stages:
             raise TemplateError(f"a stage named {CONTROL_PREFIX} would hide the offline control endpoint")
@@ -165,6 +170,7 @@ class OfflineStack:
         self.info = self._describe(template, provisioned, apis, routes, endpoint)
         if webhook_secrets is not None:
             self.info["webhook_secrets"] = webhook_secrets
+        self.info["aws_credentials"] = operator_credentials.public()
         self.options.state_dir.write_stack(self.info)
 
     def _start_emulator(self, region: str) -> str:
@@ -231,8 +237,12 @@ class OfflineStack:
             return 200, self.info
         if verb == "clock":
             return self.clock.control(payload)
+        if verb == "management-calls":
+            return 200, apigateway_fidelity.management_calls(ACCOUNT_ID, self.info["region"])
         if verb != "invoke":
-            return 404, {"message": f"unknown control action {verb!r}; try invoke/<LogicalId>, clock or stack"}
+            return 404, {
+                "message": f"unknown control action {verb!r}; try invoke/<LogicalId>, clock, stack or management-calls"
+            }
         try:
             result = self.invoke(name, payload)
         except KeyError:
@@ -304,6 +314,7 @@ class OfflineStack:
                     "path": route.resource_path,
                     "function": route.function_id,
                     "api_key_required": route.api_key_required,
+                    "iam_auth": route.iam_auth,
                     "streaming": route.streaming,
                     "url": f"{api_urls[route.api_id]}{route.resource_path}",
                 }

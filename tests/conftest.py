@@ -17,6 +17,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 import io
 import logging
+import uuid
 from collections.abc import Iterator
 
 import boto3
@@ -66,6 +67,16 @@ def signup_env(stack: ProvisionedStack, template: StackTemplate, monkeypatch: py
     yield
     forget_settings()
     signup_service.cache_clear()
+
+
+@pytest.fixture
+def operator_inbox(stack: ProvisionedStack) -> str:
+    """An SQS queue subscribed to AlertTopic: what the operators' topic delivered."""
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"operators-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("sns").subscribe(TopicArn=stack.topics["AlertTopic"], Protocol="sqs", Endpoint=queue_arn)
+    return queue_url
 
 
 @pytest.fixture

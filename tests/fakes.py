@@ -5,7 +5,10 @@ daily [used, remaining] pages, a claim granted once per alert (DynamoDB's condit
 import time
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
+from typing import Any
 
+from core.admin.models import AuditEntry, PartnerFilter
+from core.admin.ports import AuditLog, Notifier, PartnerIndex
 from core.ai.chat import ModelReply, ModelRequest, StreamEnd, StreamEvent, TextDelta
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
@@ -45,6 +48,16 @@ class FakePlans(UsageReader):
         self.plans = plans
         self.usage = usage  # plan id -> key id -> requests today
         self.pages_read: list[str] = []
+        self.api_keys: int | Exception = sum(len(keys) for keys in usage.values())  # GetApiKeys's count, or its failure
+
+    def count_api_keys(self) -> int:
+        if isinstance(self.api_keys, Exception):
+            raise self.api_keys
+        return self.api_keys
+
+    def delete_key(self, key_id: str) -> None:
+        for keys in self.usage.values():
+            keys.pop(key_id, None)
 
     def list_usage_plans(self) -> list[UsagePlan]:
         return self.plans
@@ -68,6 +81,12 @@ class FakeRecords(QuotaRecords):
 
     def read_period(self, keys: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], PeriodRecords]:
         return {key: PeriodRecords() for key in keys}
+
+    def claim_daily_sweep(self, day: date, now: float, lease_seconds: int, expires_at: int) -> bool:
+        return True
+
+    def finish_daily_sweep(self, day: date, now: datetime) -> None:
+        return None
 
     def write_readings(self, readings: list[KeyQuotaReading]) -> None:
         self.readings += readings
@@ -203,3 +222,65 @@ class ScriptedModel(ModelProvider):
 
     def estimate_completion_tokens(self, text: str) -> int:
         return len(text.split())
+
+
+# --- The operator console --------------------------------------------------------------------------------------
+
+
+class MemoryPartnerIndex(PartnerIndex):
+    """Partner records by id, paged in id order (the table's Scan order is its own; any fixed order will do)."""
+
+    def __init__(self, partners: Iterable[Partner] = ()) -> None:
+        self.partners = {partner.partner_id: partner for partner in partners}
+
+    def get(self, partner_id: str) -> Partner | None:
+        return self.partners.get(partner_id)
+
+    def page(self, filters: PartnerFilter, limit: int, after: str | None) -> tuple[list[Partner], str | None]:
+        matching = [
+            partner
+            for partner_id, partner in sorted(self.partners.items())
+            if (after is None or partner_id > after)
+            and filters.tier in (None, partner.tier)
+            and filters.status in (None, partner.status)
+            and filters.email in (None, partner.email)
+        ]
+        page = matching[:limit]
+        return page, page[-1].partner_id if len(matching) > limit else None
+
+
+class MemoryAuditLog(AuditLog):
+    """The audit trail, numbered per partner as the table's transaction numbers it."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, int], AuditEntry] = {}
+
+    def begin(self, entry: AuditEntry) -> AuditEntry:
+        seq = 1 + sum(1 for partner_id, _ in self.entries if partner_id == entry.partner_id)
+        numbered = entry.model_copy(update={"seq": seq})
+        self.entries[(entry.partner_id, seq)] = numbered
+        return numbered
+
+    def finish(self, partner_id: str, seq: int, outcome: str, details: dict[str, Any], notified: bool) -> None:
+        entry = self.entries[(partner_id, seq)]
+        self.entries[(partner_id, seq)] = entry.model_copy(
+            update={"outcome": outcome, "details": details, "notified": notified}
+        )
+
+    def trail(self, partner_id: str, limit: int) -> list[AuditEntry]:
+        own = [entry for (owner, _), entry in self.entries.items() if owner == partner_id]
+        return sorted(own, key=lambda entry: entry.seq, reverse=True)[:limit]
+
+
+class OperatorTopic(Notifier):
+    """The operators' topic, kept: (subject, message, attributes)."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.published: list[tuple[str, dict[str, Any] | str, dict[str, str]]] = []
+        self.fails = fails
+
+    def publish(self, subject: str, message: dict[str, Any] | str, attributes: dict[str, str] | None = None) -> str:
+        if self.fails:
+            raise RuntimeError("SNS is down")
+        self.published.append((subject, message, dict(attributes or {})))
+        return "m"

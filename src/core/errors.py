@@ -82,6 +82,19 @@ class ManagementApiThrottled(DomainError):
         super().__init__(f"API Gateway throttled {operation}; retry later")
 
 
+class ApiKeyCeilingReached(DomainError):
+    """API Gateway refused a new API key: the account holds as many as the Region allows (10,000, a quota
+    that cannot be raised). Not retried: nothing frees a key but deleting one. Signup and key import answer
+    503 `capacity_exhausted` at once."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            f"no new API keys can be issued: API Gateway refused {operation} because this AWS account has "
+            "reached its limit of API keys in this Region (10,000, which AWS does not raise). Nothing was "
+            'issued. Operators: delete unused keys to make room (README, "Capacity")'
+        )
+
+
 class SignupSweepFailed(DomainError):
     """A sweep run could not clean up every failed signup it found; raised at the end of the run (the rest was
     done), so Lambda's retries and the DLQ see it."""
@@ -258,3 +271,26 @@ def _field_message(error: Any) -> str:
     if error["type"] == "model_type":
         return "request body must be a JSON object"
     return str(error["msg"])
+
+
+# --- The operator console (/admin/*) -----------------------------------------------------------------------------
+
+
+class OperatorUnknown(DomainError):
+    """A call to /admin/* without an IAM principal in its request context (API Gateway's AWS_IAM authorization
+    always sets one: a missing one means the route is misconfigured, so the function refuses)."""
+
+    def __init__(self) -> None:
+        super().__init__("this operation needs a caller authenticated by AWS IAM (a SigV4-signed request)")
+
+
+class PartnerNotFound(DomainError):
+    def __init__(self, partner_id: str) -> None:
+        super().__init__(f"no partner with id {partner_id}")
+
+
+class PartnerNotActive(DomainError):
+    """The operation needs an active partner (an extension for a suspended or revoked one is refused)."""
+
+    def __init__(self, partner_id: str, status: str, operation: str) -> None:
+        super().__init__(f"partner {partner_id} is {status}: {operation} needs an active partner (resume it first)")

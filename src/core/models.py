@@ -1,12 +1,30 @@
 """Pydantic models the capabilities share: tiers and their limits, usage plans and keys, partners."""
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints
 
 QuotaPeriod = Literal["DAY", "WEEK", "MONTH"]
+
+# Characters that must never reach an email header or body, a log line or a terminal as they are: C0 (CR/LF,
+# NUL, ESC of ANSI sequences), DEL, C1, and the bidi embeddings, overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069) that make text display other than it reads. The API's model (template.yaml) has the same class.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def refuse_control_characters(value: object) -> object:
+    """Refuse text with CONTROL_CHARACTERS; runs before whitespace stripping, which would quietly drop a trailing
+    CR, LF or NEL."""
+    if isinstance(value, str) and CONTROL_CHARACTERS.search(value):
+        raise ValueError("must not contain control characters (line breaks, tabs, escapes, bidi controls)")
+    return value
+
+
+# Text that reaches emails, logs and terminals as it is (a partner's name, an operator's reason).
+PlainText = Annotated[str, BeforeValidator(refuse_control_characters)]
 
 
 TierName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*$", max_length=32)]
@@ -44,6 +62,9 @@ class PartnerStatus(StrEnum):
     PENDING = "PENDING"
     ACTIVE = "ACTIVE"
     DISABLED = "DISABLED"
+    # Its key was deleted after going unused for DormantKeyDays (the quota monitor's sweep); an operator may
+    # issue a new one.
+    DORMANT = "DORMANT"
 
 
 class Partner(BaseModel):

@@ -1,7 +1,7 @@
 """The one place HTTP answers are made: each domain error's status, code and Retry-After, in two shapes, and a
 resolver per shape whose exception handlers are registered here, once, for every handler.
 
-- Control plane (POST /signup, GET /signup/confirm, POST /webhooks/billing): `{"error": {"code", "message",
+- Control plane (POST /signup, GET /signup/confirm, POST /webhooks/billing, /admin/*): `{"error": {"code", "message",
   "details"?}}`.
 - OpenAI-compatible routes (/v1/*): OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`; OpenAI's
   SDKs pick the exception class by status and read `message`.
@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler import content_types
 from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response
 
 from core.errors import (
+    ApiKeyCeilingReached,
     ApiKeyMissing,
     ConfirmationLinkInvalid,
     DomainError,
@@ -32,7 +33,10 @@ from core.errors import (
     ModelNotFound,
     ModelNotInTier,
     NotFound,
+    OperatorUnknown,
     PartnerDisabled,
+    PartnerNotActive,
+    PartnerNotFound,
     PartnerNotFoundYet,
     PayloadTooLarge,
     ProviderMisconfigured,
@@ -92,6 +96,8 @@ CONTROL_PLANE: dict[type[DomainError], ControlPlaneAnswer] = {
     IdempotentRequestInProgress: ControlPlaneAnswer(HTTPStatus.CONFLICT, "request_in_progress", 1),
     ManagementApiThrottled: ControlPlaneAnswer(HTTPStatus.SERVICE_UNAVAILABLE, "throttled", 1),
     SignupThrottled: ControlPlaneAnswer(HTTPStatus.SERVICE_UNAVAILABLE, "throttled", FROM_ERROR, tells_caller=True),
+    # No Retry-After: the account's key ceiling does not lift with time, only when an operator deletes keys.
+    ApiKeyCeilingReached: ControlPlaneAnswer(HTTPStatus.SERVICE_UNAVAILABLE, "capacity_exhausted", tells_caller=True),
     KeyAlreadyInPlan: ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     NotFound: ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
     # The billing webhook (POST /webhooks/billing).
@@ -103,6 +109,10 @@ CONTROL_PLANE: dict[type[DomainError], ControlPlaneAnswer] = {
     TierChangeInProgress: ControlPlaneAnswer(HTTPStatus.CONFLICT, "change_in_progress", FROM_ERROR),
     TierChangeFailed: ControlPlaneAnswer(HTTPStatus.SERVICE_UNAVAILABLE, "tier_change_failed", 30),
     SigningSecretUnavailable: ControlPlaneAnswer(HTTPStatus.SERVICE_UNAVAILABLE, "signing_secret_unavailable", 30),
+    # The operator console (/admin/*).
+    OperatorUnknown: ControlPlaneAnswer(HTTPStatus.FORBIDDEN, "operator_unknown", warns=True),
+    PartnerNotFound: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "partner_not_found"),
+    PartnerNotActive: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_not_active"),
 }
 CONTROL_PLANE_FAILURE = ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error")
 

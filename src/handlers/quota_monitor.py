@@ -72,3 +72,9 @@ def _run_metrics(report: RunReport) -> None:
     metrics.add_metric(name="PartnerEmailsSent", unit=MetricUnit.Count, value=report.partner_emails_sent)
     metrics.add_metric(name="PartnerEmailsFailed", unit=MetricUnit.Count, value=report.partner_emails_failed)
     metrics.add_metric(name="QuotaReadingsWritten", unit=MetricUnit.Count, value=report.readings_written)
+    if report.dormant.swept:
+        metrics.add_metric(name="DormantKeysDeleted", unit=MetricUnit.Count, value=report.dormant.keys_deleted)
+        metrics.add_metric(name="DormantSweepErrors", unit=MetricUnit.Count, value=len(report.dormant.errors))
+    if report.api_keys is not None:
+        # Every key of the account in the Region, against API Gateway's ceiling of 10,000 (ApiKeysNearCeilingAlarm).
+        metrics.add_metric(name="ApiKeysInAccount", unit=MetricUnit.Count, value=report.api_keys)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60
@@ -114,19 +118,10 @@ class Answer:
 def http(method: str, url: str, headers: dict[str, str] | None = None, body: Any = None, timeout: float = 30) -> Answer:
     """One real HTTP request; the body is sent as JSON and read back as JSON when it parses."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310
+    sent = dict(headers or {})
     if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
-            status, raw, answer_headers = response.status, response.read(), dict(response.headers)
-    except urllib.error.HTTPError as exc:
-        status, raw, answer_headers = exc.code, exc.read(), dict(exc.headers)
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = raw.decode()
-    return Answer(status, parsed, answer_headers)
+        sent["Content-Type"] = "application/json"
+    return http_raw(method, url, sent, data, timeout)
 
 
 # Free is throttled hard (rate 1/s, burst 2) for the 429 Too Many Requests tests; pro is self-service here
@@ -142,3 +137,43 @@ def metered_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     stack = start_offline(tmp_path_factory.mktemp("metered") / "state", METERED_PARAMS)
     yield stack
     stack.stop()
+
+
+def signed(
+    stack: RunningStack,
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    *,
+    credentials: dict[str, str] | None = None,
+    raw_body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    """One real HTTP request to an AWS_IAM route (the operator console), SigV4-signed by botocore with the
+    credentials the stack accepts (stack.json's `aws_credentials`) unless others are given."""
+    keys = credentials or stack.info["aws_credentials"]
+    url = stack.url(path) + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else b"")
+    request = AWSRequest(
+        method=method, url=url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    SigV4Auth(
+        Credentials(keys["access_key_id"], keys["secret_access_key"]), "execute-api", stack.info["region"]
+    ).add_auth(request)
+    return http_raw(method, url, dict(request.headers.items()), data or None)
+
+
+def http_raw(method: str, url: str, headers: dict[str, str], data: bytes | None, timeout: float = 30) -> Answer:
+    """One real HTTP request with these exact headers and bytes; the answer's body read back as JSON when it parses."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
+            status, raw, answer_headers = response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        status, raw, answer_headers = exc.code, exc.read(), dict(exc.headers)
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode()
+    return Answer(status, parsed, answer_headers)

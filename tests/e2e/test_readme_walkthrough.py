@@ -78,6 +78,10 @@ def test_the_readme_walkthrough_pastes_and_runs_as_written(reader_folder: tuple[
     assert "403 without a key" in output
     assert re.search(r'"partner_id":\s*"p_', output), "the Signup API section's own signup answered 201"
     assert "403 after the cancellation" in output
+    # The operator console's blocks: curl --aws-sigv4 with stack.json's credentials is let in, unsigned is not
+    assert re.search(r'"partners":\s*\[\{"partner_id"', output), "a signed GET /admin/partners answered"
+    assert re.search(r'"partner":\s*\{"partner_id":\s*"p_', output), "a signed GET /admin/partners/{id} answered"
+    assert "403 unsigned" in output
     # And the key the reader was shown is in no log of the stack
     api_key = re.search(r"key shown once: (\S+)", output).group(1)  # type: ignore[union-attr]
     for log in (stack.log, folder / ".local" / "functions.log"):

@@ -11,15 +11,46 @@ from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from core.aws import apigateway_client
-from core.errors import KeyAlreadyInPlan, ManagementApiOutOfTime, ManagementApiThrottled, NotFound
+from core.errors import ApiKeyCeilingReached, KeyAlreadyInPlan, ManagementApiOutOfTime, ManagementApiThrottled, NotFound
 from core.models import DailyUsage, IssuedKey, TierLimits, UsagePlan
 from core.pacing import TokenBucket
 
 if TYPE_CHECKING:
     from mypy_boto3_apigateway import APIGatewayClient
 
-# GetUsage returns at most this many keys per page.
+# GetUsage and GetApiKeys return at most this many keys per page.
 GET_USAGE_MAX_PAGE_SIZE = 500
+GET_API_KEYS_MAX_PAGE_SIZE = 500
+
+
+# The operations that create keys, where API Gateway's LimitExceededException can mean the account's key ceiling.
+_KEY_CREATING_OPERATIONS = ("CreateApiKey", "ImportApiKeys")
+
+
+def is_key_ceiling(error: Any) -> bool:
+    """Whether a parsed error (`{"Code", "Message"}`) is API Gateway's refusal of a new key at the account's
+    API key ceiling. Both that and a rate limit are LimitExceededException (HTTP 429); a quota's message
+    names what ran out ("Maximum number of ... has been reached"), so the ceiling is the one naming API keys
+    (docs/decisions.md)."""
+    message = str(error.get("Message", "")).lower().replace("apikey", "api key")
+    return error.get("Code") == "LimitExceededException" and "api key" in message
+
+
+def _refuse_retry_at_key_ceiling(response: Any = None, operation: Any = None, **_: Any) -> None:
+    # botocore's standard mode retries LimitExceededException as throttling; at the ceiling every retry would
+    # fail the same way, so stop at the first answer (a needs-retry handler that raises ends the call).
+    if response is not None and is_key_ceiling(response[1].get("Error", {})):
+        raise ApiKeyCeilingReached(getattr(operation, "name", "CreateApiKey"))
+
+
+def refuse_retry_at_key_ceiling(client: "APIGatewayClient") -> None:
+    """Make `client` raise ApiKeyCeilingReached at the first key-ceiling answer, without botocore's retries."""
+    for operation in _KEY_CREATING_OPERATIONS:
+        client.meta.events.register_first(
+            f"needs-retry.api-gateway.{operation}",
+            _refuse_retry_at_key_ceiling,
+            unique_id=f"metered-ai-key-ceiling-{operation}",
+        )
 
 
 @contextmanager
@@ -29,7 +60,9 @@ def _translated_errors(operation: str) -> Iterator[None]:
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", "")
-        if code == "TooManyRequestsException":
+        if is_key_ceiling(exc.response.get("Error", {})):
+            raise ApiKeyCeilingReached(operation) from exc
+        if code in ("TooManyRequestsException", "LimitExceededException"):  # a rate limit, after botocore's retries
             raise ManagementApiThrottled(operation) from exc
         if code == "ConflictException":
             raise KeyAlreadyInPlan(f"{operation}: {message}") from exc
@@ -77,6 +110,7 @@ def bound_by_deadline(client: "APIGatewayClient", deadline: Callable[[], float |
         throttled = (
             caught_exception is None
             and response is not None
+            and not is_key_ceiling(response[1].get("Error", {}))  # never retried: see refuse_retry_at_key_ceiling
             and (
                 response[0].status_code == HTTPStatus.TOO_MANY_REQUESTS
                 or response[1].get("Error", {}).get("Code") in _THROTTLING_CODES
@@ -95,6 +129,7 @@ class ApiGateway:
 
     def __init__(self, client: "APIGatewayClient | None" = None, pacer: TokenBucket | None = None) -> None:
         self._client = client or apigateway_client()
+        refuse_retry_at_key_ceiling(self._client)
         # A batch caller (the quota monitor) paces itself to its share of the account's management-API pool.
         self._pacer = pacer
 
@@ -107,6 +142,22 @@ class ApiGateway:
         with _translated_errors("GetUsagePlans"):
             pages = self._client.get_paginator("get_usage_plans").paginate(PaginationConfig={"PageSize": 500})
             return [usage_plan_from_api(item) for page in pages for item in page.get("items", [])]
+
+    def count_api_keys(self) -> int:
+        """How many API keys the account holds in the Region, every stack's (GetApiKeys, 500 a page). Never
+        with includeValues: the count needs no key value, and its caller must never see one."""
+        count, position = 0, None
+        while True:
+            self._pace()
+            request: dict[str, Any] = {"limit": GET_API_KEYS_MAX_PAGE_SIZE}
+            if position:
+                request["position"] = position
+            with _translated_errors("GetApiKeys"):
+                page = self._client.get_api_keys(**request)
+            count += len(page.get("items", []))
+            position = page.get("position")
+            if not position:
+                return count
 
     def create_disabled_key(self, name: str, tags: dict[str, str]) -> IssuedKey:
         # Disabled until it sits in its plan: an enabled key outside any plan is a key we cannot meter.

@@ -2,9 +2,11 @@
 API key, `pk = KEY#<api key id>`, and per quota period the AI API's ledger (`sk = PERIOD#<period start>`), the
 quota monitor's reading of API Gateway's quota (`QUOTA#<period start>`) and its alerts
 (`ALERT#<period start>#<threshold>`). Three capabilities use the table; each has its own adapter over these keys.
+One partition is not a key's: `pk = SWEEP#dormant-keys`, `sk = DAY#<UTC date>`, the quota monitor's claim on
+the day's dormant-key sweep.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from core.periods import period_key
 
@@ -57,3 +59,10 @@ def bucket_start(attribute: str) -> tuple[str, datetime] | None:
 def ledger_period_start(sk: str) -> datetime:
     """The period start a ledger item's sort key names."""
     return datetime.strptime(sk.removeprefix(LEDGER_PREFIX), _PERIOD_FORMAT).replace(tzinfo=UTC)
+
+
+DORMANT_SWEEP_PK = "SWEEP#dormant-keys"
+
+
+def sweep_day_sk(day: date) -> str:
+    return f"DAY#{day.isoformat()}"

@@ -6,6 +6,8 @@ Three kinds of item share the table (see docs/CONTRACTS.md): `EMAIL#<mailbox>` l
 signup runs and after it succeeds (while it runs, it lists the ids of the keys the attempt created, so a
 failed attempt's keys can always be found and deleted); `PARTNER#<id>` is the partner record, written only
 once the partner's key is in its plan; `APIKEY#<key id>` finds the partner of a key. None ever holds an API key value.
+The operator console adds its audit trail: `AUDIT#<partner id>` (the trail's head: how many entries) and
+`AUDIT#<partner id>#<seq, 10 digits>` (one entry per operator action).
 The billing webhook adds `CUSTOMER#<billing customer id>` (finds a partner from its billing customer),
 `UNMATCHED#<scheme>#<event id>` (an event for a partner we do not know yet) and, on the partner record,
 its billing state (the last applied event, and the lock of a change in progress).
@@ -43,8 +45,11 @@ def email_pk(email: str) -> str:
     return f"{EMAIL_PREFIX}{email}"
 
 
+PARTNER_PREFIX = "PARTNER#"
+
+
 def partner_pk(partner_id: str) -> str:
-    return f"PARTNER#{partner_id}"
+    return f"{PARTNER_PREFIX}{partner_id}"
 
 
 def api_key_pk(api_key_id: str) -> str:
@@ -65,6 +70,19 @@ def opt_in_pk(mailbox: str) -> str:
 
 def unmatched_pk(scheme: str, event_id: str) -> str:
     return f"UNMATCHED#{scheme}#{event_id}"
+
+
+AUDIT_PREFIX = "AUDIT#"
+
+
+def audit_head_pk(partner_id: str) -> str:
+    """The audit trail's head: `entries`, the number of entries the partner's trail holds."""
+    return f"{AUDIT_PREFIX}{partner_id}"
+
+
+def audit_entry_pk(partner_id: str, seq: int) -> str:
+    """One entry of a partner's audit trail; `seq` counts from 1, zero-padded so keys sort in order."""
+    return f"{AUDIT_PREFIX}{partner_id}#{seq:010d}"
 
 
 def condition_failed(exc: ClientError) -> bool:

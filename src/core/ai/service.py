@@ -79,7 +79,8 @@ class PartnerDirectory:
         partner = self._partner(api_key_id)
         if partner is None:
             raise KeyNotRegistered()
-        if partner.status == PartnerStatus.DISABLED:
+        # DISABLED by billing, or DORMANT (its key about to be deleted by the dormant-key sweep): no calls.
+        if partner.status is not PartnerStatus.ACTIVE:
             raise PartnerDisabled()
         policy = self._tiers.get(partner.tier)
         if policy is None:

@@ -186,7 +186,7 @@ def partner_email(alert: QuotaAlert, support_contact: str = "") -> Message:
         "",
         "What you can do:",
         f"- To upgrade to a plan with a larger quota, or to ask for an extension for this period, "
-        f"{_contact(support_contact)}.",
+        f"{contact_sentence(support_contact)}.",
         "- Or spread your remaining requests until the reset.",
         "",
         _LAG,
@@ -240,7 +240,8 @@ def _partner_line(alert: QuotaAlert) -> str:
     return f"{alert.partner_name}, {email_safe(alert.partner.email)} ({alerts})"
 
 
-def _contact(support_contact: str) -> str:
+def contact_sentence(support_contact: str) -> str:
+    """How a partner email tells the reader where to get help (PartnerSupportContact)."""
     contact = email_safe(support_contact)
     if not contact:
         return "contact the team that gave you your API key"

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from core.messages import Message
 from core.models import Partner, UsagePlan
+from core.quota.dormant import NoticeState
 from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
 
 
@@ -17,6 +18,10 @@ class UsageReader(Protocol):
     def usage_pages(
         self, plan_id: str, start: date, end: date, page_size: int
     ) -> Iterator[dict[str, list[list[int]]]]: ...
+
+    def count_api_keys(self) -> int: ...
+
+    def delete_key(self, key_id: str) -> None: ...
 
 
 class QuotaRecords(Protocol):
@@ -31,6 +36,24 @@ class QuotaRecords(Protocol):
     def record_alerts(self, states: list[AlertState], now: datetime) -> None: ...
 
     def release_alert(self, state: AlertState) -> None: ...
+
+    def claim_daily_sweep(self, day: date, now: float, lease_seconds: int, expires_at: int) -> bool: ...
+
+    def finish_daily_sweep(self, day: date, now: datetime) -> None: ...
+
+
+class DormantPartners(Protocol):
+    """The dormant-key sweep's marks on partner records: the notice's claim, then DORMANT."""
+
+    def claim_notice(
+        self, partner_id: str, api_key_id: str, tier: str, now: int, lease_seconds: int
+    ) -> NoticeState: ...
+
+    def mark_dormant(self, partner_id: str, api_key_id: str, now: str) -> None: ...
+
+    def notice_failed(self, partner_id: str, api_key_id: str, now: str) -> None: ...
+
+    def release_notice(self, partner_id: str, api_key_id: str) -> None: ...
 
 
 class PartnerDirectory(Protocol):

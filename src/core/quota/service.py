@@ -10,7 +10,10 @@ A run in order:
    first, so a duplicated or overlapping run cannot send it again;
 4. operators get one message per alert, paced, or digests when many keys cross in one run; partners that
    opted in get their own email through SES;
-5. readings that changed are written, per-key numbers are logged, per-tier metrics published.
+5. readings that changed are written, per-key numbers are logged, per-tier metrics published;
+6. with DormantKeyDays, once a UTC day, the keys of self-service tiers unused that long are deleted after a
+   notice to their partner (core.quota.dormant);
+7. the account's API keys are counted (GetApiKeys, never their values) against API Gateway's 10,000.
 The run fails at the end (QuotaMonitorRunFailed, raised by the handler) if a plan could not be read or an
 alert could not be delivered, so Lambda's retry policy and the DLQ see it.
 """
@@ -36,10 +39,19 @@ from core.observability import logger
 from core.pacing import TokenBucket
 from core.periods import QuotaPeriod, period_bounds, period_key
 from core.ports import EmailSender
+from core.quota.adapters.dormant_partners import DormantPartners as DormantPartnersTable
 from core.quota.adapters.quota_table import QuotaTable
 from core.quota.adapters.tier_metrics import TierMetricsEmf
 from core.quota.alerts import QuotaAlert, digest_messages, operator_message, partner_email
-from core.quota.ports import AlertPublisher, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
+from core.quota.dormant import DormantKeySweep, SweepReport
+from core.quota.ports import (
+    AlertPublisher,
+    DormantPartners,
+    PartnerDirectory,
+    QuotaRecords,
+    TierMetricsSink,
+    UsageReader,
+)
 from core.quota.settings import QuotaMonitorSettings
 from core.quota.standing import (
     AlertClaim,
@@ -86,6 +98,8 @@ class RunReport:
     partner_emails_failed: int = 0
     undelivered: int = 0
     deferred: int = 0
+    api_keys: int | None = None  # every API key of the account in the Region; None: could not be counted
+    dormant: SweepReport = field(default_factory=SweepReport)
 
     @property
     def failed(self) -> bool:
@@ -105,6 +119,11 @@ class RunReport:
             "partner_emails_failed": self.partner_emails_failed,
             "undelivered": self.undelivered,
             "deferred": self.deferred,
+            "api_keys": self.api_keys,
+            "dormant_keys_deleted": self.dormant.keys_deleted,
+            "dormant_notices_failed": self.dormant.notices_failed,
+            "dormant_notices_unknown": self.dormant.notices_unknown,
+            "dormant_sweep_errors": len(self.dormant.errors),
             "failed": self.failed,
         }
 
@@ -169,6 +188,7 @@ class QuotaMonitor:
         wall: Callable[[], float] = time.time,
         operator_pacer: TokenBucket | None = None,
         email_pacer: TokenBucket | None = None,
+        dormant: DormantPartners | None = None,
     ) -> None:
         self._settings = settings
         self._plans = plans
@@ -183,6 +203,28 @@ class QuotaMonitor:
         self._email_pacer = email_pacer or TokenBucket(settings.partner_emails_per_second, 1)
         # Tiers change only with a deploy, but runs are minutes apart: read them every run.
         self._tiers = TierCatalog(settings.stack_name, plans, ttl_seconds=0)
+        self._dormant_sweep = (
+            DormantKeySweep(
+                days=settings.dormant_key_days,
+                tiers=self._swept_tiers,
+                plans=plans,
+                records=records,
+                partners=partners,
+                dormant=dormant,
+                email=email,
+                page_size=settings.get_usage_page_size,
+                lease_seconds=settings.alert_claim_seconds,
+                support_contact=settings.partner_support_contact,
+                wall=wall,
+            )
+            # Off without a sender: a key is never deleted without its notice (a template rule says so too).
+            if settings.dormant_key_days and dormant is not None and email is not None
+            else None
+        )
+
+    def _swept_tiers(self) -> list[Tier]:
+        tiers = self._tiers.all()
+        return [tiers[name] for name in self._settings.self_service_tiers if name in tiers]
 
     def run(self, as_of: datetime | None = None, time_left: Callable[[], float] = lambda: math.inf) -> RunReport:
         """One pass as of `as_of` (the schedule's time; default now). `time_left`: seconds the invocation has."""
@@ -193,6 +235,9 @@ class QuotaMonitor:
         self._alert(keys, report, time_left)
         self._write_readings(keys, report)
         self._log_standings([key.standing for key in keys if not key.read.idle])
+        if self._dormant_sweep is not None:
+            report.dormant = self._dormant_sweep.run(as_of, time_left, self._settings.reserve_seconds)
+        report.api_keys = self._count_api_keys()
         standings = [key.standing for key in keys]
         self._tier_metrics.publish(
             summarise(report.tiers, standings, self._settings.alert_thresholds), self._settings.alert_thresholds
@@ -379,6 +424,18 @@ class QuotaMonitor:
             changed.append(state)
         return changed
 
+    # --- 6. The account's API keys -----------------------------------------------------------------------------
+
+    def _count_api_keys(self) -> int | None:
+        """The account's keys against API Gateway's 10,000 per Region (ApiKeysInAccount). A count that fails is
+        logged and skipped: the alarm then sees no data for a run, and the run's alerts are not held back."""
+        try:
+            return self._plans.count_api_keys()
+        except _PLAN_FAILURES as exc:
+            reason = exc.message if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("could not count the account's API keys", reason=reason)
+            return None
+
     # --- 5. Readings, logs ----------------------------------------------------------------------------------
 
     def _write_readings(self, keys: Sequence[_KeyRun], report: RunReport) -> None:
@@ -457,4 +514,5 @@ def quota_monitor() -> QuotaMonitor:
         topic=AlertTopic(settings.alert_topic_arn),
         email=SesEmail(settings.partner_alert_sender) if settings.partner_alert_sender else None,
         tier_metrics=TierMetricsEmf(settings.stack_name),
+        dormant=DormantPartnersTable(settings.partners_table) if settings.dormant_key_days else None,
     )

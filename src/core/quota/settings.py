@@ -5,10 +5,10 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from core.settings import StackSettings, TierPoliciesSettings
+from core.settings import SelfServiceTiersSettings, StackSettings, TierPoliciesSettings
 
 
-class QuotaMonitorSettings(StackSettings, TierPoliciesSettings):
+class QuotaMonitorSettings(StackSettings, TierPoliciesSettings, SelfServiceTiersSettings):
     """The scheduled quota monitor (QuotaMonitorFunction)."""
 
     metering_table: str = Field(min_length=1)
@@ -38,6 +38,10 @@ class QuotaMonitorSettings(StackSettings, TierPoliciesSettings):
     alert_claim_seconds: int = Field(default=900, ge=60)
     # Stop sending partner emails when less than this is left of the invocation; the next run finishes.
     reserve_seconds: float = Field(default=20.0, ge=0)
+    # DormantKeyDays: delete the keys of self-service tiers (SelfServiceTiers) unused for this many UTC days,
+    # after a notice to the partner (core.quota.dormant); 0: never. At most 90: AWS documents no retention for
+    # GetUsage's data, and a window past what it keeps would call a used key unused.
+    dormant_key_days: int = Field(default=0, ge=0, le=90)
 
     @field_validator("alert_thresholds", mode="before")
     @classmethod

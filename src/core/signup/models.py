@@ -1,17 +1,11 @@
 """Signup's models: the request, the email lock and its reservation, the result, the sweep's report."""
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, StrictBool, field_validator
 
-from core.models import TierLimits, TierName
-
-# Characters that must never reach an email header or body, a log line or a terminal as they are: C0 (CR/LF,
-# NUL, ESC of ANSI sequences), DEL, C1, and the bidi embeddings, overrides and isolates (U+202A-U+202E,
-# U+2066-U+2069) that make text display other than it reads. The API's model (template.yaml) has the same class.
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+from core.models import PlainText, TierLimits, TierName
 
 
 class SignupRequest(BaseModel):
@@ -19,20 +13,12 @@ class SignupRequest(BaseModel):
     # (the sweep imports these models and never validates a signup).
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True, defer_build=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=200)
     email: EmailStr = Field(max_length=254)
     tier: TierName | None = None
     # Opt in to quota alert emails at this address (the quota monitor sends them through SES). Strict, as the
     # API's model: "yes" or 1 is refused, not read as true.
     alert_emails: StrictBool = False
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _no_control_characters(cls, name: object) -> object:
-        # Before whitespace stripping, which would quietly drop a trailing CR, LF or NEL.
-        if isinstance(name, str) and CONTROL_CHARACTERS.search(name):
-            raise ValueError("must not contain control characters (line breaks, tabs, escapes, bidi controls)")
-        return name
 
     @field_validator("email")
     @classmethod

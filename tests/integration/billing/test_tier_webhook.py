@@ -32,6 +32,7 @@ from offline.template import StackTemplate
 from offline.webhook_secrets import ensure_webhook_secrets, generate_signing_secret
 from tests.faults import LambdaTimedOut, dies_before, fails_once
 from tests.lambda_events import LambdaContext
+from tests.operator_topic import operator_messages
 from tests.webhook_events import (
     body_of,
     generic_event,
@@ -65,31 +66,6 @@ def secrets(
     yield generated
     forget_settings()
     tier_change_service.cache_clear()
-
-
-@pytest.fixture
-def operator_inbox(stack: ProvisionedStack) -> str:
-    """An SQS queue subscribed to AlertTopic: what the operators' topic delivered."""
-    sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName=f"operators-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    boto3.client("sns").subscribe(TopicArn=stack.topics["AlertTopic"], Protocol="sqs", Endpoint=queue_arn)
-    return queue_url
-
-
-def operator_messages(queue_url: str) -> list[dict[str, Any]]:
-    messages = []
-    sqs = boto3.client("sqs")
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        for message in batch:
-            envelope = json.loads(message["Body"])
-            # Tier changes are text (an email); parked events are JSON. Attributes are what filters see.
-            attributes = {name: value["Value"] for name, value in envelope.get("MessageAttributes", {}).items()}
-            text = envelope["Message"]
-            fields = json.loads(text) if text.startswith("{") else {"body": text}
-            messages.append({"subject": envelope.get("Subject"), **attributes, **fields})
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return messages
 
 
 def post(body: str | None, headers: dict[str, str], *, base64_body: bool = False) -> tuple[int, dict[str, Any]]:

@@ -3,6 +3,7 @@ GetUsage, UpdateUsage and management-API rate limits from offline.apigateway_fid
 local outbox exactly as SNS (email subscription) and SES would deliver it."""
 
 import email
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -545,6 +546,30 @@ def test_the_handler_runs_the_schedules_period_and_returns_its_report(monitored:
     assert result["alerts"] == 1 and result["failed"] is False
     assert result["tiers"] == ["enterprise", "free", "pro"]
     assert subjects(monitored.operator_mails()) == ["Quota 50% used: Scheduled (free)"]
+
+
+def test_the_handler_publishes_the_accounts_api_keys_for_the_ceiling_alarm(
+    monitored: Monitored, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given three partners' keys in the account
+    for name in ("One", "Two", "Three"):
+        monitored.partner_key("free", name=name)
+    keys = len(boto3.client("apigateway").get_api_keys(limit=500)["items"])
+    capsys.readouterr()
+
+    # When a run ends
+    result = quota_monitor_handler.handler(
+        sample_event("quota_monitor.json"), LambdaContext(function_name="QuotaMonitorFunction")
+    )
+
+    # Then it reports and publishes ApiKeysInAccount, with the stack dimension the alarm filters on
+    assert result["api_keys"] == keys >= 3
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [record] = [record for record in records if "ApiKeysInAccount" in record]
+    [directive] = record["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "MeteredAI"
+    assert "stack" in directive["Dimensions"][0]  # and `service`, from POWERTOOLS_SERVICE_NAME (Globals)
+    assert record["ApiKeysInAccount"] in (keys, [float(keys)], float(keys))
 
 
 def test_ses_identities_of_the_template_are_verified_at_provisioning(aws: None) -> None:

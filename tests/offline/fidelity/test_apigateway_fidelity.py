@@ -974,3 +974,40 @@ def test_the_usage_lag_is_read_from_the_environment(
     later = apigw.get_usage(usagePlanId=plan_id, keyId=key_id, startDate="2026-03-10", endDate="2026-03-10")
 
     assert (usage["items"], later["items"]) == ({key_id: [[0, 10]]}, {key_id: [[1, 9]]})
+
+
+# --- The account's API key ceiling ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def ceiling_of_two() -> Iterator[None]:
+    fidelity.set_api_key_limit(2)
+    yield
+    fidelity.set_api_key_limit(None)
+
+
+@pytest.mark.usefixtures("ceiling_of_two")
+def test_create_api_key_past_the_ceiling_is_limit_exceeded_naming_api_keys(apigw: APIGatewayClient) -> None:
+    # Given an account holding as many keys as it may
+    first, _ = new_key(apigw, "one"), new_key(apigw, "two")
+
+    # When a third key is asked for
+    with pytest.raises(ClientError) as refused:
+        new_key(apigw, "three")
+
+    # Then API Gateway's quota answer: LimitExceededException, 429, a message naming API keys, no Retry-After
+    assert error(refused) == ("LimitExceededException", HTTPStatus.TOO_MANY_REQUESTS)
+    assert "API Keys" in refused.value.response["Error"]["Message"]
+    assert "retry-after" not in refused.value.response["ResponseMetadata"]["HTTPHeaders"]
+    assert len(apigw.get_api_keys()["items"]) == 2
+
+    # And deleting a key makes room for one
+    apigw.delete_api_key(apiKey=first)
+    new_key(apigw, "three")
+
+
+def test_the_ceiling_comes_from_the_environment_and_defaults_to_10000(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(fidelity.API_KEY_LIMIT_ENV, raising=False)
+    assert fidelity._api_key_limit() == 10_000
+    monkeypatch.setenv(fidelity.API_KEY_LIMIT_ENV, "3")
+    assert fidelity._api_key_limit() == 3

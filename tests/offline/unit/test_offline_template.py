@@ -49,6 +49,8 @@ def test_overrides_apply_and_values_resolve_into_the_plans() -> None:
         ({"SelfServiceTiers": "Free"}, "does not match"),
         # A rule of the template's Rules: a method throttle's rate needs a burst.
         ({"ProChatCompletionsRateLimit": "2"}, "rule ProChatCompletionsThrottleHasBurst: ProChatCompletionsBurstLimit"),
+        ({"DormantKeyDays": "30"}, "rule DormantKeySweepHasSender: DormantKeyDays needs PartnerAlertSender"),
+        ({"DormantKeyDays": "91", "PartnerAlertSender": "a@example.com"}, "above its MaxValue"),
     ],
 )
 def test_overrides_the_template_forbids_are_refused(overrides: dict[str, str], reason: str) -> None:

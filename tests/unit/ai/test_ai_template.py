@@ -72,7 +72,8 @@ def test_keys_come_from_the_authorizer_on_every_key_route(template: StackTemplat
     assert apis["MeteredApi"].key_source == "AUTHORIZER"
     assert authorizer["FunctionPayloadType"] == "REQUEST"
     assert authorizer["Identity"] == {"ReauthorizeEvery": 0}
-    # Public routes opt out of the key and of the authorizer; key routes keep the default authorizer
+    # Public routes opt out of the key and of the authorizer, /admin routes take IAM instead; key routes keep
+    # the default authorizer
     functions = template.of_type("AWS::Serverless::Function")
     for route in declared_routes(template, apis):
         auth = next(
@@ -82,6 +83,8 @@ def test_keys_come_from_the_authorizer_on_every_key_route(template: StackTemplat
         )
         if route.api_key_required:
             assert "Authorizer" not in auth, route
+        elif route.resource_path.startswith("/admin"):
+            assert auth.get("Authorizer") == "AWS_IAM", route  # the operator console: SigV4, no key
         else:
             assert auth.get("Authorizer") == "NONE", route
 

@@ -4,8 +4,8 @@ translation of AWS errors into domain errors."""
 import pytest
 from botocore.stub import Stubber
 
-from core.adapters.apigateway import ApiGateway
-from core.errors import KeyAlreadyInPlan, ManagementApiThrottled, NotFound
+from core.adapters.apigateway import ApiGateway, is_key_ceiling
+from core.errors import ApiKeyCeilingReached, KeyAlreadyInPlan, ManagementApiThrottled, NotFound
 
 
 def test_keys_are_created_disabled_and_tagged(stubbed: tuple[ApiGateway, Stubber]) -> None:
@@ -89,3 +89,57 @@ def test_deleting_a_key_that_is_already_gone_is_not_an_error(stubbed: tuple[ApiG
     stubber.add_client_error("delete_api_key", service_error_code="NotFoundException", http_status_code=404)
 
     gateway.delete_key("gone")
+
+
+CEILING = "Maximum number of API Keys for this account has been reached."
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "ceiling"),
+    [
+        ("LimitExceededException", CEILING, True),
+        ("LimitExceededException", "ApiKey limit exceeded", True),
+        ("LimitExceededException", "Rate exceeded", False),
+        ("LimitExceededException", "Maximum number of Resources for this API has been reached.", False),
+        ("TooManyRequestsException", "Too Many Requests", False),
+        ("BadRequestException", "API Key value too short", False),
+    ],
+)
+def test_the_key_ceiling_is_told_apart_from_rate_limits_by_its_message(code: str, message: str, ceiling: bool) -> None:
+    assert is_key_ceiling({"Code": code, "Message": message}) is ceiling
+
+
+def test_a_key_refused_at_the_ceiling_is_a_domain_error(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error(
+        "create_api_key", service_error_code="LimitExceededException", service_message=CEILING, http_status_code=429
+    )
+
+    with pytest.raises(ApiKeyCeilingReached, match="limit of API keys"):
+        gateway.create_disabled_key("stack-p_1", {"metered-ai:stack": "stack"})
+
+
+def test_a_rate_limit_exceeded_after_retries_is_throttling(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error(
+        "create_api_key",
+        service_error_code="LimitExceededException",
+        service_message="Rate exceeded",
+        http_status_code=429,
+    )
+
+    with pytest.raises(ManagementApiThrottled):
+        gateway.create_disabled_key("stack-p_1", {"metered-ai:stack": "stack"})
+
+
+def test_api_keys_are_counted_page_by_page_without_their_values(stubbed: tuple[ApiGateway, Stubber]) -> None:
+    # Given an account whose keys fill two pages of GetApiKeys
+    gateway, stubber = stubbed
+    stubber.add_response(
+        "get_api_keys", {"items": [{"id": f"k{n}"} for n in range(500)], "position": "p2"}, {"limit": 500}
+    )
+    stubber.add_response("get_api_keys", {"items": [{"id": "k500"}]}, {"limit": 500, "position": "p2"})
+
+    # When they are counted, then every page is read, each request without includeValues (Stubber checks the
+    # exact parameters)
+    assert gateway.count_api_keys() == 501

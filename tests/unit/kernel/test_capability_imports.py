@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[3] / "src" / "core"
-CAPABILITIES = ("signup", "ai", "quota", "billing", "portal")
+CAPABILITIES = ("signup", "ai", "quota", "billing", "admin", "portal")
 
 
 def imported_modules(path: Path) -> list[str]:

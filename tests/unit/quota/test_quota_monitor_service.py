@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.errors import ManagementApiThrottled
 from core.models import TierLimits, UsagePlan
 from core.pacing import TokenBucket
 from core.quota.service import QuotaMonitor
@@ -95,6 +96,31 @@ def test_get_usage_is_read_in_pages_not_per_key() -> None:
 
     assert report.keys == 1200
     assert plans.pages_read == ["p1"] * 3
+
+
+def test_each_run_counts_the_accounts_api_keys() -> None:
+    # Given an account holding 8,123 API keys (every stack's), two of them in this stack's plan
+    plans = FakePlans([plan("p1", "stack-free", 10)], {"p1": {"k1": 1, "k2": 1}})
+    plans.api_keys = 8123
+
+    report = monitor(plans, Outbox()).run(as_of=AS_OF)
+
+    # Then the run reports the account's count (the handler publishes it as ApiKeysInAccount)
+    assert report.api_keys == 8123
+    assert report.as_dict()["api_keys"] == 8123
+
+
+def test_a_key_count_that_fails_does_not_fail_the_run() -> None:
+    # Given GetApiKeys keeps failing (throttled after botocore's retries)
+    plans = FakePlans([plan("p1", "stack-free", 10)], {"p1": {"k1": 9}})
+    plans.api_keys = ManagementApiThrottled("GetApiKeys")
+    outbox = Outbox()
+
+    report = monitor(plans, outbox).run(as_of=AS_OF)
+
+    # Then the count is missing (no metric), and the alerts went out as in any run
+    assert report.api_keys is None
+    assert (report.alerts, report.failed) == (1, False)
 
 
 def test_the_schedules_event_gives_the_instant_to_evaluate() -> None:

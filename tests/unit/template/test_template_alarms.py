@@ -39,7 +39,9 @@ def route_functions(template: StackTemplate) -> set[str]:
     return served | authorizers
 
 
-def test_the_route_functions_are_signup_the_ai_api_the_billing_webhook_and_the_portal(template: StackTemplate) -> None:
+def test_the_route_functions_are_signup_the_ai_api_the_billing_webhook_the_portal_and_the_console(
+    template: StackTemplate,
+) -> None:
     assert route_functions(template) == {
         "SignupFunction",
         "ApiKeyAuthorizerFunction",
@@ -49,6 +51,7 @@ def test_the_route_functions_are_signup_the_ai_api_the_billing_webhook_and_the_p
         "EmbeddingsFunction",
         "TierWebhookFunction",
         "PortalFunction",
+        "AdminFunction",
     }
 
 
@@ -92,3 +95,15 @@ def test_every_alarm_notifies_the_alert_topic(template: StackTemplate) -> None:
     for logical_id, alarm in alarms.items():
         assert alarm["AlarmActions"] == [ALERT_TOPIC], logical_id
         assert set(alarm.get("OKActions") or [ALERT_TOPIC]) == {ALERT_TOPIC}, logical_id
+
+
+def test_an_alarm_fires_at_80_percent_of_the_accounts_api_key_ceiling(template: StackTemplate) -> None:
+    # Given the alarm on the quota monitor's count of the account's API keys
+    alarm = template.of_type("AWS::CloudWatch::Alarm")["ApiKeysNearCeilingAlarm"]
+
+    # Then it fires at 8,000 of API Gateway's 10,000 keys, on this stack's metric, to the alert topic
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("MeteredAI", "ApiKeysInAccount")
+    assert dimensions(alarm) == {"service": "metered-ai", "stack": template.stack_name}
+    assert (alarm["Statistic"], alarm["ComparisonOperator"]) == ("Maximum", "GreaterThanOrEqualToThreshold")
+    assert float(alarm["Threshold"]) == 8000
+    assert alarm["AlarmActions"] == [ALERT_TOPIC]

@@ -11,14 +11,14 @@ run takes it over, sending only what was not sent yet.
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from core.adapters.metering_items import alert_sk, key_pk, ledger_sk, reading_sk
+from core.adapters.metering_items import DORMANT_SWEEP_PK, alert_sk, key_pk, ledger_sk, reading_sk, sweep_day_sk
 from core.aws import dynamodb_client
 from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TokenCounters
 
@@ -109,6 +109,36 @@ class QuotaTable:
             list(pool.map(self._batch_write, chunks))
 
     # --- Alerts: claim, mark, complete, release -------------------------------------------------------
+
+    # --- The day's dormant-key sweep ------------------------------------------------------------------------
+
+    def claim_daily_sweep(self, day: date, now: float, lease_seconds: int, expires_at: int) -> bool:
+        """Take the day's dormant-key sweep: the first run of the day, or a later one if that run died."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_item({"pk": DORMANT_SWEEP_PK, "sk": sweep_day_sk(day)}),
+                UpdateExpression="SET claimed_until = :until, expires_at = :expires_at",
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR (attribute_not_exists(done_at) AND claimed_until < :now)"
+                ),
+                ExpressionAttributeValues=_item(
+                    {":until": int(now) + lease_seconds, ":expires_at": expires_at, ":now": int(now)}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def finish_daily_sweep(self, day: date, now: datetime) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key=_item({"pk": DORMANT_SWEEP_PK, "sk": sweep_day_sk(day)}),
+            UpdateExpression="SET done_at = :now",
+            ExpressionAttributeValues=_item({":now": now.isoformat()}),
+        )
 
     def claim_alert(self, claim: AlertClaim, now: float, lease_seconds: int) -> ClaimResult:
         """Take the alert for this run: a new one, or one whose previous holder died before finishing."""

@@ -1,0 +1,121 @@
+"""The operator console's models: who acts (the IAM principal), why (a reason), what was recorded (audit
+entries), and what operators read (partner summaries, pages)."""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.models import Partner, PartnerStatus, PlainText, TierName
+
+# Partner ids as signup makes them (`p_<32 hex>`), with room for ids other systems bring in: only characters
+# that are safe in a URL path, a DynamoDB key and a log line.
+PARTNER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_REASON_LENGTH = 500
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The caller, as API Gateway's IAM authorization established it (requestContext.identity)."""
+
+    arn: str
+    access_key: str | None = None
+    request_id: str | None = None  # API Gateway's request id, kept in the audit entry
+
+
+class OperatorRequest(BaseModel):
+    """The base of every change's body: the reason is required, recorded and published with the change."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    reason: PlainText = Field(min_length=1, max_length=MAX_REASON_LENGTH)
+
+
+class PartnerFilter(BaseModel):
+    """GET /admin/partners's filters; each one given must match exactly (email compared lower-cased)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    tier: TierName | None = None
+    status: PartnerStatus | None = None
+    email: str | None = Field(default=None, min_length=3, max_length=254)
+
+    @field_validator("email")
+    @classmethod
+    def _lower_case(cls, email: str | None) -> str | None:
+        return email.lower() if email is not None else None
+
+
+class PartnerQuery(PartnerFilter):
+    """A page of GET /admin/partners: the filters, a page size and the `next` token of the previous page."""
+
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    next: str | None = Field(default=None, max_length=512)
+
+    @property
+    def filters(self) -> PartnerFilter:
+        return PartnerFilter(tier=self.tier, status=self.status, email=self.email)
+
+
+class PartnerSummary(BaseModel):
+    """One partner as operators list it. Never a key value: its id and 4-character prefix only."""
+
+    partner_id: str
+    name: str
+    email: str
+    tier: str
+    status: str
+    api_key_id: str | None
+    key_prefix: str | None
+    created_at: str
+
+    @classmethod
+    def of(cls, partner: Partner) -> "PartnerSummary":
+        return cls(
+            partner_id=partner.partner_id,
+            name=partner.name,
+            email=partner.email,
+            tier=partner.tier,
+            status=partner.status.value,
+            api_key_id=partner.api_key_id or None,
+            key_prefix=partner.key_prefix[:4] or None,
+            created_at=partner.created_at,
+        )
+
+
+class PartnerPage(BaseModel):
+    partners: list[PartnerSummary]
+    next: str | None = None
+
+
+class AuditEntry(BaseModel):
+    """One operator action on a partner, as the audit trail keeps it (docs/CONTRACTS.md, `AUDIT#` items)."""
+
+    partner_id: str
+    seq: int
+    at: str  # ISO 8601 UTC
+    actor: str  # the caller's IAM principal ARN
+    action: str
+    reason: str
+    outcome: str = "started"  # started | applied | failed
+    details: dict[str, Any] = Field(default_factory=dict)
+    request_id: str | None = None
+    notified: bool = False
+
+
+class PartnerDetail(BaseModel):
+    """GET /admin/partners/{id}: the partner, its standing this period, and its audit trail (newest first)."""
+
+    partner: PartnerSummary
+    standing: dict[str, Any] = Field(default_factory=dict)
+    audit: list[AuditEntry] = Field(default_factory=list)
+
+
+class ActionResult(BaseModel):
+    """The answer to a change: the partner after it and the audit entry that records it."""
+
+    partner: PartnerSummary
+    audit: AuditEntry

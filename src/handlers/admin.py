@@ -1,0 +1,110 @@
+"""/admin/*: the operator console. IAM-authorized (SigV4, AWS_IAM on each route in template.yaml), no API key.
+
+Each route parses its input, calls one AdminService method and answers in the control plane's shape. To add an
+operation: a route here (its body model subclasses core.admin.models.OperatorRequest, so `reason` is required),
+an Api event on AdminFunction in template.yaml with the same path and `Auth: {Authorizer: AWS_IAM,
+ApiKeyRequired: false}`, and the service method (core.admin.service).
+"""
+
+import base64
+import binascii
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ValidationError
+
+from core.admin.models import Operator, PartnerQuery
+from core.admin.service import admin_service
+from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
+from core.observability import logger, tracer
+from handlers.http_answers import control_plane_app, json_response
+
+MAX_BODY_BYTES = 16 * 1024
+
+app = control_plane_app(refused="refused operator call", failed="operator call failed")
+
+
+def require_operator(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Every route, reads included, answers only a caller IAM authenticated (defence in depth behind AWS_IAM)."""
+    caller = operator()
+    logger.append_keys(operator=caller.arn)
+    return next_middleware(resolver)
+
+
+app.use(middlewares=[require_operator])
+
+
+@app.get("/admin/partners")
+@tracer.capture_method
+def list_partners() -> Response[str]:
+    query = parse_query(PartnerQuery)
+    return json_response(HTTPStatus.OK, admin_service().list_partners(query).model_dump(mode="json"))
+
+
+@app.get("/admin/partners/<partner_id>")
+@tracer.capture_method
+def show_partner(partner_id: str) -> Response[str]:
+    return json_response(HTTPStatus.OK, admin_service().show_partner(partner_id).model_dump(mode="json"))
+
+
+# --- Reading a call ---------------------------------------------------------------------------------------------
+
+
+def operator() -> Operator:
+    """Who calls: the IAM principal API Gateway authenticated (requestContext.identity)."""
+    context = app.current_event.request_context
+    identity = context.identity
+    if not identity.user_arn:
+        raise OperatorUnknown
+    return Operator(arn=identity.user_arn, access_key=identity.access_key, request_id=context.request_id)
+
+
+def parse_body[M: BaseModel](model: type[M]) -> M:
+    """The JSON body as `model`: 413 above MAX_BODY_BYTES, 400 for anything not valid UTF-8 JSON of that shape."""
+    event = app.current_event
+    raw = _raw_body(event.body, event.is_base64_encoded)
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(MAX_BODY_BYTES)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+def parse_query[M: BaseModel](model: type[M]) -> M:
+    """The query string as `model` (each parameter's last value); 400 naming each bad parameter."""
+    parameters: dict[str, Any] = dict(app.current_event.query_string_parameters or {})
+    try:
+        return model.model_validate(parameters)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(part) for part in error["loc"]) or "query", "message": _message(error)}
+            for error in exc.errors()
+        ]
+        raise InvalidRequest("query string is invalid", details) from None
+
+
+def _message(error: Any) -> str:
+    return "unknown parameter" if error["type"] == "extra_forbidden" else str(error["msg"])
+
+
+def _raw_body(body: str | None, is_base64_encoded: bool | None) -> bytes:
+    if not body:
+        return b""
+    if not is_base64_encoded:
+        return body.encode("utf-8", errors="surrogatepass")
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise InvalidRequest("the request body is not valid base64") from None
+
+
+# clear_state: the operator appended to the logger's keys belongs to one call only.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
