@@ -181,6 +181,7 @@ def test_stack_json_says_where_everything_is(metered_stack: RunningStack) -> Non
         "quota_limit": 1000,
         "quota_period": "DAY",
         "quota_offset": 0,
+        "method_throttles": {},
     }
     dynamodb = metered_stack.client("dynamodb")
     for table in info["tables"].values():
