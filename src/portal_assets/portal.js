@@ -124,6 +124,9 @@
           ? `${number(limits.token_budget)} tokens per ${periodWord(limits.quota_period)}`
           : "no token limit",
         `up to ${number(limits.rate_limit)} requests per second (bursts of ${number(limits.burst_limit)})`,
+        ...(limits.chat_completions
+          ? [`chat completions up to ${number(limits.chat_completions.rate_limit)} per second`]
+          : []),
         `models: ${tier.models.join(", ")}`,
       ];
       for (const line of lines) {
@@ -353,8 +356,10 @@
       tokens.budget === null || tokens.budget === 0
         ? `${number(tokens.used)} (no token limit)`
         : `${number(tokens.used)} of ${number(tokens.budget)} (${number(tokens.remaining)} left)`;
+    const chat = usage.throttle.chat_completions;
     $("usage-throttle").textContent =
-      `${number(usage.throttle.rate_limit)} requests per second, bursts of ${number(usage.throttle.burst_limit)}`;
+      `${number(usage.throttle.rate_limit)} requests per second, bursts of ${number(usage.throttle.burst_limit)}` +
+      (chat ? `; chat completions ${number(chat.rate_limit)} per second, bursts of ${number(chat.burst_limit)}` : "");
     $("usage-reset").textContent = `${when(usage.period.resets_at)}, every ${period}`;
     const projection = projectedExhaustion(usage);
     $("usage-projection").textContent = projection.text;

@@ -37,11 +37,14 @@ CHROMIUM_ARGS = [
 # pro and enterprise are sold at (unreachable) billing pages, so the Upgrade buttons show.
 PORTAL_PARAMS = (
     "SelfServiceTiers=free,pro FreeQuotaLimit=40 FreeRateLimit=20 FreeBurstLimit=40 "
+    "FreeChatCompletionsRateLimit=10 FreeChatCompletionsBurstLimit=20 "
     "PortalUpgradeUrls=pro=https://billing.example/pro,enterprise=https://billing.example/enterprise"
 )
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in this thread while it is
+# open, and later tests in the same worker that call asyncio.run() (the chat function's ASGI app) would fail.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     if shutil.which(CHROMIUM) is None:
         pytest.skip(NO_BROWSER)
@@ -51,7 +54,7 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def portal_stack(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     stack = start_offline(tmp_path_factory.mktemp("portal") / "state", PORTAL_PARAMS)
     yield stack

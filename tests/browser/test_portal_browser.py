@@ -77,7 +77,9 @@ def test_usage_shows_the_period_and_changes_after_calls(portal: PortalPage) -> N
     first = portal.page.inner_text("#usage-requests")
     assert first.startswith("1 of 40")
     assert portal.page.inner_text("#usage-tier") == "free"
-    assert "per second" in portal.page.inner_text("#usage-throttle")
+    assert portal.page.inner_text("#usage-throttle") == (
+        "20 requests per second, bursts of 40; chat completions 10 per second, bursts of 20"
+    )
 
     # When it makes calls with the SDK and looks again
     client = sdk(portal, key)

@@ -89,6 +89,8 @@ def portal_config(settings: PortalSettings) -> dict[str, Any]:
                     "quota_limit": policy.quota_limit,
                     "quota_period": policy.quota_period,
                     "token_budget": policy.token_budget,
+                    # The chat completions method throttle inside the plan (None: the plan's own applies).
+                    "chat_completions": policy.chat_completions_throttle,
                 },
                 "models": [model.name for model in policy.allowed_models(settings.models)],
             }

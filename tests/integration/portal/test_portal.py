@@ -140,6 +140,7 @@ def test_config_lists_the_self_service_tiers_from_the_deployment() -> None:
         "quota_limit": policy.quota_limit,
         "quota_period": policy.quota_period,
         "token_budget": policy.token_budget,
+        "chat_completions": policy.chat_completions_throttle,
     }
     assert free["models"] == [model.name for model in policy.allowed_models(settings.models)]
     # `*` is spelled out as the catalog's models
