@@ -79,7 +79,9 @@ class PartnerDirectory:
         partner = self._partner(api_key_id)
         if partner is None:
             raise KeyNotRegistered()
-        if partner.status == PartnerStatus.DISABLED:
+        if partner.status is not PartnerStatus.ACTIVE:
+            # Cancelled by billing, suspended or revoked by an operator: the key is disabled or deleted at API
+            # Gateway too, but a call already past it (or a cached authorization) stops here.
             raise PartnerDisabled()
         policy = self._tiers.get(partner.tier)
         if policy is None:
