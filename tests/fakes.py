@@ -8,10 +8,11 @@ from datetime import date, datetime
 from typing import Any
 
 from core.admin.models import AuditEntry, PartnerFilter
-from core.admin.ports import AuditLog, Notifier, PartnerIndex
+from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
 from core.ai.chat import ModelReply, ModelRequest, StreamEnd, StreamEvent, TextDelta
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
+from core.errors import TierChangeInProgress
 from core.messages import Message
 from core.models import Partner, PartnerStatus, UsagePlan
 from core.ports import EmailSender
@@ -247,6 +248,51 @@ class MemoryPartnerIndex(PartnerIndex):
         ]
         page = matching[:limit]
         return page, page[-1].partner_id if len(matching) > limit else None
+
+    def set_status(
+        self,
+        partner_id: str,
+        *,
+        seen: PartnerStatus,
+        status: PartnerStatus,
+        held_status: PartnerStatus | None,
+        updated_at: str,
+        now: float,
+    ) -> None:
+        partner = self.partners[partner_id]
+        if partner.status is not seen:
+            raise TierChangeInProgress(retry_after_seconds=5)
+        self.partners[partner_id] = partner.model_copy(
+            update={"status": status, "held_status": held_status, "updated_at": updated_at}
+        )
+
+
+class MemoryApiKeys(ApiKeys):
+    """API Gateway's keys: enabled or not, deleted or not; `fail` names an operation that raises once."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.enabled: dict[str, bool] = {}
+        self.deleted: set[str] = set()
+        self.fail = fail
+        self.calls: list[tuple[str, str]] = []
+
+    def _call(self, operation: str, key_id: str) -> None:
+        self.calls.append((operation, key_id))
+        if self.fail == operation:
+            self.fail = None
+            raise RuntimeError(f"{operation} failed")
+
+    def enable_key(self, key_id: str) -> None:
+        self._call("enable_key", key_id)
+        self.enabled[key_id] = True
+
+    def disable_key(self, key_id: str) -> None:
+        self._call("disable_key", key_id)
+        self.enabled[key_id] = False
+
+    def delete_key(self, key_id: str) -> None:
+        self._call("delete_key", key_id)
+        self.deleted.add(key_id)
 
 
 class MemoryAuditLog(AuditLog):

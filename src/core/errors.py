@@ -294,3 +294,10 @@ class PartnerNotActive(DomainError):
 
     def __init__(self, partner_id: str, status: str, operation: str) -> None:
         super().__init__(f"partner {partner_id} is {status}: {operation} needs an active partner (resume it first)")
+
+
+class PartnerRevoked(DomainError):
+    """The partner's key is revoked (deleted): only a re-issue gives it one again."""
+
+    def __init__(self, partner_id: str, operation: str) -> None:
+        super().__init__(f"partner {partner_id}'s key is revoked: {operation} needs a key (re-issue one first)")

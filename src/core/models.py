@@ -61,10 +61,16 @@ class Tier(BaseModel):
 class PartnerStatus(StrEnum):
     PENDING = "PENDING"
     ACTIVE = "ACTIVE"
-    DISABLED = "DISABLED"
+    DISABLED = "DISABLED"  # billing cancelled the subscription: the key is disabled
+    SUSPENDED = "SUSPENDED"  # an operator suspended the partner: the key is disabled until an operator resumes it
+    REVOKED = "REVOKED"  # an operator revoked the key: it is deleted; the partner stays, for a re-issue
     # Its key was deleted after going unused for DormantKeyDays (the quota monitor's sweep); an operator may
     # issue a new one.
     DORMANT = "DORMANT"
+
+
+# Statuses only an operator sets and lifts: billing events never change them (docs/decisions.md).
+OPERATOR_HOLDS = frozenset({PartnerStatus.SUSPENDED, PartnerStatus.REVOKED})
 
 
 class Partner(BaseModel):
@@ -82,6 +88,8 @@ class Partner(BaseModel):
     # Quota alert emails to `email` (opted in at signup); sent only once the address confirmed a link.
     alert_emails: bool = False
     email_confirmed: bool = False
+    # While an operator holds the partner (SUSPENDED, REVOKED): the status billing gave it, which resuming restores.
+    held_status: PartnerStatus | None = None
 
     @property
     def wants_alert_emails(self) -> bool:

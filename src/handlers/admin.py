@@ -17,7 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from core.admin.models import Operator, PartnerQuery
+from core.admin.models import ActionResult, Operator, OperatorRequest, PartnerQuery
 from core.admin.service import admin_service
 from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
@@ -49,6 +49,31 @@ def list_partners() -> Response[str]:
 @tracer.capture_method
 def show_partner(partner_id: str) -> Response[str]:
     return json_response(HTTPStatus.OK, admin_service().show_partner(partner_id).model_dump(mode="json"))
+
+
+@app.post("/admin/partners/<partner_id>/suspend")
+@tracer.capture_method
+def suspend_partner(partner_id: str) -> Response[str]:
+    body = parse_body(OperatorRequest)
+    return action_answer(admin_service().suspend(operator(), partner_id, body.reason))
+
+
+@app.post("/admin/partners/<partner_id>/resume")
+@tracer.capture_method
+def resume_partner(partner_id: str) -> Response[str]:
+    body = parse_body(OperatorRequest)
+    return action_answer(admin_service().resume(operator(), partner_id, body.reason))
+
+
+@app.delete("/admin/partners/<partner_id>/key")
+@tracer.capture_method
+def revoke_key(partner_id: str) -> Response[str]:
+    body = parse_body(OperatorRequest)
+    return action_answer(admin_service().revoke(operator(), partner_id, body.reason))
+
+
+def action_answer(result: ActionResult) -> Response[str]:
+    return json_response(HTTPStatus.OK, result.model_dump(mode="json"))
 
 
 # --- Reading a call ---------------------------------------------------------------------------------------------

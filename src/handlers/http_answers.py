@@ -38,6 +38,7 @@ from core.errors import (
     PartnerNotActive,
     PartnerNotFound,
     PartnerNotFoundYet,
+    PartnerRevoked,
     PayloadTooLarge,
     ProviderMisconfigured,
     SigningSecretUnavailable,
@@ -113,6 +114,7 @@ CONTROL_PLANE: dict[type[DomainError], ControlPlaneAnswer] = {
     OperatorUnknown: ControlPlaneAnswer(HTTPStatus.FORBIDDEN, "operator_unknown", warns=True),
     PartnerNotFound: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "partner_not_found"),
     PartnerNotActive: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_not_active"),
+    PartnerRevoked: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_revoked"),
 }
 CONTROL_PLANE_FAILURE = ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error")
 

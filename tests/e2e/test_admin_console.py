@@ -1,6 +1,7 @@
 """The operator console over real HTTP on the offline stack, with requests SigV4-signed by botocore: the
 gateway verifies signatures as API Gateway does for AWS_IAM routes, and the function sees the caller."""
 
+import time
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -19,6 +20,11 @@ def sign_up(stack: RunningStack, tier: str | None = None) -> dict[str, Any]:
         **({"tier": tier} if tier else {}),
     }
     answer = http("POST", stack.url("/signup"), body=body)
+    for _ in range(10):  # signup's stage throttle (SignupRateLimit) refuses bursts: wait as a client would
+        if answer.status != HTTPStatus.TOO_MANY_REQUESTS:
+            break
+        time.sleep(1)
+        answer = http("POST", stack.url("/signup"), body=body)
     assert answer.status == HTTPStatus.CREATED, answer
     return {"email": body["email"], **answer.body}
 
@@ -95,3 +101,47 @@ def test_unknown_partner_and_bad_queries_are_4xx(metered_stack: RunningStack) ->
     for query in ({"limit": "1000"}, {"next": "not-a-token"}, {"tier": "\u202e"}, {"email": "x" * 300}):
         answer = signed(metered_stack, "GET", "/admin/partners", query=query)
         assert (answer.status, answer.body["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "invalid_request"), query
+
+
+def models(stack: RunningStack, api_key: str) -> int:
+    return http("GET", stack.url("/v1/models"), headers={"x-api-key": api_key}).status
+
+
+def test_suspend_resume_and_revoke_over_http(metered_stack: RunningStack) -> None:
+    partner = sign_up(metered_stack, "pro")  # free is throttled to 1/s on this stack
+    path = f"/admin/partners/{partner['partner_id']}"
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
+
+    # Suspended: API Gateway refuses the key at once
+    suspended = signed(metered_stack, "POST", f"{path}/suspend", {"reason": "abuse report"})
+    assert (suspended.status, suspended.body["partner"]["status"]) == (HTTPStatus.OK, "SUSPENDED"), suspended
+    assert suspended.body["audit"]["actor"] == "arn:aws:iam::123456789012:user/offline-operator"
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.FORBIDDEN
+
+    # Resumed: the key works again
+    resumed = signed(metered_stack, "POST", f"{path}/resume", {"reason": "resolved"})
+    assert (resumed.status, resumed.body["partner"]["status"]) == (HTTPStatus.OK, "ACTIVE"), resumed
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
+
+    # Revoked: the key is gone for good, the partner stays
+    revoked = signed(metered_stack, "DELETE", f"{path}/key", {"reason": "key leaked"})
+    assert (revoked.status, revoked.body["partner"]["status"]) == (HTTPStatus.OK, "REVOKED"), revoked
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.FORBIDDEN
+    shown = signed(metered_stack, "GET", path)
+    assert [entry["action"] for entry in shown.body["audit"]] == ["revoke", "resume", "suspend"]
+
+
+def test_changes_refuse_unsigned_calls_and_hostile_bodies(metered_stack: RunningStack) -> None:
+    partner = sign_up(metered_stack, "pro")
+    path = f"/admin/partners/{partner['partner_id']}/suspend"
+
+    unsigned = http("POST", metered_stack.url(path), body={"reason": "x"})
+    assert (unsigned.status, unsigned.body) == (HTTPStatus.FORBIDDEN, {"message": "Missing Authentication Token"})
+    for raw in (b"", b"not json", b'{"reason": ""}', b"\xff\xfe bad utf-8", b'{"reason": "' + b"x" * 20_000 + b'"}'):
+        answer = signed(metered_stack, "POST", path, raw_body=raw)
+        assert answer.status in (HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE), (raw[:20], answer)
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
+    unknown = signed(
+        metered_stack, "POST", "/admin/partners/p_0123456789abcdef0123456789abcdef/suspend", {"reason": "x"}
+    )
+    assert (unknown.status, unknown.body["error"]["code"]) == (HTTPStatus.NOT_FOUND, "partner_not_found")

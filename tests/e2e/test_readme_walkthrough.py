@@ -82,6 +82,8 @@ def test_the_readme_walkthrough_pastes_and_runs_as_written(reader_folder: tuple[
     assert re.search(r'"partners":\s*\[\{"partner_id"', output), "a signed GET /admin/partners answered"
     assert re.search(r'"partner":\s*\{"partner_id":\s*"p_', output), "a signed GET /admin/partners/{id} answered"
     assert "403 unsigned" in output
+    for status in ("SUSPENDED", "DISABLED", "REVOKED"):  # suspend, resume (billing had cancelled it), revoke
+        assert re.search(r'"status":\s*"' + status + '"', output), status
     # And the key the reader was shown is in no log of the stack
     api_key = re.search(r"key shown once: (\S+)", output).group(1)  # type: ignore[union-attr]
     for log in (stack.log, folder / ".local" / "functions.log"):

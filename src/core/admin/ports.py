@@ -3,7 +3,7 @@
 from typing import Any, Protocol
 
 from core.admin.models import AuditEntry, PartnerFilter
-from core.models import Partner
+from core.models import Partner, PartnerStatus
 
 
 class PartnerIndex(Protocol):
@@ -14,6 +14,32 @@ class PartnerIndex(Protocol):
     def page(self, filters: PartnerFilter, limit: int, after: str | None) -> tuple[list[Partner], str | None]:
         """Up to `limit` partners matching `filters` after partner id `after`; and the last one's id when more
         may follow."""
+        ...
+
+    def set_status(
+        self,
+        partner_id: str,
+        *,
+        seen: PartnerStatus,
+        status: PartnerStatus,
+        held_status: PartnerStatus | None,
+        updated_at: str,
+        now: float,
+    ) -> None:
+        """Set the partner's status (and the status to restore on resume, or none), if it is still `seen` and no
+        billing change holds its lock; TierChangeInProgress (409) otherwise."""
+        ...
+
+
+class ApiKeys(Protocol):
+    """API Gateway's keys (UpdateApiKey, DeleteApiKey): the kernel's ApiGateway adapter."""
+
+    def enable_key(self, key_id: str) -> None: ...
+
+    def disable_key(self, key_id: str) -> None: ...
+
+    def delete_key(self, key_id: str) -> None:
+        """Delete the key; one already gone is fine."""
         ...
 
 

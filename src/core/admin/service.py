@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from core.adapters.apigateway import ApiGateway
 from core.adapters.sns import AlertTopic
 from core.admin.adapters.audit_trail import AuditTrail
 from core.admin.adapters.partners import AdminPartners
@@ -36,10 +37,10 @@ from core.admin.models import (
     PartnerQuery,
     PartnerSummary,
 )
-from core.admin.ports import AuditLog, Notifier, PartnerIndex
+from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
 from core.admin.settings import AdminSettings
-from core.errors import DomainError, InvalidRequest, PartnerNotFound
-from core.models import Partner
+from core.errors import DomainError, InvalidRequest, PartnerNotFound, PartnerRevoked
+from core.models import Partner, PartnerStatus
 from core.observability import logger
 from core.settings import load_settings
 
@@ -56,10 +57,12 @@ class AdminService:
         partners: PartnerIndex,
         audit: AuditLog,
         notifier: Notifier,
+        keys: ApiKeys,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._partners = partners
+        self._keys = keys
         self._audit = audit
         self._notifier = notifier
         self._clock = clock
@@ -121,6 +124,112 @@ class AdminService:
         )
         done = entry.model_copy(update={"outcome": "applied", "details": details, "notified": notified})
         return ActionResult(partner=PartnerSummary.of(after), audit=done)
+
+    # --- Suspend, resume, revoke ---------------------------------------------------------------------------
+    # Each step order leaves the more restrictive state behind when a call fails: the record is held first and
+    # the key disabled after (a failed disable puts the record back); a resumed key is enabled before the
+    # record lets the AI API serve it (a failed record write disables it again). Each is idempotent: the
+    # operator's retry finishes what a failure interrupted.
+
+    def suspend(self, operator: Operator, partner_id: str, reason: str) -> ActionResult:
+        """The key is disabled (UpdateApiKey) and the partner SUSPENDED until an operator resumes it; the status
+        billing gave it is kept (`held_status`) for the resume."""
+
+        def change(partner: Partner) -> tuple[Partner, dict[str, Any]]:
+            if partner.status is PartnerStatus.REVOKED:
+                raise PartnerRevoked(partner.partner_id, "suspend")
+            if partner.status is PartnerStatus.SUSPENDED:
+                self._keys.disable_key(partner.api_key_id)  # finishes an interrupted suspension; idempotent
+                return partner, {"changed": 0}
+            held = partner.status
+            self._set_status(partner, PartnerStatus.SUSPENDED, held)
+            try:
+                self._keys.disable_key(partner.api_key_id)
+            except Exception:
+                self._put_back(partner, PartnerStatus.SUSPENDED)
+                raise
+            after = partner.model_copy(update={"status": PartnerStatus.SUSPENDED, "held_status": held})
+            return after, {"changed": 1, "previous_status": held.value}
+
+        return self.act(operator, partner_id, "suspend", reason, change)
+
+    def resume(self, operator: Operator, partner_id: str, reason: str) -> ActionResult:
+        """Lift a suspension: the partner gets back the status billing gave it (ACTIVE: its key is enabled;
+        DISABLED, a cancelled subscription: its key stays disabled)."""
+
+        def change(partner: Partner) -> tuple[Partner, dict[str, Any]]:
+            if partner.status is PartnerStatus.REVOKED:
+                raise PartnerRevoked(partner.partner_id, "resume")
+            if partner.status is not PartnerStatus.SUSPENDED:
+                return partner, {"changed": 0}
+            restored = partner.held_status or PartnerStatus.ACTIVE
+            if restored is PartnerStatus.ACTIVE:
+                self._keys.enable_key(partner.api_key_id)
+            try:
+                self._set_status(partner, restored, None)
+            except Exception:
+                if restored is PartnerStatus.ACTIVE:
+                    self._quietly(self._keys.disable_key, partner.api_key_id)
+                raise
+            after = partner.model_copy(update={"status": restored, "held_status": None})
+            return after, {"changed": 1, "status": restored.value}
+
+        return self.act(operator, partner_id, "resume", reason, change)
+
+    def revoke(self, operator: Operator, partner_id: str, reason: str) -> ActionResult:
+        """The key is deleted (DeleteApiKey); the partner stays, REVOKED, with the status billing gave it kept
+        for a re-issue. Disabled first and recorded before the deletion, so a failure leaves a disabled key on a
+        REVOKED partner, which the operator's retry deletes."""
+
+        def change(partner: Partner) -> tuple[Partner, dict[str, Any]]:
+            if partner.status is PartnerStatus.REVOKED:
+                self._keys.delete_key(partner.api_key_id)  # finishes an interrupted revocation; idempotent
+                return partner, {"changed": 0}
+            held = partner.held_status if partner.status is PartnerStatus.SUSPENDED else partner.status
+            self._keys.disable_key(partner.api_key_id)
+            try:
+                self._set_status(partner, PartnerStatus.REVOKED, held)
+            except Exception:
+                if partner.status is PartnerStatus.ACTIVE:
+                    self._quietly(self._keys.enable_key, partner.api_key_id)
+                raise
+            self._keys.delete_key(partner.api_key_id)
+            after = partner.model_copy(update={"status": PartnerStatus.REVOKED, "held_status": held})
+            return after, {"changed": 1, "previous_status": partner.status.value, "deleted_key_id": partner.api_key_id}
+
+        return self.act(operator, partner_id, "revoke", reason, change)
+
+    def _set_status(self, partner: Partner, status: PartnerStatus, held: PartnerStatus | None) -> None:
+        self._partners.set_status(
+            partner.partner_id,
+            seen=partner.status,
+            status=status,
+            held_status=held,
+            updated_at=datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+            now=self._clock(),
+        )
+
+    def _put_back(self, partner: Partner, written: PartnerStatus) -> None:
+        """Undo a status this action wrote (its API Gateway step failed)."""
+
+        def restore() -> None:
+            self._partners.set_status(
+                partner.partner_id,
+                seen=written,
+                status=partner.status,
+                held_status=partner.held_status,
+                updated_at=partner.updated_at,
+                now=self._clock(),
+            )
+
+        self._quietly(restore)
+
+    def _quietly(self, undo: Callable[..., None], *args: str) -> None:
+        try:
+            undo(*args)
+        except Exception:
+            # The state left is the more restrictive one; the operator's retry finishes the action.
+            logger.exception("could not undo a step of a failed operator action", step=getattr(undo, "__name__", ""))
 
     def _publish(self, entry: AuditEntry, partner: Partner, details: dict[str, Any]) -> bool:
         message = {
@@ -194,4 +303,5 @@ def admin_service() -> AdminService:
         partners=AdminPartners(settings.partners_table),
         audit=AuditTrail(settings.partners_table),
         notifier=AlertTopic(settings.alert_topic_arn),
+        keys=ApiGateway(),
     )

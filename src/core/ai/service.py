@@ -79,8 +79,10 @@ class PartnerDirectory:
         partner = self._partner(api_key_id)
         if partner is None:
             raise KeyNotRegistered()
-        # DISABLED by billing, or DORMANT (its key about to be deleted by the dormant-key sweep): no calls.
         if partner.status is not PartnerStatus.ACTIVE:
+            # Cancelled by billing, suspended or revoked by an operator, or DORMANT (its key deleted by the
+            # dormant-key sweep): the key is disabled or deleted at API Gateway too, but a call already past it (or
+            # a cached authorization) stops here.
             raise PartnerDisabled()
         policy = self._tiers.get(partner.tier)
         if policy is None:

@@ -16,7 +16,9 @@ class TierChangeStore(Protocol):
 
     def link_customer(self, customer_id: str, partner_id: str) -> None: ...
 
-    def begin_tier_change(self, partner_id: str, change: PendingTierChange, seen: BillingState, now: float) -> None: ...
+    def begin_tier_change(
+        self, partner_id: str, change: PendingTierChange, seen: BillingState, seen_status: PartnerStatus, now: float
+    ) -> None: ...
 
     def release_tier_change(self, partner_id: str, event_id: str) -> None: ...
 
@@ -27,6 +29,7 @@ class TierChangeStore(Protocol):
         *,
         tier: str,
         status: PartnerStatus,
+        held_status: PartnerStatus | None,
         updated_at: str,
         previous_tier: str,
         notified: bool,

@@ -61,7 +61,7 @@ from core.errors import (
     UnknownTier,
     UnprocessableEvent,
 )
-from core.models import Partner, PartnerStatus, Tier
+from core.models import OPERATOR_HOLDS, Partner, PartnerStatus, Tier
 from core.observability import logger, metrics
 from core.ports import UsagePlanGateway
 from core.settings import load_settings
@@ -96,6 +96,8 @@ class PlannedChange:
     moving: bool
     window: QuotaWindow | None
     journal: PendingTierChange
+    # An operator holds the partner (SUSPENDED, REVOKED): the status billing would give it, kept for resuming.
+    held_status: PartnerStatus | None = None
 
     @property
     def changes_partner(self) -> bool:
@@ -182,7 +184,7 @@ class TierChangeService:
         if state.tier_change is not None and state.tier_change.lease_until > now:
             raise TierChangeInProgress(retry_after_seconds=max(1, int(state.tier_change.lease_until - now)))
         change = self._plan(event, partner, state, now)
-        self._partners.begin_tier_change(partner.partner_id, change.journal, state, now)
+        self._partners.begin_tier_change(partner.partner_id, change.journal, state, partner.status, now)
         try:
             remaining = self._apply_to_key(change)
         except Exception:
@@ -199,11 +201,17 @@ class TierChangeService:
     def _plan(self, event: BillingEvent, partner: Partner, state: BillingState, now: float) -> "PlannedChange":
         """Where the key is, where it goes, and the usage to carry: all read before anything changes."""
         at = datetime.fromtimestamp(now, UTC)
-        to_tier, to_status = self._target(event, partner)
-        from_tier = self._mover.current_tier(partner.api_key_id, list(self.tiers.all().values()))
+        to_tier, billed_status = self._target(event, partner)
+        # An operator's hold wins over billing: the event's tier is applied, its status is kept for resuming.
+        held = partner.status in OPERATOR_HOLDS
+        to_status = partner.status if held else billed_status
+        # A revoked partner has no key: the change is the record's only.
+        keyless = partner.status is PartnerStatus.REVOKED
+        tiers = list(self.tiers.all().values())
+        from_tier = None if keyless else self._mover.current_tier(partner.api_key_id, tiers)
         window = quota_window(to_tier, at)
-        moving = from_tier is None or from_tier.plan_id != to_tier.plan_id
-        carried = self._carried(partner.api_key_id, from_tier, to_tier, window, state.tier_change)
+        moving = not keyless and (from_tier is None or from_tier.plan_id != to_tier.plan_id)
+        carried = None if keyless else self._carried(partner.api_key_id, from_tier, to_tier, window, state.tier_change)
         # The lock journals the usage to carry, read before the move: after it, the old plan no longer reports it.
         journal = PendingTierChange(
             event_id=event.event_id,
@@ -214,7 +222,10 @@ class TierChangeService:
             carried_in=carried.carried_in if carried else 0,
             window_start=window.start.isoformat() if window and carried is not None else None,
         )
-        return PlannedChange(event, partner, state, at, from_tier, to_tier, to_status, moving, window, journal)
+        return PlannedChange(
+            event, partner, state, at, from_tier, to_tier, to_status, moving, window, journal,
+            held_status=billed_status if held else None,
+        )  # fmt: skip
 
     def _target(self, event: BillingEvent, partner: Partner) -> tuple[Tier, PartnerStatus]:
         if event.action is TierAction.SUBSCRIBE:
@@ -263,6 +274,8 @@ class TierChangeService:
         """The API Gateway side of a change; the remaining quota set in the new plan, if any."""
         key_id = change.partner.api_key_id
         remaining = None
+        if change.partner.status is PartnerStatus.REVOKED:
+            return None
         if change.to_status is PartnerStatus.DISABLED:
             # Disabled first: a cancelled partner's key stops working before anything else happens.
             self._plans.disable_key(key_id)
@@ -285,6 +298,7 @@ class TierChangeService:
             event,
             tier=change.to_tier.name,
             status=change.to_status,
+            held_status=change.held_status,
             updated_at=change.at.isoformat(),
             previous_tier=partner.tier,
             notified=not change.changes_partner,

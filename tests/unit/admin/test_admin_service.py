@@ -11,7 +11,7 @@ from core.admin.service import AdminService, page_token
 from core.admin.settings import AdminSettings
 from core.errors import InvalidRequest, PartnerNotActive, PartnerNotFound
 from core.models import Partner, PartnerStatus
-from tests.fakes import MemoryAuditLog, MemoryPartnerIndex, OperatorTopic, active_partner
+from tests.fakes import MemoryApiKeys, MemoryAuditLog, MemoryPartnerIndex, OperatorTopic, active_partner
 
 OPERATOR = Operator(arn="arn:aws:iam::123456789012:user/alice", access_key="AKIA1", request_id="r-1")
 SETTINGS = AdminSettings(
@@ -31,7 +31,9 @@ def service(
     audit, topic = MemoryAuditLog(), topic or OperatorTopic()
     index = MemoryPartnerIndex(found if found is not None else partners(5))
     return (
-        AdminService(SETTINGS, partners=index, audit=audit, notifier=topic, clock=lambda: 1_780_000_000),
+        AdminService(
+            SETTINGS, partners=index, audit=audit, notifier=topic, keys=MemoryApiKeys(), clock=lambda: 1_780_000_000
+        ),
         audit,
         topic,
     )

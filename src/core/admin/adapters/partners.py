@@ -2,9 +2,19 @@
 
 from typing import Any
 
-from core.adapters.partners_table import PARTNER_PREFIX, PartnerRecords, from_item, partner_pk, to_item
+from botocore.exceptions import ClientError
+
+from core.adapters.partners_table import (
+    PARTNER_PREFIX,
+    PartnerRecords,
+    condition_failed,
+    from_item,
+    partner_pk,
+    to_item,
+)
 from core.admin.models import PartnerFilter
-from core.models import Partner
+from core.errors import TierChangeInProgress
+from core.models import Partner, PartnerStatus
 
 # Items a Scan page reads (before the filter): a page of partners usually needs one or two calls.
 SCAN_PAGE_ITEMS = 500
@@ -35,6 +45,38 @@ class AdminPartners(PartnerRecords):
             if "LastEvaluatedKey" not in answer:
                 return found, None
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def set_status(
+        self,
+        partner_id: str,
+        *,
+        seen: PartnerStatus,
+        status: PartnerStatus,
+        held_status: PartnerStatus | None,
+        updated_at: str,
+        now: float,
+    ) -> None:
+        held = ", held_status = :held" if held_status else ""
+        values: dict[str, Any] = {":seen": seen.value, ":status": status.value, ":at": updated_at, ":now": int(now)}
+        if held_status:
+            values[":held"] = held_status.value
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": partner_pk(partner_id)}),
+                UpdateExpression=f"SET #status = :status, updated_at = :at{held}"
+                + ("" if held else " REMOVE held_status"),
+                # The billing webhook's change lock: a change in flight finishes first (it planned from `seen`).
+                ConditionExpression=(
+                    "#status = :seen AND (attribute_not_exists(tier_change) OR tier_change.lease_until < :now)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            raise TierChangeInProgress(retry_after_seconds=5) from exc
 
 
 def _filter_expression(filters: PartnerFilter) -> tuple[str, dict[str, str], dict[str, Any]]:

@@ -60,10 +60,13 @@ class BillingPartners(PartnersTable):
                 linked_partner_id=linked.get("partner_id"),
             )
 
-    def begin_tier_change(self, partner_id: str, change: PendingTierChange, seen: BillingState, now: float) -> None:
-        """Take the partner's change lock, if nothing moved since `seen` was read (or its holder's lease expired)."""
-        conditions = ["attribute_exists(pk)"]
-        values: dict[str, Any] = {":change": change.model_dump(mode="json")}
+    def begin_tier_change(
+        self, partner_id: str, change: PendingTierChange, seen: BillingState, seen_status: PartnerStatus, now: float
+    ) -> None:
+        """Take the partner's change lock, if nothing moved since `seen` and `seen_status` were read (or its
+        holder's lease expired). The status too: an operator who suspended the partner since must not be undone."""
+        conditions = ["attribute_exists(pk)", "#status = :seen_status"]
+        values: dict[str, Any] = {":change": change.model_dump(mode="json"), ":seen_status": seen_status.value}
         if seen.tier_event_at is None:
             conditions.append("attribute_not_exists(tier_event_at)")
         else:
@@ -89,6 +92,7 @@ class BillingPartners(PartnersTable):
                 Key=to_item({"pk": partner_pk(partner_id)}),
                 UpdateExpression="SET tier_change = :change",
                 ConditionExpression=" AND ".join(f"({condition})" for condition in conditions),
+                ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item(values),
             )
         except ClientError as exc:
@@ -118,19 +122,22 @@ class BillingPartners(PartnersTable):
         *,
         tier: str,
         status: PartnerStatus,
+        held_status: PartnerStatus | None,
         updated_at: str,
         previous_tier: str,
         notified: bool,
     ) -> None:
-        """Record the applied event and the partner's new tier and status, and drop the lock, in one write."""
+        """Record the applied event and the partner's new tier and status (or, while an operator holds the
+        partner, the status to restore), and drop the lock, in one write."""
+        held = "held_status = :held, " if held_status else ""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=to_item({"pk": partner_pk(partner_id)}),
                 UpdateExpression=(
-                    "SET tier = :tier, #status = :status, tier_event_at = :at, tier_event_id = :event_id, "
+                    f"SET {held}tier = :tier, #status = :status, tier_event_at = :at, tier_event_id = :event_id, "
                     "tier_event_previous_tier = :previous_tier, tier_event_notified = :notified, "
-                    "updated_at = :updated_at REMOVE tier_change"
+                    "updated_at = :updated_at REMOVE tier_change" + ("" if held_status else ", held_status")
                 ),
                 ConditionExpression="tier_change.event_id = :event_id",
                 ExpressionAttributeNames={"#status": "status"},
@@ -143,6 +150,7 @@ class BillingPartners(PartnersTable):
                         ":previous_tier": previous_tier,
                         ":notified": notified,
                         ":updated_at": updated_at,
+                        **({":held": held_status.value} if held_status else {}),
                     }
                 ),
             )
