@@ -26,7 +26,10 @@ pytestmark = pytest.mark.usefixtures("signup_env")
 
 @pytest.fixture
 def full_account(stack: ProvisionedStack) -> Iterator[str]:
-    """An account that may hold one API key and holds it (a partner signed up); that key's id."""
+    """An account that may hold one API key and holds it (a partner signed up); that key's id. The management
+    API's rate limits are off, so every CreateApiKey counted is a ceiling answer (a 429 TooManyRequests from a
+    bucket earlier tests drained would be retried, rightly, and counted)."""
+    apigateway_fidelity.set_management_rate_limits(False)
     apigateway_fidelity.set_api_key_limit(1)
     first = sign_up("first@acme.example")
     assert first["statusCode"] == HTTPStatus.CREATED, first
@@ -34,6 +37,7 @@ def full_account(stack: ProvisionedStack) -> Iterator[str]:
     signup_service.cache_clear()
     yield json.loads(first["body"])["api_key_id"]
     apigateway_fidelity.set_api_key_limit(None)
+    apigateway_fidelity.set_management_rate_limits(None)
 
 
 @pytest.fixture
