@@ -71,6 +71,9 @@ class PartnerStatus(StrEnum):
 
 # Statuses only an operator sets and lifts: billing events never change them (docs/decisions.md).
 OPERATOR_HOLDS = frozenset({PartnerStatus.SUSPENDED, PartnerStatus.REVOKED})
+# Statuses whose partner has no key at API Gateway (revoked by an operator, deleted by the dormant-key sweep):
+# billing changes only their record, and keeps the status (a keyless partner cannot become ACTIVE by billing).
+KEYLESS = frozenset({PartnerStatus.REVOKED, PartnerStatus.DORMANT})
 
 
 class Partner(BaseModel):

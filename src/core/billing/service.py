@@ -61,7 +61,7 @@ from core.errors import (
     UnknownTier,
     UnprocessableEvent,
 )
-from core.models import OPERATOR_HOLDS, Partner, PartnerStatus, Tier
+from core.models import KEYLESS, OPERATOR_HOLDS, Partner, PartnerStatus, Tier
 from core.observability import logger, metrics
 from core.ports import UsagePlanGateway
 from core.settings import load_settings
@@ -203,10 +203,10 @@ class TierChangeService:
         at = datetime.fromtimestamp(now, UTC)
         to_tier, billed_status = self._target(event, partner)
         # An operator's hold wins over billing: the event's tier is applied, its status is kept for resuming.
-        held = partner.status in OPERATOR_HOLDS
+        # So does a partner without a key (revoked, or dormant): the change is the record's only.
+        keyless = partner.status in KEYLESS
+        held = partner.status in OPERATOR_HOLDS or keyless
         to_status = partner.status if held else billed_status
-        # A revoked partner has no key: the change is the record's only.
-        keyless = partner.status is PartnerStatus.REVOKED
         tiers = list(self.tiers.all().values())
         from_tier = None if keyless else self._mover.current_tier(partner.api_key_id, tiers)
         window = quota_window(to_tier, at)
@@ -274,7 +274,7 @@ class TierChangeService:
         """The API Gateway side of a change; the remaining quota set in the new plan, if any."""
         key_id = change.partner.api_key_id
         remaining = None
-        if change.partner.status is PartnerStatus.REVOKED:
+        if change.partner.status in KEYLESS:
             return None
         if change.to_status is PartnerStatus.DISABLED:
             # Disabled first: a cancelled partner's key stops working before anything else happens.

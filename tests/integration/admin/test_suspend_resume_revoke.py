@@ -207,3 +207,27 @@ def test_a_billing_event_for_a_revoked_partner_changes_its_record_only(billing: 
 
     after = partner(partner_id)
     assert (outcome.status, after.tier, after.status) == ("applied", "pro", PartnerStatus.REVOKED)
+
+
+def test_a_billing_event_for_a_dormant_partner_changes_its_record_only(billing: Any) -> None:
+    # Given a partner whose unused key the dormant-key sweep deleted (its record DORMANT, as the sweep leaves it)
+    partner_id = sign_up()
+    key_id = partner(partner_id).api_key_id
+    boto3.client("apigateway").delete_api_key(apiKey=key_id)
+    boto3.client("dynamodb").update_item(
+        TableName=os.environ["PARTNERS_TABLE"],
+        Key={"pk": {"S": f"PARTNER#{partner_id}"}},
+        UpdateExpression="SET #status = :dormant",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":dormant": {"S": "DORMANT"}},
+    )
+
+    # When billing upgrades it to pro
+    outcome = billing.apply(subscription(partner_id, "pro"))
+
+    # Then the record takes the tier and stays DORMANT (billing cannot make a keyless partner ACTIVE), and no key
+    # was made or touched
+    after = partner(partner_id)
+    assert (outcome.status, after.tier, after.status, key_enabled(key_id)) == (
+        "applied", "pro", PartnerStatus.DORMANT, None,
+    )  # fmt: skip
