@@ -27,6 +27,12 @@ def key_pk(api_key_id: str) -> str:
     return f"KEY#{api_key_id}"
 
 
+def api_key_id_of(pk: str) -> str | None:
+    """The API key id of a key's partition key (`KEY#<id>`); None for another partition."""
+    prefix = key_pk("")
+    return pk.removeprefix(prefix) if pk.startswith(prefix) and len(pk) > len(prefix) else None
+
+
 def ledger_sk(period_start: datetime) -> str:
     return f"{LEDGER_PREFIX}{period_key(period_start)}"
 
