@@ -12,13 +12,14 @@ from typing import Annotated, Any
 
 import boto3
 import typer
+from botocore.exceptions import BotoCoreError
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli import render
 from cli.client import AdminClient, ApiError, Endpoint, Transport, TransportError
 from cli.exit_codes import ExitCode, exit_code_for
 from cli.key_import import DEFAULT_BATCH_ROWS, ImportReport, batches
-from cli.target import TargetError, local_endpoint, stack_endpoint, state_dir, url_endpoint
+from cli.target import TargetError, boto_exit_code, local_endpoint, stack_endpoint, state_dir, url_endpoint
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
@@ -72,11 +73,16 @@ class Invocation:
                 + (f" (given: {', '.join(chosen)})" if chosen else "")
             )
         if self.stack:
-            session = self.wiring.session(self.profile)
-            return stack_endpoint(self.stack, session, self.wiring.cloudformation)
+            return stack_endpoint(self.stack, self.session(), self.wiring.cloudformation)
         if self.api_url:
-            return url_endpoint(self.api_url, self.region, self.wiring.session(self.profile))
+            return url_endpoint(self.api_url, self.region, self.session())
         return local_endpoint(state_dir(self.state_dir))
+
+    def session(self) -> boto3.Session:
+        try:
+            return self.wiring.session(self.profile)
+        except BotoCoreError as exc:  # an unknown --profile, a broken config file
+            raise TargetError(str(exc), boto_exit_code(exc)) from None
 
 
 @app.callback()
@@ -127,6 +133,9 @@ def console_call(ctx: typer.Context) -> Iterator[AdminClient]:
     except TransportError as exc:
         render.err_console().print(f"error: {exc}", style="red", markup=False)
         raise typer.Exit(ExitCode.UNAVAILABLE) from None
+    except BotoCoreError as exc:  # credentials that fail to refresh when a request is signed (an expired SSO login)
+        render.err_console().print(f"error: {exc}", style="red", markup=False)
+        raise typer.Exit(boto_exit_code(exc)) from None
 
 
 def show(ctx: typer.Context, answer: Any, human: Callable[[Any], None]) -> None:

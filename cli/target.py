@@ -70,7 +70,7 @@ def stack_endpoint(
         code = ExitCode.NOT_AUTHORIZED if "AccessDenied" in str(error.get("Code")) else ExitCode.USAGE
         raise TargetError(f"stack {stack_name}: {error.get('Message') or exc}", code) from None
     except BotoCoreError as exc:
-        raise TargetError(f"stack {stack_name}: {exc}", _boto_exit_code(exc)) from None
+        raise TargetError(f"stack {stack_name}: {exc}", boto_exit_code(exc)) from None
     outputs = {output["OutputKey"]: output.get("OutputValue", "") for output in stacks[0].get("Outputs", [])}
     if not outputs.get(ADMIN_URL_OUTPUT):
         raise TargetError(f"stack {stack_name} has no {ADMIN_URL_OUTPUT} output: is it this product's stack?")
@@ -117,9 +117,10 @@ def session_credentials(session: boto3.Session) -> Credentials:
     return resolved
 
 
-def _boto_exit_code(exc: BotoCoreError) -> ExitCode:
+def boto_exit_code(exc: BotoCoreError) -> ExitCode:
+    """NOT_AUTHORIZED for credential trouble, UNAVAILABLE when AWS did not answer, else USAGE (a bad profile)."""
     name = type(exc).__name__
-    if "Credential" in name:
+    if any(word in name for word in ("Credential", "Token", "SSO", "Auth")):
         return ExitCode.NOT_AUTHORIZED
     if "Endpoint" in name or "Connect" in name or "Timeout" in name:
         return ExitCode.UNAVAILABLE

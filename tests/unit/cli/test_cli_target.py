@@ -8,11 +8,15 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.credentials import RefreshableCredentials
+from botocore.exceptions import TokenRetrievalError
 from botocore.stub import Stubber
+from typer.testing import CliRunner
 
+from cli.app import Wiring, app
 from cli.exit_codes import ExitCode
 from cli.target import STATE_DIR_VARIABLE, TargetError, base_url, local_endpoint, stack_endpoint, url_endpoint
-from tests.unit.cli.conftest import ACCESS_KEY, Cli, FakeTransport, reply, stack_json
+from tests.unit.cli.conftest import ACCESS_KEY, API_URL, Cli, FakeTransport, reply, stack_json
 
 STACK = "metered-ai-prod"
 ADMIN_URL = "https://a1b2c3d4e5.execute-api.ap-southeast-2.amazonaws.com/prod/admin"
@@ -162,3 +166,33 @@ def test_local_without_a_running_stack_says_so(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text('{"api_url": "http://127.0.0.1:1/live"}')
     with pytest.raises(TargetError, match=r"not a stack\.json"):
         local_endpoint(tmp_path)
+
+
+def test_an_unknown_profile_is_a_usage_error(aws_session: boto3.Session, transport: FakeTransport) -> None:
+    # The real wiring: boto3.Session(profile_name=...)
+    done = CliRunner().invoke(
+        app, ["--api-url", API_URL, "--profile", "no-such-profile", "partners", "list"], obj=Wiring(transport=transport)
+    )
+    assert done.exit_code == ExitCode.USAGE
+    assert "no-such-profile" in done.stderr
+    assert transport.sent == []
+
+
+class ExpiredSsoSession:
+    """What botocore's chain hands out after an SSO login expired: credentials that fail on their first use."""
+
+    region_name = "eu-west-1"
+
+    def get_credentials(self) -> RefreshableCredentials:
+        def refresh() -> dict[str, str]:
+            raise TokenRetrievalError(provider="sso", error_msg="the SSO session has expired")
+
+        return RefreshableCredentials("AKID", "secret", "token", datetime(2000, 1, 1, tzinfo=UTC), refresh, "sso")
+
+
+def test_credentials_that_fail_to_refresh_when_signing_are_not_authorized(cli: Cli, transport: FakeTransport) -> None:
+    cli.session = ExpiredSsoSession()  # type: ignore[assignment]
+    done = cli("partners", "list")
+    assert done.exit_code == ExitCode.NOT_AUTHORIZED
+    assert "the SSO session has expired" in done.stderr
+    assert transport.sent == []
