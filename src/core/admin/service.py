@@ -23,6 +23,8 @@ from functools import cache
 from typing import Any
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.ledger_carry import LedgerCarryTable
+from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.sns import AlertTopic
 from core.admin.adapters.audit_trail import AuditTrail
 from core.admin.adapters.partners import AdminPartners
@@ -30,19 +32,24 @@ from core.admin.models import (
     PARTNER_ID,
     ActionResult,
     AuditEntry,
+    KeyIssued,
+    KeyRequest,
     Operator,
     PartnerDetail,
     PartnerFilter,
     PartnerPage,
     PartnerQuery,
     PartnerSummary,
+    RetiredKey,
 )
 from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
 from core.admin.settings import AdminSettings
 from core.errors import DomainError, InvalidRequest, PartnerNotFound, PartnerRevoked
+from core.key_rotation import KeyRotation, RotatedKey
 from core.models import Partner, PartnerStatus
 from core.observability import logger
 from core.settings import load_settings
+from core.tiers import TierCatalog
 
 NOTIFICATION_KIND = "operator-action"
 # A change's work: the partner after it, and what to record about it (ints and strings).
@@ -58,11 +65,13 @@ class AdminService:
         audit: AuditLog,
         notifier: Notifier,
         keys: ApiKeys,
+        rotation: KeyRotation,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._partners = partners
         self._keys = keys
+        self._rotation = rotation
         self._audit = audit
         self._notifier = notifier
         self._clock = clock
@@ -199,6 +208,33 @@ class AdminService:
 
         return self.act(operator, partner_id, "revoke", reason, change)
 
+    def issue_key(self, operator: Operator, partner_id: str, request: KeyRequest) -> KeyIssued:
+        """Rotate an ACTIVE partner's key (the old one works `grace_seconds` more, then the retired-key sweep
+        deletes it; 0: deleted now) or re-issue one to a REVOKED or DORMANT partner, which is ACTIVE again
+        (core.key_rotation). SUSPENDED and DISABLED partners are refused (409 partner_not_active)."""
+        rotated: list[RotatedKey] = []
+
+        def change(partner: Partner) -> tuple[Partner, dict[str, Any]]:
+            rotated.append(self._rotation.rotate(partner, request.grace_seconds, "a new key"))
+            return rotated[0].partner, {"grace_seconds": request.grace_seconds, **rotated[0].details}
+
+        result = self.act(operator, partner_id, "issue-key", request.reason, change)
+        done = rotated[0]
+        retired = None
+        if done.retired_key_id and done.retire_at is not None:
+            retired = RetiredKey(
+                api_key_id=done.retired_key_id,
+                delete_at=datetime.fromtimestamp(done.retire_at, UTC).isoformat(timespec="seconds"),
+                deleted=done.old_key_deleted,
+            )
+        return KeyIssued(
+            partner=result.partner,
+            audit=result.audit,
+            api_key=done.key.value,
+            api_key_id=done.key.id,
+            retired_key=retired,
+        )
+
     def _set_status(self, partner: Partner, status: PartnerStatus, held: PartnerStatus | None) -> None:
         self._partners.set_status(
             partner.partner_id,
@@ -298,10 +334,18 @@ def read_page_token(token: str, filters: PartnerFilter) -> str:
 @cache
 def admin_service() -> AdminService:
     settings = load_settings(AdminSettings)
+    gateway = ApiGateway()
     return AdminService(
         settings,
         partners=AdminPartners(settings.partners_table),
         audit=AuditTrail(settings.partners_table),
         notifier=AlertTopic(settings.alert_topic_arn),
-        keys=ApiGateway(),
+        keys=gateway,
+        rotation=KeyRotation(
+            settings.stack_name,
+            keys=gateway,
+            tiers=TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds),
+            records=RetiredKeyRecords(settings.partners_table),
+            ledger=LedgerCarryTable(settings.metering_table),
+        ),
     )
