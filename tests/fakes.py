@@ -435,20 +435,33 @@ class MemoryRetiredKeys(RetiredKeys):
 
 
 class MemoryLedgerCarry(LedgerCarry):
-    """Ledger items by (key id, period start): `requests`, `committed_tokens`, `carried_tokens`."""
+    """Ledger items by (key id, period start): `requests`, `committed_tokens`, `carried_tokens`, `carried_requests`."""
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, datetime], dict[str, int]] = {}
 
-    def carry(
-        self, old_key_id: str, new_key_id: str, period_start: datetime, period_reset: datetime, partner: Partner
-    ) -> CarriedLedger:
-        old = self.items.get((old_key_id, period_start), {})
-        carried = CarriedLedger(requests=old.get("requests", 0), tokens=old.get("committed_tokens", 0))
+    def standing(self, api_key_id: str, period_start: datetime) -> CarriedLedger:
+        item = self.items.get((api_key_id, period_start), {})
+        return CarriedLedger(requests=item.get("requests", 0), tokens=item.get("committed_tokens", 0))
+
+    def start(
+        self,
+        api_key_id: str,
+        period_start: datetime,
+        period_reset: datetime,
+        partner: Partner,
+        *,
+        carried: CarriedLedger,
+        carried_requests: int,
+    ) -> None:
         self.items.setdefault(
-            (new_key_id, period_start), {"carried_tokens": carried.tokens, "committed_tokens": carried.tokens}
+            (api_key_id, period_start),
+            {
+                "carried_tokens": carried.tokens,
+                "committed_tokens": carried.tokens,
+                "carried_requests": carried_requests,
+            },
         )
-        return carried
 
 
 FREE_PLAN = UsagePlan(

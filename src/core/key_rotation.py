@@ -72,10 +72,12 @@ class Retirement:
 
 @dataclass(frozen=True)
 class CarriedLedger:
-    """What the new key's ledger item starts with: the old key's requests and committed tokens this period."""
+    """The old key's ledger item this period: requests it counted, tokens committed (carried in included), and
+    the extensions granted (attribute -> amount)."""
 
     requests: int = 0
     tokens: int = 0
+    extensions: tuple[tuple[str, int], ...] = ()
 
 
 class RetiredKeys(Protocol):
@@ -97,11 +99,26 @@ class RetiredKeys(Protocol):
 
 
 class LedgerCarry(Protocol):
-    """The metering table's side: the old key's ledger item read, the new key's written (core.adapters.ledger_carry)."""
+    """The metering table's side (core.adapters.ledger_carry): the old key's ledger item for the period, and the
+    new key's, started with the standing carried."""
 
-    def carry(
-        self, old_key_id: str, new_key_id: str, period_start: datetime, period_reset: datetime, partner: Partner
-    ) -> CarriedLedger: ...
+    def standing(self, api_key_id: str, period_start: datetime) -> CarriedLedger:
+        """The key's requests and committed tokens (holds included) this period, and its extensions."""
+        ...
+
+    def start(
+        self,
+        api_key_id: str,
+        period_start: datetime,
+        period_reset: datetime,
+        partner: Partner,
+        *,
+        carried: CarriedLedger,
+        carried_requests: int,
+    ) -> None:
+        """Write the new key's item: `carried_tokens` (also in `committed_tokens`), `carried_requests`, the
+        extensions; nothing if it exists."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -229,23 +246,25 @@ class KeyRotation:
             return None, CarriedLedger()
         at = datetime.fromtimestamp(now, UTC)
         start, reset = period_bounds(period, at)
-        carried = self._ledger.carry(partner.api_key_id, key_id, start, reset, partner)
+        carried = self._ledger.standing(partner.api_key_id, start)
         quota = tier.limits.quota_limit
-        if quota is None:
-            return None, carried
-        left, allowance = quota, quota
-        if old_key is not None:
-            try:
-                days = self._keys.key_usage(tier.plan_id, old_key, start.date(), at.date())
-            except NotFound as exc:
-                # The old key went since the partner was read: another rotation or a revocation won.
-                raise TierChangeInProgress(retry_after_seconds=CONFLICT_RETRY_SECONDS) from exc
-            if days:
-                left = days[-1].remaining
-                allowance = sum(day.used for day in days) + left  # an extension (UpdateUsage) raises it
-        # GetUsage can lag the requests (30 min on AWS); the ledger counts them as they pass.
-        remaining = max(0, min(left, allowance - carried.requests))
-        self._keys.set_remaining_quota(tier.plan_id, key_id, remaining)
+        remaining = None
+        if quota is not None:
+            left, allowance = quota, quota
+            if old_key is not None:
+                try:
+                    days = self._keys.key_usage(tier.plan_id, old_key, start.date(), at.date())
+                except NotFound as exc:
+                    # The old key went since the partner was read: another rotation or a revocation won.
+                    raise TierChangeInProgress(retry_after_seconds=CONFLICT_RETRY_SECONDS) from exc
+                if days:
+                    left = days[-1].remaining
+                    allowance = sum(day.used for day in days) + left  # an extension (UpdateUsage) raises it
+            # GetUsage can lag the requests (30 min on AWS); the ledger counts them as they pass.
+            remaining = max(0, min(left, allowance - carried.requests))
+            self._keys.set_remaining_quota(tier.plan_id, key_id, remaining)
+        consumed = max(0, quota - remaining) if quota is not None and remaining is not None else carried.requests
+        self._ledger.start(key_id, start, reset, partner, carried=carried, carried_requests=consumed)
         return remaining, carried
 
     def _retire_now(self, retirement: Retirement) -> bool:

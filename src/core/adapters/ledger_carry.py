@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from core.adapters.metering_items import CARRIED_TOKENS, EXTENSION_ATTRIBUTES, key_pk, ledger_sk
+from core.adapters.metering_items import CARRIED_REQUESTS, CARRIED_TOKENS, EXTENSION_ATTRIBUTES, key_pk, ledger_sk
 from core.adapters.partners_table import condition_failed, from_item, to_item
 from core.aws import dynamodb_client
 from core.key_rotation import CarriedLedger
@@ -27,27 +27,40 @@ class LedgerCarryTable:
         self._table = table_name
         self._client = client or dynamodb_client()
 
-    def carry(
-        self, old_key_id: str, new_key_id: str, period_start: datetime, period_reset: datetime, partner: Partner
-    ) -> CarriedLedger:
+    def standing(self, api_key_id: str, period_start: datetime) -> CarriedLedger:
         found = self._client.get_item(
             TableName=self._table,
-            Key=to_item({"pk": key_pk(old_key_id), "sk": ledger_sk(period_start)}),
+            Key=to_item({"pk": key_pk(api_key_id), "sk": ledger_sk(period_start)}),
             ConsistentRead=True,
         )
-        old = from_item(found.get("Item") or {})
-        # committed_tokens counts what the old key itself carried in; holds in flight count (they may settle).
-        carried = CarriedLedger(requests=int(old.get("requests", 0)), tokens=int(old.get("committed_tokens", 0)))
+        item = from_item(found.get("Item") or {})
+        return CarriedLedger(
+            requests=int(item.get("requests", 0)),
+            # committed_tokens counts what the key itself carried in; holds in flight count (they may settle).
+            tokens=int(item.get("committed_tokens", 0)),
+            extensions=tuple((name, int(item[name])) for name in EXTENSION_ATTRIBUTES if name in item),
+        )
+
+    def start(
+        self,
+        api_key_id: str,
+        period_start: datetime,
+        period_reset: datetime,
+        partner: Partner,
+        *,
+        carried: CarriedLedger,
+        carried_requests: int,
+    ) -> None:
         item: dict[str, Any] = {
-            "pk": key_pk(new_key_id),
+            "pk": key_pk(api_key_id),
             "sk": ledger_sk(period_start),
             CARRIED_TOKENS: carried.tokens,
             "committed_tokens": carried.tokens,
+            CARRIED_REQUESTS: carried_requests,
             "tier": partner.tier,
             "partner_id": partner.partner_id,
             "expires_at": int((period_reset + LEDGER_RETENTION).timestamp()),
-        }
-        item |= {name: old[name] for name in EXTENSION_ATTRIBUTES if name in old}
+        } | dict(carried.extensions)
         try:
             # A new key's item: nobody else writes it before the partner record names the key.
             self._client.put_item(
@@ -56,4 +69,3 @@ class LedgerCarryTable:
         except ClientError as exc:
             if not condition_failed(exc):
                 raise
-        return carried

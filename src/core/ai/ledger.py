@@ -41,6 +41,8 @@ class LedgerReading:
     # Tokens the key's predecessor committed this period before a rotation (core.key_rotation): used, and in
     # the item's committed_tokens from the start, so the reservation's conditional write counts them.
     carried_tokens: int = 0
+    # The quota its predecessor had consumed this period (not in `requests`, this key's own count).
+    carried_requests: int = 0
     # The period so far, slice by slice, oldest first (only slices with something counted).
     buckets: tuple[UsageBucket, ...] = ()
 

@@ -59,7 +59,9 @@ def test_a_rotation_without_grace_replaces_the_key_with_the_old_standing_and_del
     # With the old key's standing: the lower of GetUsage's 70 left and the ledger's 100 - 31 requests...
     assert rotated.requests_remaining == world.gateway.keys[new]["remaining"] == 69
     # ... and the old key's committed tokens, carried on the new key's ledger item
-    assert world.ledger.items[(new, PERIOD_START)] == {"carried_tokens": 500, "committed_tokens": 500}
+    assert world.ledger.items[(new, PERIOD_START)] == {
+        "carried_tokens": 500, "committed_tokens": 500, "carried_requests": 100 - 69,
+    }  # fmt: skip
     # The old key is gone at once, nothing is left to sweep
     assert world.gateway.live() == {new}
     assert rotated.old_key_deleted and world.records.retirements == {}
