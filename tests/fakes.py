@@ -4,11 +4,12 @@ daily [used, remaining] pages, a claim granted once per alert (DynamoDB's condit
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
 from core.admin.models import AuditEntry, PartnerFilter
-from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
+from core.admin.ports import ApiKeys, AuditLog, LedgerItem, LedgerTotals, Notifier, PartnerIndex, UsageLedger
 from core.ai.chat import ModelReply, ModelRequest, StreamEnd, StreamEvent, TextDelta
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
@@ -455,3 +456,35 @@ class MemoryTierState(TierChangeLock):
         self.index.partners[partner_id] = partner.model_copy(
             update={"tier": tier, "status": status, "held_status": held_status, "updated_at": updated_at}
         )
+
+
+class MemoryUsageLedger(UsageLedger):
+    """The ledger's items by (key id, period start), as the console writes them; `fail` makes the next grant
+    raise (a DynamoDB write failing)."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, datetime], LedgerTotals] = {}
+        self.fail = False
+
+    def grant(self, item: LedgerItem, requests: int, tokens: int, at: datetime) -> LedgerTotals:
+        if self.fail:
+            self.fail = False
+            raise RuntimeError("UpdateItem failed")
+        key = (item.api_key_id, item.period_start)
+        now = self.items.get(key, LedgerTotals())
+        self.items[key] = replace(
+            now,
+            extension_requests=now.extension_requests + requests,
+            extension_tokens=now.extension_tokens + tokens,
+            extension_at=at.isoformat(),
+        )
+        return self.items[key]
+
+    def carry_tokens(self, item: LedgerItem, tokens: int) -> LedgerTotals:
+        key = (item.api_key_id, item.period_start)
+        now = self.items.get(key, LedgerTotals())
+        self.items[key] = replace(now, carried_tokens=now.carried_tokens + tokens)
+        return self.items[key]
+
+    def totals(self, api_key_id: str, period_start: datetime) -> LedgerTotals:
+        return self.items.get((api_key_id, period_start), LedgerTotals())

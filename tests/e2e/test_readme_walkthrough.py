@@ -85,6 +85,7 @@ def test_the_readme_walkthrough_pastes_and_runs_as_written(reader_folder: tuple[
     for status in ("SUSPENDED", "DISABLED", "REVOKED"):  # suspend, resume (billing had cancelled it), revoke
         assert re.search(r'"status":\s*"' + status + '"', output), status
     assert re.search(r'"tier":\s*"enterprise",\s*"status":\s*"ACTIVE"', output), "the operator's tier change"
+    assert re.search(r'"action":\s*"extension",', output), "the operator's usage extension"
     # And the key the reader was shown is in no log of the stack
     api_key = re.search(r"key shown once: (\S+)", output).group(1)  # type: ignore[union-attr]
     for log in (stack.log, folder / ".local" / "functions.log"):

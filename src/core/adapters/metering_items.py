@@ -61,6 +61,15 @@ def ledger_period_start(sk: str) -> datetime:
     return datetime.strptime(sk.removeprefix(LEDGER_PREFIX), _PERIOD_FORMAT).replace(tzinfo=UTC)
 
 
+# Attributes of a ledger item written by the operator console (usage extensions, issue 13) and by key rotation
+# (tokens the partner's previous key used this period), read by the AI API, /v1/usage and the usage export.
+# Each also moves `committed_tokens` by the same amount in the same write (docs/decisions.md): extension_tokens
+# down, carried_tokens up, so the reservation's one conditional write honours both.
+EXTENSION_REQUESTS = "extension_requests"
+EXTENSION_TOKENS = "extension_tokens"
+EXTENSION_AT = "extension_at"  # ISO 8601 UTC of the latest extension (a quota reading older than it is stale)
+CARRIED_TOKENS = "carried_tokens"
+
 DORMANT_SWEEP_PK = "SWEEP#dormant-keys"
 
 

@@ -30,6 +30,7 @@ from core.adapters.ledger_requests import LedgerRequests
 from core.adapters.sns import AlertTopic
 from core.adapters.tier_changes import TierChangeRecords
 from core.admin.adapters.audit_trail import AuditTrail
+from core.admin.adapters.ledger import AdminLedger
 from core.admin.adapters.partners import AdminPartners
 from core.admin.models import (
     PARTNER_ID,
@@ -42,11 +43,20 @@ from core.admin.models import (
     PartnerQuery,
     PartnerSummary,
 )
-from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
+from core.admin.ports import ApiKeys, AuditLog, LedgerItem, Notifier, PartnerIndex, UsageLedger
 from core.admin.settings import AdminSettings
-from core.errors import DomainError, InvalidRequest, PartnerNotFound, PartnerRevoked
-from core.models import Partner, PartnerStatus
+from core.errors import (
+    DomainError,
+    InvalidRequest,
+    PartnerNotActive,
+    PartnerNotFound,
+    PartnerRevoked,
+    TierChangeInProgress,
+)
+from core.models import Partner, PartnerStatus, Tier
 from core.observability import logger
+from core.periods import period_bounds
+from core.plan_moves import PlanMover, quota_window
 from core.ports import RequestCounts, TierChangeLock, UsagePlanGateway
 from core.settings import load_settings
 from core.tier_changes import OrderedTierChange, TierChanger
@@ -69,12 +79,15 @@ class AdminService:
         plans: UsagePlanGateway | None = None,
         tier_state: TierChangeLock | None = None,
         counts: RequestCounts | None = None,
+        ledger: UsageLedger | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._partners = partners
         self._keys = keys
         self._plans = plans
+        self._mover = PlanMover(plans, counts) if plans is not None else None
+        self._ledger = ledger
         self._tier_state = tier_state
         self._tier_changer = (
             TierChanger(plans, tier_state, counts, settings.change_lease_seconds, clock)
@@ -129,7 +142,9 @@ class AdminService:
             self._finish_quietly(entry, "refused", {"error": type(exc).__name__})
             raise
         except Exception as exc:
-            self._finish_quietly(entry, "failed", {"error": type(exc).__name__})
+            # A failure may say what it left behind (e.g. requests granted whose ledger record failed).
+            left = getattr(exc, "audit_details", None) or {}
+            self._finish_quietly(entry, "failed", {"error": type(exc).__name__, **left})
             raise
         notified = self._publish(entry, after, details)
         self._audit.finish(partner.partner_id, entry.seq, "applied", details, notified)
@@ -261,6 +276,92 @@ class AdminService:
 
         return self.act(operator, partner_id, "tier", reason, change)
 
+    # --- Usage extension ------------------------------------------------------------------------------------------
+
+    def extend(self, operator: Operator, partner_id: str, requests: int, tokens: int, reason: str) -> ActionResult:
+        """Add `requests` to the key's quota and `tokens` to its token budget, for the current quota period only.
+
+        Requests: UpdateUsage on the key's plan, to what it has left now plus `requests` (left now: GetUsage's
+        remaining, less requests the ledger counted that GetUsage does not show yet). Tokens: the ledger item
+        (`extension_tokens`, which the AI API's budget check honours), with `extension_requests` recorded there
+        for /v1/usage and the usage export. Requests first, the ledger second: if the ledger write fails the
+        requests are taken back, so the ledger never records a grant API Gateway does not have; if taking them
+        back fails too, the audit entry says `requests_granted` without `ledger_recorded`. Only for an ACTIVE
+        partner (409 partner_not_active otherwise)."""
+        if self._mover is None or self._plans is None or self._ledger is None or self.tiers is None:
+            raise RuntimeError("AdminService was built without the extension ports")
+        mover, plans, ledger, catalog = self._mover, self._plans, self._ledger, self.tiers
+
+        def change(partner: Partner) -> tuple[Partner, dict[str, Any]]:
+            if partner.status is not PartnerStatus.ACTIVE:
+                raise PartnerNotActive(partner.partner_id, partner.status.value, "a usage extension")
+            tier = mover.current_tier(partner.api_key_id, list(catalog.all().values()))
+            if tier is None:
+                # Between a tier change's detach and attach: its retry puts the key in a plan.
+                raise TierChangeInProgress(retry_after_seconds=5)
+            self._refuse_what_the_tier_cannot_take(tier, requests, tokens)
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            details: dict[str, Any] = {"tier": tier.name, "requests": requests, "tokens": tokens}
+            before = None
+            if requests:
+                before = self._remaining_now(mover, plans, partner.api_key_id, tier, now)
+                plans.set_remaining_quota(tier.plan_id, partner.api_key_id, before + requests)
+                details.update(remaining_before=before, remaining_after=before + requests)
+            item = self._ledger_item(partner, tier, now)
+            try:
+                totals = ledger.grant(item, requests, tokens, now)
+            except Exception as exc:
+                if before is not None and not self._take_back(plans, tier, partner.api_key_id, before):
+                    exc.audit_details = {"requests_granted": requests, "ledger_recorded": 0}  # type: ignore[attr-defined]
+                raise
+            details.update(
+                period_start=item.period_start.isoformat(),
+                extension_requests=totals.extension_requests,
+                extension_tokens=totals.extension_tokens,
+            )
+            return partner, details
+
+        return self.act(operator, partner_id, "extension", reason, change)
+
+    def _refuse_what_the_tier_cannot_take(self, tier: Tier, requests: int, tokens: int) -> None:
+        policy = self._settings.tiers.get(tier.name)
+        problems = []
+        if requests and tier.limits.quota_limit is None:
+            problems.append({"field": "requests", "message": f"the {tier.name} tier has no request quota to extend"})
+        if tokens and (policy is None or policy.unlimited_tokens):
+            problems.append({"field": "tokens", "message": f"the {tier.name} tier has no token budget to extend"})
+        if problems:
+            raise InvalidRequest("the partner's tier cannot take this extension", problems)
+
+    @staticmethod
+    def _remaining_now(mover: PlanMover, plans: UsagePlanGateway, key_id: str, tier: Tier, now: datetime) -> int:
+        """What the key has left in its plan this period: GetUsage's remaining, less the requests the ledger
+        counted that GetUsage does not report yet (it lags on AWS)."""
+        window = quota_window(tier, now)
+        assert window is not None  # the tier has a quota (checked before)
+        days = plans.key_usage(tier.plan_id, key_id, window.start, window.today)
+        reported_used = sum(day.used for day in days)
+        reported_remaining = days[-1].remaining if days else tier.limits.quota_limit or 0
+        unreported = max(mover.own_usage(tier, key_id, window) - reported_used, 0)
+        return max(reported_remaining - unreported, 0)
+
+    def _ledger_item(self, partner: Partner, tier: Tier, now: datetime) -> LedgerItem:
+        """The AI API's ledger item for the key's current quota period (the tier policy's period, as the AI API
+        keys it; the plan's when the stack has no policy for the tier)."""
+        policy = self._settings.tiers.get(tier.name)
+        period = policy.quota_period if policy else tier.limits.quota_period or "MONTH"
+        start, reset = period_bounds(period, now)
+        return LedgerItem(partner.api_key_id, start, reset, tier.name, partner.partner_id)
+
+    @staticmethod
+    def _take_back(plans: UsagePlanGateway, tier: Tier, key_id: str, before: int) -> bool:
+        try:
+            plans.set_remaining_quota(tier.plan_id, key_id, before)
+        except Exception:
+            logger.exception("could not take back the requests of a failed extension", api_key_id=key_id)
+            return False
+        return True
+
     def _set_status(self, partner: Partner, status: PartnerStatus, held: PartnerStatus | None) -> None:
         self._partners.set_status(
             partner.partner_id,
@@ -370,4 +471,5 @@ def admin_service() -> AdminService:
         plans=gateway,
         tier_state=TierChangeRecords(settings.partners_table),
         counts=LedgerRequests(settings.metering_table),
+        ledger=AdminLedger(settings.metering_table),
     )
