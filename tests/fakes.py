@@ -464,6 +464,7 @@ class MemoryUsageLedger(UsageLedger):
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, datetime], LedgerTotals] = {}
+        self.sent_alerts: dict[tuple[str, datetime], list[dict[str, Any]]] = {}
         self.fail = False
 
     def grant(self, item: LedgerItem, requests: int, tokens: int, at: datetime) -> LedgerTotals:
@@ -488,3 +489,6 @@ class MemoryUsageLedger(UsageLedger):
 
     def totals(self, api_key_id: str, period_start: datetime) -> LedgerTotals:
         return self.items.get((api_key_id, period_start), LedgerTotals())
+
+    def alerts(self, api_key_id: str, period_start: datetime) -> list[dict[str, Any]]:
+        return self.sent_alerts.get((api_key_id, period_start), [])

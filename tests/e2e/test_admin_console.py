@@ -193,6 +193,12 @@ def test_a_key_at_its_quota_gets_exactly_the_extensions_requests_then_429_again(
     # ... and exactly 2 more calls are served, then 429 again
     after = [http("GET", metered_stack.url("/v1/models"), headers=key).status for _ in range(3)]
     assert after == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS], after
+    # And the operator's view of the partner's standing says the same: 8 used of 8 (GetUsage), 3 of them granted
+    standing = signed(metered_stack, "GET", f"/admin/partners/{partner['partner_id']}").body["standing"]
+    assert standing["requests"] | {"ledger_count": None} == {
+        "source": "GetUsage", "used": 8, "remaining": 0, "limit": 8, "extension": 3, "ledger_count": None,
+    }  # fmt: skip
+    assert standing["tokens"]["extension"] == 1000
 
 
 def test_an_extension_for_a_suspended_partner_or_a_bad_body_is_refused(metered_stack: RunningStack) -> None:

@@ -33,8 +33,13 @@ def reading_sk(period_start: datetime) -> str:
     return f"QUOTA#{period_key(period_start)}"
 
 
+def alert_prefix(period_start: datetime) -> str:
+    """The start of every ALERT# sort key of one period (the operator console lists a period's alerts by it)."""
+    return f"ALERT#{period_key(period_start)}#"
+
+
 def alert_sk(period_start: datetime, threshold: int) -> str:
-    return f"ALERT#{period_key(period_start)}#{threshold}"
+    return f"{alert_prefix(period_start)}{threshold}"
 
 
 def bucket_requests_attribute(bucket_start: datetime) -> str:

@@ -53,9 +53,9 @@ from core.errors import (
     PartnerRevoked,
     TierChangeInProgress,
 )
-from core.models import Partner, PartnerStatus, Tier
+from core.models import KEYLESS, Partner, PartnerStatus, Tier
 from core.observability import logger
-from core.periods import period_bounds
+from core.periods import period_bounds, period_key
 from core.plan_moves import PlanMover, quota_window
 from core.ports import RequestCounts, TierChangeLock, UsagePlanGateway
 from core.settings import load_settings
@@ -111,7 +111,80 @@ class AdminService:
     def show_partner(self, partner_id: str) -> PartnerDetail:
         partner = self.partner(partner_id)
         trail = self._audit.trail(partner.partner_id, self._settings.audit_trail_length)
-        return PartnerDetail(partner=PartnerSummary.of(partner), audit=trail)
+        return PartnerDetail(partner=PartnerSummary.of(partner), standing=self.standing(partner), audit=trail)
+
+    def standing(self, partner: Partner) -> dict[str, Any]:
+        """The partner's key this quota period: requests as GetUsage reports them for the key in its tier's plan
+        (fresh, not the quota monitor's reading, which can be a run old), tokens and extensions from the AI
+        API's ledger, and the quota alerts sent. Each part that cannot be read says so instead of failing the
+        answer; a keyless partner (revoked, dormant) has no requests to read."""
+        ledger = self._ledger
+        if self.tiers is None or self._plans is None or ledger is None:
+            return {}
+        try:
+            tier = self.tiers.get(partner.tier)
+        except DomainError:
+            return {"error": f"the stack has no {partner.tier} tier"}
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        item = self._ledger_item(partner, tier, now)
+        found: dict[str, Any] = {
+            "period": {"start": period_key(item.period_start), "resets_at": period_key(item.period_reset)},
+        }
+        totals = self._read_part(found, "tokens", lambda: ledger.totals(partner.api_key_id, item.period_start))
+        if totals is not None:
+            policy = self._settings.tiers.get(tier.name)
+            budget = (
+                None if policy is None or policy.unlimited_tokens else policy.token_budget + totals.extension_tokens
+            )
+            used = totals.prompt_tokens + totals.completion_tokens
+            committed = used + totals.reserved_tokens + totals.carried_tokens
+            found["tokens"] = {
+                "prompt": totals.prompt_tokens,
+                "completion": totals.completion_tokens,
+                "used": used,
+                "reserved": totals.reserved_tokens,
+                "carried": totals.carried_tokens,
+                "extension": totals.extension_tokens,
+                "budget": budget,
+                "remaining": None if budget is None else max(budget - committed, 0),
+            }
+        requests = (
+            None
+            if partner.status in KEYLESS
+            else self._read_part(found, "requests", lambda: self._requests_standing(partner.api_key_id, tier, now))
+        )
+        if requests is not None:
+            found["requests"] = {
+                **requests,
+                "extension": totals.extension_requests if totals else None,
+                "ledger_count": totals.requests if totals else None,
+            }
+        alerts = self._read_part(found, "alerts", lambda: ledger.alerts(partner.api_key_id, item.period_start))
+        if alerts is not None:
+            found["alerts"] = alerts
+        return found
+
+    def _requests_standing(self, key_id: str, tier: Tier, now: datetime) -> dict[str, Any]:
+        """GetUsage for the key in the tier's plan this period: used (the days' sum), remaining (today's), and the
+        allowance as the quota monitor computes it (the plan's quota, or used + remaining after an extension)."""
+        assert self._plans is not None
+        window = quota_window(tier, now)
+        if window is None:
+            return {"source": "GetUsage", "limit": None}
+        days = self._plans.key_usage(tier.plan_id, key_id, window.start, window.today)
+        used = sum(day.used for day in days)
+        remaining = days[-1].remaining if days else tier.limits.quota_limit or 0
+        limit = max(tier.limits.quota_limit or 0, used + remaining)
+        return {"source": "GetUsage", "used": used, "remaining": remaining, "limit": limit}
+
+    @staticmethod
+    def _read_part[T](found: dict[str, Any], part: str, read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except Exception as exc:
+            logger.warning("could not read a part of a partner's standing", part=part, error=type(exc).__name__)
+            found[part] = {"error": f"unavailable ({type(exc).__name__})"}
+            return None
 
     def partner(self, partner_id: str) -> Partner:
         """The partner, or PartnerNotFound (404) for an id that is malformed or nobody's."""

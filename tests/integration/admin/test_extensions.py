@@ -200,3 +200,34 @@ def test_a_failed_ledger_write_takes_the_requests_back(stack: ProvisionedStack, 
     assert ledger_item(template, key_id) == {}
     [entry] = call("GET", f"/admin/partners/{partner_id}").body["audit"]
     assert (entry["outcome"], entry["details"]) == ("failed", {"error": "ClientError"})
+
+
+def test_the_partners_standing_shows_requests_tokens_extensions_and_alerts(
+    stack: ProvisionedStack, template: StackTemplate
+) -> None:
+    # Given a free key that made 10 requests (GetUsage), got an extension, and was alerted at 50%
+    partner_id = sign_up()
+    key_id = key_of(partner_id)
+    use(stack, "free", key_id, 10)
+    assert extend(partner_id, {"requests": 5, "tokens": 100, "reason": "x"}).status == HTTPStatus.OK
+    start, _ = period_bounds(template.parameters["FreeQuotaPeriod"], datetime.now(UTC))
+    boto3.client("dynamodb").put_item(
+        TableName=os.environ["METERING_TABLE"],
+        Item={
+            "pk": {"S": f"KEY#{key_id}"},
+            "sk": {"S": f"ALERT#{period_key(start)}#50"},
+            "threshold": {"N": "50"},
+            "sent_at": {"S": "2026-03-10T10:00:00+00:00"},
+        },
+    )
+
+    standing = call("GET", f"/admin/partners/{partner_id}").body["standing"]
+
+    limit = quota(template, "free")
+    assert standing["period"]["start"] == period_key(start)
+    assert standing["requests"] == {
+        "source": "GetUsage", "used": 10, "remaining": limit - 10 + 5, "limit": limit + 5, "extension": 5,
+        "ledger_count": 0,
+    }  # fmt: skip
+    assert (standing["tokens"]["extension"], standing["tokens"]["used"]) == (100, 0)
+    assert standing["alerts"] == [{"threshold": 50, "sent_at": "2026-03-10T10:00:00+00:00"}]

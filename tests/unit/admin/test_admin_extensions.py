@@ -1,12 +1,14 @@
 """A usage extension with in-memory ports: UpdateUsage to what is left plus the grant, the ledger second, the
 requests taken back when the ledger write fails (and the trail saying so when that fails too)."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
 from core.admin.models import ExtensionRequest, Operator
+from core.admin.ports import LedgerTotals
 from core.admin.service import AdminService
 from core.admin.settings import AdminSettings
 from core.errors import InvalidRequest, PartnerNotActive
@@ -146,3 +148,61 @@ def test_when_taking_the_requests_back_fails_too_the_trail_says_what_was_left() 
 def test_an_extension_body_takes_whole_numbers_in_bounds_only(body: str) -> None:
     with pytest.raises(ValidationError):
         ExtensionRequest.model_validate_json(body)
+
+
+# --- The partner's standing this period (GET /admin/partners/{id}) -------------------------------------------------
+
+
+class BrokenLedger(MemoryUsageLedger):
+    def totals(self, api_key_id: str, period_start: datetime) -> LedgerTotals:
+        raise RuntimeError("DynamoDB is down")
+
+
+def test_the_standing_has_getusages_requests_the_ledgers_tokens_and_the_alerts_sent() -> None:
+    admin, plans, ledger, _ = console()
+    plans.used[("pl-free", "k1")] = 90
+    admin.extend(OPERATOR, "p_k1", 20, 300, "launch")
+    period = datetime(2026, 3, 10, tzinfo=UTC)
+    ledger.items[("k1", period)] = replace(
+        ledger.items[("k1", period)], requests=90, prompt_tokens=700, carried_tokens=50
+    )
+    ledger.sent_alerts[("k1", period)] = [{"threshold": 80, "sent_at": "2026-03-10T10:00:00+00:00"}]
+
+    standing = admin.show_partner("p_k1").standing
+
+    assert standing["period"] == {"start": "2026-03-10T00:00:00Z", "resets_at": "2026-03-11T00:00:00Z"}
+    assert standing["requests"] == {
+        "source": "GetUsage", "used": 90, "remaining": 30, "limit": 120, "extension": 20, "ledger_count": 90,
+    }  # fmt: skip
+    assert standing["tokens"] == {
+        "prompt": 700, "completion": 0, "used": 700, "reserved": 0, "carried": 50, "extension": 300,
+        "budget": 1300, "remaining": 550,
+    }  # fmt: skip
+    assert standing["alerts"] == [{"threshold": 80, "sent_at": "2026-03-10T10:00:00+00:00"}]
+
+
+def test_a_part_that_cannot_be_read_says_so_and_the_rest_is_shown() -> None:
+    index = MemoryPartnerIndex([active_partner("k1")])
+    plans = MemoryPlans(PLANS)
+    plans.attach_key("pl-free", "k1")
+    admin = AdminService(
+        SETTINGS,
+        partners=index,
+        audit=MemoryAuditLog(),
+        notifier=OperatorTopic(),
+        keys=MemoryApiKeys(),
+        plans=plans,
+        tier_state=MemoryTierState(index),
+        ledger=BrokenLedger(),
+        clock=NOW.timestamp,
+    )
+    standing = admin.show_partner("p_k1").standing
+    assert standing["tokens"] == {"error": "unavailable (RuntimeError)"}
+    assert standing["requests"]["used"] == 0 and standing["requests"]["extension"] is None
+
+
+def test_a_keyless_partner_has_no_requests_to_read() -> None:
+    admin, plans, _, _ = console(PartnerStatus.REVOKED)
+    standing = admin.show_partner("p_k1").standing
+    assert "requests" not in standing and "tokens" in standing
+    assert not [call for call in plans.calls if call[0] == "get_usage"]

@@ -99,3 +99,26 @@ def test_totals_read_the_item_consistently_and_default_to_zero(stubbed: tuple[Ad
     )
     assert ledger.totals("k1", ITEM.period_start) == LedgerTotals()
     assert ledger.totals("k1", ITEM.period_start) == LedgerTotals(requests=7, prompt_tokens=10, extension_at="t")
+
+
+def test_a_periods_alerts_are_one_query_on_the_keys_alert_items(stubbed: tuple[AdminLedger, Stubber]) -> None:
+    ledger, stubber = stubbed
+    stubber.add_response(
+        "query",
+        {
+            "Items": [
+                {"threshold": {"N": "80"}, "sent_at": {"S": "b"}},
+                {"threshold": {"N": "50"}, "sent_at": {"S": "a"}, "partner_email": {"S": "sent"}},
+            ]
+        },
+        {
+            "TableName": "metering",
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ProjectionExpression": "threshold, utilisation, operator_sent_at, partner_email, sent_at",
+            "ExpressionAttributeValues": {":pk": {"S": "KEY#k1"}, ":prefix": {"S": "ALERT#2026-03-01T00:00:00Z#"}},
+        },
+    )
+    assert ledger.alerts("k1", ITEM.period_start) == [
+        {"threshold": 50, "sent_at": "a", "partner_email": "sent"},
+        {"threshold": 80, "sent_at": "b"},
+    ]

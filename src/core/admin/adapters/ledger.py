@@ -17,6 +17,7 @@ from core.adapters.metering_items import (
     EXTENSION_AT,
     EXTENSION_REQUESTS,
     EXTENSION_TOKENS,
+    alert_prefix,
     key_pk,
     ledger_sk,
 )
@@ -91,6 +92,22 @@ class AdminLedger:
             ConsistentRead=True,
         )
         return _totals(found.get("Item"))
+
+    def alerts(self, api_key_id: str, period_start: datetime) -> list[dict[str, Any]]:
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ProjectionExpression="threshold, utilisation, operator_sent_at, partner_email, sent_at",
+            ExpressionAttributeValues=_values({":pk": key_pk(api_key_id), ":prefix": alert_prefix(period_start)}),
+        )
+        found = []
+        for page in pages:
+            for item in page.get("Items", []):
+                plain = {name: _deserialize(value) for name, value in item.items()}
+                found.append(
+                    {name: (int(value) if name == "threshold" else str(value)) for name, value in plain.items()}
+                )
+        return sorted(found, key=lambda alert: int(alert.get("threshold", 0)))
 
     def _update(self, item: LedgerItem, expression: str, names: dict[str, str], values: dict[str, Any]) -> LedgerTotals:
         owner = {
