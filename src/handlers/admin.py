@@ -24,8 +24,9 @@ from core.admin.models import (
     OperatorRequest,
     PartnerQuery,
     TierRequest,
+    UsageQuery,
 )
-from core.admin.service import admin_service
+from core.admin.service import admin_service, export_usage
 from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
 from handlers.http_answers import control_plane_app, json_response
@@ -91,6 +92,21 @@ def grant_extension(partner_id: str) -> Response[str]:
 def revoke_key(partner_id: str) -> Response[str]:
     body = parse_body(OperatorRequest)
     return action_answer(admin_service().revoke(operator(), partner_id, body.reason))
+
+
+@app.get("/admin/usage")
+@tracer.capture_method(capture_response=False)
+def usage_export() -> Response[str]:
+    query = parse_query(UsageQuery)
+    body = export_usage(query.period, query.format)
+    if query.format == "json":
+        return Response(status_code=HTTPStatus.OK, content_type="application/json; charset=utf-8", body=body)
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="text/csv; charset=utf-8",
+        body=body,
+        headers={"Content-Disposition": f'attachment; filename="usage-{query.period}.csv"'},
+    )
 
 
 def action_answer(result: ActionResult) -> Response[str]:

@@ -31,6 +31,7 @@ from core.adapters.sns import AlertTopic
 from core.adapters.tier_changes import TierChangeRecords
 from core.admin.adapters.audit_trail import AuditTrail
 from core.admin.adapters.ledger import AdminLedger
+from core.admin.adapters.ledger_items import LedgerScan
 from core.admin.adapters.partners import AdminPartners
 from core.admin.models import (
     PARTNER_ID,
@@ -45,6 +46,7 @@ from core.admin.models import (
 )
 from core.admin.ports import ApiKeys, AuditLog, LedgerItem, Notifier, PartnerIndex, UsageLedger
 from core.admin.settings import AdminSettings
+from core.admin.usage_export import ExportFormat, UsageExporter, object_key, parse_period
 from core.errors import (
     DomainError,
     InvalidRequest,
@@ -546,3 +548,28 @@ def admin_service() -> AdminService:
         counts=LedgerRequests(settings.metering_table),
         ledger=AdminLedger(settings.metering_table),
     )
+
+
+@cache
+def usage_exporter() -> UsageExporter:
+    settings = load_settings(AdminSettings)
+    gateway = ApiGateway()
+    tiers = TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds)
+    return UsageExporter(
+        partners=AdminPartners(settings.partners_table),
+        tiers=tiers.all,
+        usage=gateway,
+        ledger=LedgerScan(settings.metering_table),
+        page_size=settings.get_usage_page_size,
+    )
+
+
+def export_usage(period: str, fmt: ExportFormat) -> str:
+    """GET /admin/usage: the export of `period` in `fmt` (400 for a bad period, 413 when too large for an answer)."""
+    settings = load_settings(AdminSettings)
+    where = (
+        f"s3://{settings.usage_export_bucket}/{object_key(settings.usage_export_prefix, period, fmt)}"
+        if settings.usage_export_bucket
+        else "the scheduled usage export"
+    )
+    return usage_exporter().answer(parse_period(period), fmt, where)
