@@ -5,13 +5,14 @@ daily [used, remaining] pages, a claim granted once per alert (DynamoDB's condit
 import itertools
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
 from pydantic import SecretStr
 
 from core.admin.models import AuditEntry, PartnerFilter
-from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
+from core.admin.ports import ApiKeys, AuditLog, LedgerItem, LedgerTotals, Notifier, PartnerIndex, UsageLedger
 from core.ai.chat import ModelReply, ModelRequest, StreamEnd, StreamEvent, TextDelta
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
@@ -624,3 +625,33 @@ def memory_rotation(
 
 def free_tier() -> Tier:
     return Tier(name="free", plan_id=FREE_PLAN.id, limits=FREE_PLAN.limits)
+
+
+class MemoryUsageLedger(UsageLedger):
+    """The ledger's items by (key id, period start), as the console writes them; `fail` makes the next grant
+    raise (a DynamoDB write failing)."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, datetime], LedgerTotals] = {}
+        self.sent_alerts: dict[tuple[str, datetime], list[dict[str, Any]]] = {}
+        self.fail = False
+
+    def grant(self, item: LedgerItem, requests: int, tokens: int, at: datetime) -> LedgerTotals:
+        if self.fail:
+            self.fail = False
+            raise RuntimeError("UpdateItem failed")
+        key = (item.api_key_id, item.period_start)
+        now = self.items.get(key, LedgerTotals())
+        self.items[key] = replace(
+            now,
+            extension_requests=now.extension_requests + requests,
+            extension_tokens=now.extension_tokens + tokens,
+            extension_at=at.isoformat(),
+        )
+        return self.items[key]
+
+    def totals(self, api_key_id: str, period_start: datetime) -> LedgerTotals:
+        return self.items.get((api_key_id, period_start), LedgerTotals())
+
+    def alerts(self, api_key_id: str, period_start: datetime) -> list[dict[str, Any]]:
+        return self.sent_alerts.get((api_key_id, period_start), [])

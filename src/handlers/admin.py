@@ -17,7 +17,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from core.admin.models import ActionResult, KeyRequest, Operator, OperatorRequest, PartnerQuery, TierRequest, UsageQuery
+from core.admin.models import (
+    ActionResult,
+    ExtensionRequest,
+    KeyRequest,
+    Operator,
+    OperatorRequest,
+    PartnerQuery,
+    TierRequest,
+    UsageQuery,
+)
 from core.admin.service import admin_service, export_usage
 from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
@@ -70,6 +79,13 @@ def resume_partner(partner_id: str) -> Response[str]:
 def change_tier(partner_id: str) -> Response[str]:
     body = parse_body(TierRequest)
     return action_answer(admin_service().change_tier(operator(), partner_id, body.tier, body.reason))
+
+
+@app.post("/admin/partners/<partner_id>/extensions")
+@tracer.capture_method
+def grant_extension(partner_id: str) -> Response[str]:
+    body = parse_body(ExtensionRequest)
+    return action_answer(admin_service().extend(operator(), partner_id, body.requests, body.tokens, body.reason))
 
 
 @app.delete("/admin/partners/<partner_id>/key")

@@ -167,3 +167,49 @@ def test_an_operators_tier_change_over_http(metered_stack: RunningStack) -> None
     assert (nobody.status, nobody.body["error"]["code"]) == (HTTPStatus.NOT_FOUND, "partner_not_found")
     unsigned = http("POST", metered_stack.url(path), body={"tier": "free", "reason": "x"})
     assert unsigned.status == HTTPStatus.FORBIDDEN
+
+
+def test_a_key_at_its_quota_gets_exactly_the_extensions_requests_then_429_again(metered_stack: RunningStack) -> None:
+    # Given a pro key (a quota of 5 a day on this stack) that used its quota: API Gateway answers 429
+    partner = sign_up(metered_stack, "pro")
+    key = {"x-api-key": partner["api_key"]}
+    statuses = [http("GET", metered_stack.url("/v1/models"), headers=key).status for _ in range(6)]
+    assert statuses == [HTTPStatus.OK] * 5 + [HTTPStatus.TOO_MANY_REQUESTS], statuses
+
+    # When an operator grants an extension of 3 requests
+    path = f"/admin/partners/{partner['partner_id']}/extensions"
+    granted = signed(metered_stack, "POST", path, {"requests": 3, "tokens": 1000, "reason": "launch week"})
+    assert granted.status == HTTPStatus.OK, granted
+    details = granted.body["audit"]["details"]
+    assert (details["remaining_before"], details["remaining_after"], details["extension_requests"]) == (0, 3, 3)
+
+    # Then /v1/usage shows it at once (its own call is the first of the 3) ...
+    usage = http("GET", metered_stack.url("/v1/usage"), headers=key)
+    assert usage.status == HTTPStatus.OK, usage
+    requests, tokens = usage.body["requests"], usage.body["tokens"]
+    assert (requests["limit"], requests["used"], requests["remaining"], requests["extension"]) == (8, 6, 2, 3)
+    assert tokens["extension"] == 1000
+    assert tokens["budget"] is None or tokens["budget"] >= 1000
+    # ... and exactly 2 more calls are served, then 429 again
+    after = [http("GET", metered_stack.url("/v1/models"), headers=key).status for _ in range(3)]
+    assert after == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS], after
+    # And the operator's view of the partner's standing says the same: 8 used of 8 (GetUsage), 3 of them granted
+    standing = signed(metered_stack, "GET", f"/admin/partners/{partner['partner_id']}").body["standing"]
+    assert standing["requests"] | {"ledger_count": None} == {
+        "source": "GetUsage", "used": 8, "remaining": 0, "limit": 8, "extension": 3, "ledger_count": None,
+    }  # fmt: skip
+    assert standing["tokens"]["extension"] == 1000
+
+
+def test_an_extension_for_a_suspended_partner_or_a_bad_body_is_refused(metered_stack: RunningStack) -> None:
+    partner = sign_up(metered_stack, "pro")
+    path = f"/admin/partners/{partner['partner_id']}"
+    for body in ({"requests": -1, "reason": "x"}, {"requests": "5", "reason": "x"}, {"requests": 0, "reason": "x"},
+                 {"requests": 1.5, "reason": "x"}, {"requests": 10**12, "reason": "x"}, {"tokens": 5}):  # fmt: skip
+        answer = signed(metered_stack, "POST", f"{path}/extensions", body)
+        assert (answer.status, answer.body["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "invalid_request"), body
+
+    assert signed(metered_stack, "POST", f"{path}/suspend", {"reason": "fraud check"}).status == HTTPStatus.OK
+    refused = signed(metered_stack, "POST", f"{path}/extensions", {"requests": 5, "reason": "x"})
+    assert (refused.status, refused.body["error"]["code"]) == (HTTPStatus.CONFLICT, "partner_not_active")
+    assert [entry["outcome"] for entry in signed(metered_stack, "GET", path).body["audit"]][:1] == ["refused"]

@@ -113,7 +113,9 @@ def test_a_spent_budget_is_insufficient_quota_and_the_sdk_does_not_retry(ai_stac
         "completion": 25,
         "used": 50,
         "reserved": 0,
+        "carried": 0,
         "budget": 60,
+        "extension": 0,
         "remaining": 10,
     }
 

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from core.adapters.metering_items import CARRIED_REQUESTS, CARRIED_TOKENS, EXTENSION_ATTRIBUTES, key_pk, ledger_sk
+from core.adapters.metering_items import (
+    CARRIED_REQUESTS,
+    CARRIED_TOKENS,
+    EXTENSION_ATTRIBUTES,
+    EXTENSION_TOKENS,
+    key_pk,
+    ledger_sk,
+)
 from core.adapters.partners_table import condition_failed, from_item, to_item
 from core.aws import dynamodb_client
 from core.key_rotation import CarriedLedger
@@ -36,8 +43,9 @@ class LedgerCarryTable:
         item = from_item(found.get("Item") or {})
         return CarriedLedger(
             requests=int(item.get("requests", 0)),
-            # committed_tokens counts what the key itself carried in; holds in flight count (they may settle).
-            tokens=int(item.get("committed_tokens", 0)),
+            # committed_tokens is the key's tokens used (its own carried in included) and held (holds in flight
+            # may still settle), less its extension: add the extension back, which is carried on its own.
+            tokens=int(item.get("committed_tokens", 0)) + int(item.get(EXTENSION_TOKENS, 0)),
             extensions=tuple((name, int(item[name])) for name in EXTENSION_ATTRIBUTES if name in item),
         )
 
@@ -55,7 +63,8 @@ class LedgerCarryTable:
             "pk": key_pk(api_key_id),
             "sk": ledger_sk(period_start),
             CARRIED_TOKENS: carried.tokens,
-            "committed_tokens": carried.tokens,
+            # As every writer keeps it: used (the carried tokens) less the extension (docs/decisions.md).
+            "committed_tokens": carried.tokens - dict(carried.extensions).get(EXTENSION_TOKENS, 0),
             CARRIED_REQUESTS: carried_requests,
             "tier": partner.tier,
             "partner_id": partner.partner_id,

@@ -18,12 +18,10 @@ LEDGER_PREFIX = "PERIOD#"
 BUCKET_REQUESTS_PREFIX = "requests_at_"
 BUCKET_TOKENS_PREFIX = "tokens_at_"
 _BUCKET_FORMAT = "%Y%m%d%H"
-# A ledger item's standing carried from the key it replaced (core.key_rotation): `carried_tokens` (also counted in
-# `committed_tokens`, so the reservation's one conditional write sees it), `carried_requests` (the quota the old
-# key had consumed; not in `requests`, which counts this key's own) and the extensions granted this period.
-CARRIED_TOKENS = "carried_tokens"
+# A ledger item's standing carried from the key it replaced (core.key_rotation): `carried_tokens` (below),
+# `carried_requests` (the quota the old key had consumed; not in `requests`, which counts this key's own) and the
+# extensions granted this period (EXTENSION_ATTRIBUTES).
 CARRIED_REQUESTS = "carried_requests"
-EXTENSION_ATTRIBUTES = ("extension_tokens", "extension_requests")
 # Sorts after every `PERIOD#<period start>`: the upper bound of a range over a key's ledger items.
 LEDGER_LAST = f"{LEDGER_PREFIX}~"
 _PERIOD_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -47,8 +45,13 @@ def reading_sk(period_start: datetime) -> str:
     return f"QUOTA#{period_key(period_start)}"
 
 
+def alert_prefix(period_start: datetime) -> str:
+    """The start of every ALERT# sort key of one period (the operator console lists a period's alerts by it)."""
+    return f"ALERT#{period_key(period_start)}#"
+
+
 def alert_sk(period_start: datetime, threshold: int) -> str:
-    return f"ALERT#{period_key(period_start)}#{threshold}"
+    return f"{alert_prefix(period_start)}{threshold}"
 
 
 def bucket_requests_attribute(bucket_start: datetime) -> str:
@@ -110,6 +113,16 @@ def ledger_period_start(sk: str) -> datetime:
     """The period start a ledger item's sort key names."""
     return datetime.strptime(sk.removeprefix(LEDGER_PREFIX), _PERIOD_FORMAT).replace(tzinfo=UTC)
 
+
+# Attributes of a ledger item written by the operator console (usage extensions, issue 13) and by key rotation
+# (tokens the partner's previous key used this period), read by the AI API, /v1/usage and the usage export.
+# Each also moves `committed_tokens` by the same amount in the same write (docs/decisions.md): extension_tokens
+# down, carried_tokens up, so the reservation's one conditional write honours both.
+EXTENSION_REQUESTS = "extension_requests"
+EXTENSION_TOKENS = "extension_tokens"
+EXTENSION_AT = "extension_at"  # ISO 8601 UTC of the latest extension (a quota reading older than it is stale)
+CARRIED_TOKENS = "carried_tokens"
+EXTENSION_ATTRIBUTES = (EXTENSION_TOKENS, EXTENSION_REQUESTS)
 
 DORMANT_SWEEP_PK = "SWEEP#dormant-keys"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
 
 from core.key_rotation import MAX_GRACE_SECONDS
 from core.models import Partner, PartnerStatus, PlainText, TierName
@@ -40,6 +40,26 @@ class TierRequest(OperatorRequest):
     """POST /admin/partners/{id}/tier: the tier to put the partner on (a tier of this stack; 400 otherwise)."""
 
     tier: TierName
+
+
+# An extension's upper bounds: far above any tier's quota or budget, low enough that a typo (an extra few digits)
+# is a 400 instead of a key that never runs out. API Gateway's quota limit is a 32-bit int.
+MAX_EXTENSION_REQUESTS = 10_000_000
+MAX_EXTENSION_TOKENS = 10_000_000_000
+
+
+class ExtensionRequest(OperatorRequest):
+    """POST /admin/partners/{id}/extensions: requests and tokens added to the current quota period only. Whole
+    numbers (JSON integers, not strings or floats), at least one above 0."""
+
+    requests: StrictInt = Field(default=0, ge=0, le=MAX_EXTENSION_REQUESTS)
+    tokens: StrictInt = Field(default=0, ge=0, le=MAX_EXTENSION_TOKENS)
+
+    @model_validator(mode="after")
+    def _grants_something(self) -> "ExtensionRequest":
+        if self.requests == 0 and self.tokens == 0:
+            raise ValueError("an extension grants requests or tokens: give at least one above 0")
+        return self
 
 
 class PartnerFilter(BaseModel):

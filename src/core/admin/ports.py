@@ -1,6 +1,7 @@
 """What the operator console needs from the outside world, besides the kernel's usage plans (core.ports)."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -63,6 +64,46 @@ class Notifier(Protocol):
     """The operators' topic."""
 
     def publish(self, subject: str, message: dict[str, Any] | str, attributes: dict[str, str] | None = None) -> str: ...
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    """One key's ledger item for one quota period, as the console reads it (docs/CONTRACTS.md, Metering table)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reserved_tokens: int = 0
+    extension_requests: int = 0
+    extension_tokens: int = 0
+    carried_tokens: int = 0
+    extension_at: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerItem:
+    """Which ledger item: the key, its quota period, and who owns it (written only where the item has none yet)."""
+
+    api_key_id: str
+    period_start: datetime
+    period_reset: datetime
+    tier: str
+    partner_id: str
+
+
+class UsageLedger(Protocol):
+    """The AI API's ledger in the metering table, as operators change and read it."""
+
+    def grant(self, item: LedgerItem, requests: int, tokens: int, at: datetime) -> LedgerTotals:
+        """Record an extension (`extension_requests`, `extension_tokens`, `extension_at`) and make the tokens
+        count in the budget's conditional write, in one write; the item's totals after it."""
+        ...
+
+    def totals(self, api_key_id: str, period_start: datetime) -> LedgerTotals: ...
+
+    def alerts(self, api_key_id: str, period_start: datetime) -> list[dict[str, Any]]:
+        """The quota monitor's alerts for the key this period (`ALERT#` items): threshold, when and to whom sent."""
+        ...
 
 
 class PlanUsageReader(Protocol):

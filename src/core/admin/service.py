@@ -32,6 +32,7 @@ from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.sns import AlertTopic
 from core.adapters.tier_changes import TierChangeRecords
 from core.admin.adapters.audit_trail import AuditTrail
+from core.admin.adapters.ledger import AdminLedger
 from core.admin.adapters.ledger_items import LedgerScan
 from core.admin.adapters.partners import AdminPartners
 from core.admin.models import (
@@ -48,13 +49,22 @@ from core.admin.models import (
     PartnerSummary,
     RetiredKey,
 )
-from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
+from core.admin.ports import ApiKeys, AuditLog, LedgerItem, Notifier, PartnerIndex, UsageLedger
 from core.admin.settings import AdminSettings
 from core.admin.usage_export import ExportFormat, UsageExporter, object_key, parse_period
-from core.errors import DomainError, InvalidRequest, PartnerNotFound, PartnerRevoked
+from core.errors import (
+    DomainError,
+    InvalidRequest,
+    PartnerNotActive,
+    PartnerNotFound,
+    PartnerRevoked,
+    TierChangeInProgress,
+)
 from core.key_rotation import KeyRotation, RotatedKey
-from core.models import Partner, PartnerStatus
+from core.models import KEYLESS, Partner, PartnerStatus, Tier
 from core.observability import logger
+from core.periods import period_bounds, period_key
+from core.plan_moves import PlanMover, quota_window
 from core.ports import RequestCounts, TierChangeLock, UsagePlanGateway
 from core.settings import load_settings
 from core.tier_changes import OrderedTierChange, TierChanger
@@ -78,12 +88,15 @@ class AdminService:
         tier_state: TierChangeLock | None = None,
         counts: RequestCounts | None = None,
         rotation: KeyRotation | None = None,
+        ledger: UsageLedger | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._partners = partners
         self._keys = keys
         self._plans = plans
+        self._mover = PlanMover(plans, counts) if plans is not None else None
+        self._ledger = ledger
         self._tier_state = tier_state
         self._tier_changer = (
             TierChanger(plans, tier_state, counts, settings.change_lease_seconds, clock)
@@ -108,7 +121,81 @@ class AdminService:
     def show_partner(self, partner_id: str) -> PartnerDetail:
         partner = self.partner(partner_id)
         trail = self._audit.trail(partner.partner_id, self._settings.audit_trail_length)
-        return PartnerDetail(partner=PartnerSummary.of(partner), audit=trail)
+        return PartnerDetail(partner=PartnerSummary.of(partner), standing=self.standing(partner), audit=trail)
+
+    def standing(self, partner: Partner) -> dict[str, Any]:
+        """The partner's key this quota period: requests as GetUsage reports them for the key in its tier's plan
+        (fresh, not the quota monitor's reading, which can be a run old), tokens and extensions from the AI
+        API's ledger, and the quota alerts sent. Each part that cannot be read says so instead of failing the
+        answer; a keyless partner (revoked, dormant) has no requests to read."""
+        ledger = self._ledger
+        if self.tiers is None or self._plans is None or ledger is None:
+            return {}
+        try:
+            tier = self.tiers.get(partner.tier)
+        except DomainError:
+            return {"error": f"the stack has no {partner.tier} tier"}
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        item = self._ledger_item(partner, tier, now)
+        found: dict[str, Any] = {
+            "period": {"start": period_key(item.period_start), "resets_at": period_key(item.period_reset)},
+        }
+        totals = self._read_part(found, "tokens", lambda: ledger.totals(partner.api_key_id, item.period_start))
+        if totals is not None:
+            policy = self._settings.tiers.get(tier.name)
+            budget = (
+                None if policy is None or policy.unlimited_tokens else policy.token_budget + totals.extension_tokens
+            )
+            # As /v1/usage counts them: the partner's this period, a previous key's (carried) included.
+            used = totals.prompt_tokens + totals.completion_tokens + totals.carried_tokens
+            committed = used + totals.reserved_tokens
+            found["tokens"] = {
+                "prompt": totals.prompt_tokens,
+                "completion": totals.completion_tokens,
+                "used": used,
+                "reserved": totals.reserved_tokens,
+                "carried": totals.carried_tokens,
+                "extension": totals.extension_tokens,
+                "budget": budget,
+                "remaining": None if budget is None else max(budget - committed, 0),
+            }
+        requests = (
+            None
+            if partner.status in KEYLESS
+            else self._read_part(found, "requests", lambda: self._requests_standing(partner.api_key_id, tier, now))
+        )
+        if requests is not None:
+            found["requests"] = {
+                **requests,
+                "extension": totals.extension_requests if totals else None,
+                "ledger_count": totals.requests if totals else None,
+            }
+        alerts = self._read_part(found, "alerts", lambda: ledger.alerts(partner.api_key_id, item.period_start))
+        if alerts is not None:
+            found["alerts"] = alerts
+        return found
+
+    def _requests_standing(self, key_id: str, tier: Tier, now: datetime) -> dict[str, Any]:
+        """GetUsage for the key in the tier's plan this period: used (the days' sum), remaining (today's), and the
+        allowance as the quota monitor computes it (the plan's quota, or used + remaining after an extension)."""
+        assert self._plans is not None
+        window = quota_window(tier, now)
+        if window is None:
+            return {"source": "GetUsage", "limit": None}
+        days = self._plans.key_usage(tier.plan_id, key_id, window.start, window.today)
+        used = sum(day.used for day in days)
+        remaining = days[-1].remaining if days else tier.limits.quota_limit or 0
+        limit = max(tier.limits.quota_limit or 0, used + remaining)
+        return {"source": "GetUsage", "used": used, "remaining": remaining, "limit": limit}
+
+    @staticmethod
+    def _read_part[T](found: dict[str, Any], part: str, read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except Exception as exc:
+            logger.warning("could not read a part of a partner's standing", part=part, error=type(exc).__name__)
+            found[part] = {"error": f"unavailable ({type(exc).__name__})"}
+            return None
 
     def partner(self, partner_id: str) -> Partner:
         """The partner, or PartnerNotFound (404) for an id that is malformed or nobody's."""
@@ -139,7 +226,9 @@ class AdminService:
             self._finish_quietly(entry, "refused", {"error": type(exc).__name__})
             raise
         except Exception as exc:
-            self._finish_quietly(entry, "failed", {"error": type(exc).__name__})
+            # A failure may say what it left behind (e.g. requests granted whose ledger record failed).
+            left = getattr(exc, "audit_details", None) or {}
+            self._finish_quietly(entry, "failed", {"error": type(exc).__name__, **left})
             raise
         notified = self._publish(entry, after, details)
         self._audit.finish(partner.partner_id, entry.seq, "applied", details, notified)
@@ -301,6 +390,92 @@ class AdminService:
             retired_key=retired,
         )
 
+    # --- Usage extension ------------------------------------------------------------------------------------------
+
+    def extend(self, operator: Operator, partner_id: str, requests: int, tokens: int, reason: str) -> ActionResult:
+        """Add `requests` to the key's quota and `tokens` to its token budget, for the current quota period only.
+
+        Requests: UpdateUsage on the key's plan, to what it has left now plus `requests` (left now: GetUsage's
+        remaining, less requests the ledger counted that GetUsage does not show yet). Tokens: the ledger item
+        (`extension_tokens`, which the AI API's budget check honours), with `extension_requests` recorded there
+        for /v1/usage and the usage export. Requests first, the ledger second: if the ledger write fails the
+        requests are taken back, so the ledger never records a grant API Gateway does not have; if taking them
+        back fails too, the audit entry says `requests_granted` without `ledger_recorded`. Only for an ACTIVE
+        partner (409 partner_not_active otherwise)."""
+        if self._mover is None or self._plans is None or self._ledger is None or self.tiers is None:
+            raise RuntimeError("AdminService was built without the extension ports")
+        mover, plans, ledger, catalog = self._mover, self._plans, self._ledger, self.tiers
+
+        def change(partner: Partner) -> tuple[Partner, dict[str, Any]]:
+            if partner.status is not PartnerStatus.ACTIVE:
+                raise PartnerNotActive(partner.partner_id, partner.status.value, "a usage extension")
+            tier = mover.current_tier(partner.api_key_id, list(catalog.all().values()))
+            if tier is None:
+                # Between a tier change's detach and attach: its retry puts the key in a plan.
+                raise TierChangeInProgress(retry_after_seconds=5)
+            self._refuse_what_the_tier_cannot_take(tier, requests, tokens)
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            details: dict[str, Any] = {"tier": tier.name, "requests": requests, "tokens": tokens}
+            before = None
+            if requests:
+                before = self._remaining_now(mover, plans, partner.api_key_id, tier, now)
+                plans.set_remaining_quota(tier.plan_id, partner.api_key_id, before + requests)
+                details.update(remaining_before=before, remaining_after=before + requests)
+            item = self._ledger_item(partner, tier, now)
+            try:
+                totals = ledger.grant(item, requests, tokens, now)
+            except Exception as exc:
+                if before is not None and not self._take_back(plans, tier, partner.api_key_id, before):
+                    exc.audit_details = {"requests_granted": requests, "ledger_recorded": 0}  # type: ignore[attr-defined]
+                raise
+            details.update(
+                period_start=item.period_start.isoformat(),
+                extension_requests=totals.extension_requests,
+                extension_tokens=totals.extension_tokens,
+            )
+            return partner, details
+
+        return self.act(operator, partner_id, "extension", reason, change)
+
+    def _refuse_what_the_tier_cannot_take(self, tier: Tier, requests: int, tokens: int) -> None:
+        policy = self._settings.tiers.get(tier.name)
+        problems = []
+        if requests and tier.limits.quota_limit is None:
+            problems.append({"field": "requests", "message": f"the {tier.name} tier has no request quota to extend"})
+        if tokens and (policy is None or policy.unlimited_tokens):
+            problems.append({"field": "tokens", "message": f"the {tier.name} tier has no token budget to extend"})
+        if problems:
+            raise InvalidRequest("the partner's tier cannot take this extension", problems)
+
+    @staticmethod
+    def _remaining_now(mover: PlanMover, plans: UsagePlanGateway, key_id: str, tier: Tier, now: datetime) -> int:
+        """What the key has left in its plan this period: GetUsage's remaining, less the requests the ledger
+        counted that GetUsage does not report yet (it lags on AWS)."""
+        window = quota_window(tier, now)
+        assert window is not None  # the tier has a quota (checked before)
+        days = plans.key_usage(tier.plan_id, key_id, window.start, window.today)
+        reported_used = sum(day.used for day in days)
+        reported_remaining = days[-1].remaining if days else tier.limits.quota_limit or 0
+        unreported = max(mover.own_usage(tier, key_id, window) - reported_used, 0)
+        return max(reported_remaining - unreported, 0)
+
+    def _ledger_item(self, partner: Partner, tier: Tier, now: datetime) -> LedgerItem:
+        """The AI API's ledger item for the key's current quota period (the tier policy's period, as the AI API
+        keys it; the plan's when the stack has no policy for the tier)."""
+        policy = self._settings.tiers.get(tier.name)
+        period = policy.quota_period if policy else tier.limits.quota_period or "MONTH"
+        start, reset = period_bounds(period, now)
+        return LedgerItem(partner.api_key_id, start, reset, tier.name, partner.partner_id)
+
+    @staticmethod
+    def _take_back(plans: UsagePlanGateway, tier: Tier, key_id: str, before: int) -> bool:
+        try:
+            plans.set_remaining_quota(tier.plan_id, key_id, before)
+        except Exception:
+            logger.exception("could not take back the requests of a failed extension", api_key_id=key_id)
+            return False
+        return True
+
     def _set_status(self, partner: Partner, status: PartnerStatus, held: PartnerStatus | None) -> None:
         self._partners.set_status(
             partner.partner_id,
@@ -417,6 +592,7 @@ def admin_service() -> AdminService:
             records=RetiredKeyRecords(settings.partners_table),
             ledger=LedgerCarryTable(settings.metering_table),
         ),
+        ledger=AdminLedger(settings.metering_table),
     )
 
 

@@ -45,6 +45,11 @@ class LedgerReading:
     carried_requests: int = 0
     # The period so far, slice by slice, oldest first (only slices with something counted).
     buckets: tuple[UsageBucket, ...] = ()
+    # An operator's usage extensions for this period (requests granted with UpdateUsage, tokens added to the
+    # budget), and when the latest was granted (ISO 8601).
+    extension_requests: int = 0
+    extension_tokens: int = 0
+    extension_at: str | None = None
 
     @property
     def used_tokens(self) -> int:
@@ -52,8 +57,10 @@ class LedgerReading:
 
     @property
     def committed_tokens(self) -> int:
-        """What counts against the budget now: tokens used plus tokens reserved."""
-        return self.used_tokens + self.reserved_tokens
+        """What counts against the tier's budget now: tokens used, reserved and carried from a previous key, less
+        the tokens an extension added (the ledger item's `committed_tokens`, docs/decisions.md). Carried tokens
+        are in `used_tokens`."""
+        return self.used_tokens + self.reserved_tokens - self.extension_tokens
 
 
 @dataclass(frozen=True)

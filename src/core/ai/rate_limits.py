@@ -44,14 +44,20 @@ def standing(
 
     Requests come from our ledger; when the quota monitor has read API Gateway's usage for this period, its
     reading is the base (it includes operator grants with UpdateUsage) and requests the ledger saw since are
-    taken off what it found remaining.
+    taken off what it found remaining. A reading older than the latest usage extension (the ledger's
+    `extension_at`) does not hold the extension yet: until the monitor reads again, the ledger's count against
+    the quota plus the extensions is served instead, so an extension shows at once. Tokens: the budget plus any
+    extension, against what is committed (used, reserved, carried from a previous key).
     """
-    budget = None if policy.unlimited_tokens else policy.token_budget
-    tokens_remaining = None if budget is None else max(budget - reading.committed_tokens, 0)
+    budget = None if policy.unlimited_tokens else policy.token_budget + reading.extension_tokens
+    tokens_remaining = None if budget is None else max(budget - reading.committed_tokens - reading.extension_tokens, 0)
+    if quota is not None and _older_than_extension(quota, reading):
+        quota = None
     source: Literal["ledger", "quota_monitor"]
     if quota is None:
-        # After a key rotation, the quota its predecessor consumed counts (API Gateway's remaining carries it).
-        limit, used = policy.quota_limit, reading.requests + reading.carried_requests
+        # An operator's extension raises the limit; after a key rotation, the quota its predecessor consumed
+        # counts (API Gateway's remaining carries it).
+        limit, used = policy.quota_limit + reading.extension_requests, reading.requests + reading.carried_requests
         remaining, source = max(limit - used, 0), "ledger"
     else:
         since = max(reading.requests - quota.used, 0)
@@ -68,6 +74,15 @@ def standing(
         resets_at=entry.period_reset,
         as_of=now,
     )
+
+
+def _older_than_extension(quota: QuotaReading, reading: LedgerReading) -> bool:
+    if reading.extension_at is None:
+        return False
+    try:
+        return datetime.fromisoformat(quota.as_of) < datetime.fromisoformat(reading.extension_at)
+    except ValueError:
+        return True  # a reading we cannot place in time: the ledger's own numbers are safe
 
 
 def rate_limit_headers(standing: Standing) -> dict[str, str]:

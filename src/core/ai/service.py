@@ -336,13 +336,19 @@ def usage_body(caller: AiCaller, entry: LedgerEntry, reading: LedgerReading, fou
             "limit": found.requests_limit,
             "source": found.requests_source,
             "quota_reading_as_of": found.quota_reading_as_of,
+            # Requests an operator added to this period's quota (included in `limit`).
+            "extension": reading.extension_requests,
         },
         "tokens": {
             "prompt": reading.prompt_tokens,
             "completion": reading.completion_tokens,
             "used": reading.used_tokens,
             "reserved": reading.reserved_tokens,
+            # Tokens the partner's previous key used this period (a rotated key): they count as used.
+            "carried": reading.carried_tokens,
             "budget": found.token_budget,
+            # Tokens an operator added to this period's budget (included in `budget`).
+            "extension": reading.extension_tokens,
             "remaining": found.tokens_remaining,
         },
         "throttle": {

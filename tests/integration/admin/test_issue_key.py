@@ -71,7 +71,8 @@ def ledger_item(key_id: str) -> dict[str, Any]:
 
 
 def used_before(stack: ProvisionedStack, key_id: str, requests: int, tokens: int) -> None:
-    """The key made `requests` calls today (API Gateway's count) and the AI API committed `tokens`."""
+    """The key made `requests` calls today (API Gateway's count) and the AI API served `tokens`; an operator
+    granted 1000 more, which the item's `committed_tokens` has taken off (as the extension writes it)."""
     apigateway_fidelity.ledger().record(stack.plan_ids_by_tier["free"], key_id, datetime.now(UTC).date(), requests)
     start, _ = period_bounds("DAY", datetime.now(UTC))
     boto3.client("dynamodb").put_item(
@@ -82,7 +83,7 @@ def used_before(stack: ProvisionedStack, key_id: str, requests: int, tokens: int
             "requests": {"N": str(requests)},
             "prompt_tokens": {"N": str(tokens)},
             "completion_tokens": {"N": "0"},
-            "committed_tokens": {"N": str(tokens)},
+            "committed_tokens": {"N": str(tokens - 1000)},
             "extension_tokens": {"N": "1000"},
         },
     )
@@ -122,7 +123,7 @@ def test_a_rotation_without_grace_carries_the_standing_and_deletes_the_old_key_a
     carried = ledger_item(new)
     assert (
         carried["carried_requests"], carried["carried_tokens"], carried["committed_tokens"], carried["extension_tokens"]
-    ) == ("7", "1234", "1234", "1000")  # fmt: skip
+    ) == ("7", "1234", "234", "1000")  # fmt: skip
     # Audited and published, never with the key's value
     trail = call("GET", f"/admin/partners/{partner_id}").body["audit"]
     assert (trail[0]["action"], trail[0]["outcome"], trail[0]["details"]["new_key_id"]) == ("issue-key", "applied", new)

@@ -646,13 +646,16 @@ def test_usage_matches_the_calls_made(ai_stack: ProvisionedStack) -> None:
         "limit": 1000,
         "source": "ledger",
         "quota_reading_as_of": None,
+        "extension": 0,
     }
     assert body["tokens"] == {
         "prompt": 104,
         "completion": 14,
         "used": 118,
         "reserved": 0,
+        "carried": 0,
         "budget": 200,
+        "extension": 0,
         "remaining": 82,
     }
     assert body["throttle"] == {"rate_limit": 5.0, "burst_limit": 10, "chat_completions": None}
@@ -730,6 +733,7 @@ def test_usage_starts_from_the_quota_monitors_reading_when_there_is_one(ai_stack
         "limit": 1000,
         "source": "quota_monitor",
         "quota_reading_as_of": "2026-03-10T12:00:00Z",
+        "extension": 0,
     }
 
 

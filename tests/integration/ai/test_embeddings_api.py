@@ -252,7 +252,16 @@ def test_usage_counts_embedding_tokens_as_prompt_tokens(embeddings_stack: Provis
 
     tokens = call(usage.handler, event("get_usage.json", partner.api_key_id)).body["tokens"]
 
-    assert tokens == {"prompt": 4, "completion": 0, "used": 4, "reserved": 0, "budget": 200, "remaining": 196}
+    assert tokens == {
+        "prompt": 4,
+        "completion": 0,
+        "used": 4,
+        "reserved": 0,
+        "carried": 0,
+        "budget": 200,
+        "extension": 0,
+        "remaining": 196,
+    }
 
 
 def test_each_request_emits_metrics_by_tier_and_model_only(

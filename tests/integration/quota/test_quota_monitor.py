@@ -19,9 +19,17 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.ledger_requests import LedgerRequests
 from core.adapters.partners_table import PartnerRecords
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
+from core.adapters.tier_changes import TierChangeRecords
+from core.admin.adapters.audit_trail import AuditTrail
+from core.admin.adapters.ledger import AdminLedger
+from core.admin.adapters.partners import AdminPartners
+from core.admin.models import Operator
+from core.admin.service import AdminService
+from core.admin.settings import AdminSettings
 from core.errors import QuotaMonitorRunFailed
 from core.messages import Message
 from core.models import Partner, PartnerStatus
@@ -529,6 +537,49 @@ def test_an_extension_granted_with_update_usage_lowers_utilisation(monitored: Mo
         "limit": "40",
     }
     assert subjects(monitored.operator_mails()) == ["Quota 90% used: Extended (pro)"]
+
+
+def test_an_extension_granted_in_the_operator_console_is_read_as_the_larger_limit(monitored: Monitored) -> None:
+    # Given a pro key at 18 of 20 this period
+    key = monitored.partner_key("pro", name="Console")
+    partner_id = f"p_{monitored.keys}"
+    monitored.use("pro", key, 18)
+    settings = monitored.settings
+    gateway = ApiGateway()
+    admin = AdminService(
+        AdminSettings(
+            stack_name=settings.stack_name,
+            partners_table=settings.partners_table,
+            metering_table=settings.metering_table,
+            alert_topic_arn=settings.alert_topic_arn,
+            tiers=settings.tiers,
+        ),
+        partners=AdminPartners(settings.partners_table),
+        audit=AuditTrail(settings.partners_table),
+        notifier=AlertTopic(settings.alert_topic_arn),
+        keys=gateway,
+        plans=gateway,
+        tier_state=TierChangeRecords(settings.partners_table),
+        counts=LedgerRequests(settings.metering_table),
+        ledger=AdminLedger(settings.metering_table),
+        clock=AS_OF.timestamp,
+    )
+
+    # When an operator grants 20 more requests through the console, and the monitor reads GetUsage
+    apigateway_fidelity.set_wall_clock(lambda: AS_OF)
+    try:
+        admin.extend(Operator(arn="arn:aws:iam::123456789012:user/ops"), partner_id, 20, 0, "launch week")
+    finally:
+        apigateway_fidelity.set_wall_clock(None)
+    monitored.monitor().run(as_of=AS_OF + timedelta(minutes=15))
+
+    # Then its reading has the extended allowance: 18 used of 40
+    [reading] = monitored.items("QUOTA#")
+    assert {name: reading[name]["N"] for name in ("used", "remaining", "limit")} == {
+        "used": "18",
+        "remaining": "22",
+        "limit": "40",
+    }
 
 
 def test_the_handler_runs_the_schedules_period_and_returns_its_report(monitored: Monitored) -> None:

@@ -137,9 +137,32 @@ def test_a_refused_reservation_gives_back_holds_past_their_deadline_and_tries_ag
     assert reading.reserved_tokens == 50
 
 
-def test_a_reservation_larger_than_the_budget_is_refused_without_trying(stubbed: tuple[MeteringTable, Stubber]) -> None:
+def test_a_reservation_larger_than_the_budget_is_tried_since_an_extension_may_make_room(
+    stubbed: tuple[MeteringTable, Stubber],
+) -> None:
     table, stubber = stubbed
-    stubber.add_response("update_item", {"Attributes": item(requests=1)})  # the count only
+    # The conditional write needs committed_tokens below 0 (an extension) and fails, then the request is counted
+    stubber.add_client_error(
+        "update_item",
+        "ConditionalCheckFailedException",
+        expected_params={
+            "TableName": TABLE,
+            "Key": KEY,
+            "UpdateExpression": "ADD requests :one, reserved_tokens :tokens, committed_tokens :tokens "
+            "SET tier = :tier, partner_id = :partner_id, expires_at = :expires_at, #hold = :hold",
+            "ExpressionAttributeNames": {"#hold": "hold_h1"},
+            "ReturnValues": "ALL_NEW",
+            "ConditionExpression": "committed_tokens <= :headroom",
+            "ExpressionAttributeValues": {
+                ":one": {"N": "1"},
+                ":tokens": {"N": "2000"},
+                ":hold": {"M": {"tokens": {"N": "2000"}, "until": {"N": "1000"}}},
+                **OWNER,
+                ":headroom": {"N": "-1000"},
+            },
+        },
+    )
+    stubber.add_response("update_item", {"Attributes": item(requests=1)})
 
     assert table.reserve(ENTRY, TokenHold("h1", 2000, 1_000), budget=1000, now=900.0)[0] is False
 

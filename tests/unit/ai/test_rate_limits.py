@@ -167,3 +167,39 @@ def test_a_quota_reading_that_cannot_be_read_leaves_the_ledgers_numbers(powertoo
     assert ledger.reads == 1
     [line] = [json.loads(line) for line in powertools_log.getvalue().splitlines()]
     assert (line["level"], line["message"]) == ("WARNING", "could not read the quota reading")
+
+
+# --- Usage extensions and carried tokens (issue 13) --------------------------------------------------------------
+
+NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+
+
+def test_an_extension_raises_the_request_limit_and_the_token_budget_at_once() -> None:
+    # Given a key at its quota of 100 and 900 of 1000 tokens used, then an extension of 5 requests and 300 tokens
+    reading = LedgerReading(
+        requests=100, prompt_tokens=500, completion_tokens=400, extension_requests=5, extension_tokens=300
+    )
+
+    found = standing(policy(), ENTRY, reading, None, NOW)
+
+    assert (found.requests_limit, found.requests_remaining, found.requests_source) == (105, 5, "ledger")
+    assert (found.token_budget, found.tokens_remaining) == (1300, 400)
+
+
+def test_a_quota_reading_older_than_the_extension_gives_way_to_the_ledger() -> None:
+    reading = LedgerReading(requests=100, extension_requests=5, extension_at="2026-03-10T11:00:00+00:00")
+    before = QuotaReading(used=100, remaining=0, limit=100, as_of="2026-03-10T10:45:00+00:00")
+    after = QuotaReading(used=100, remaining=5, limit=105, as_of="2026-03-10T11:15:00+00:00")
+
+    stale = standing(policy(), ENTRY, reading, before, NOW)
+    fresh = standing(policy(), ENTRY, reading, after, NOW)
+
+    assert (stale.requests_limit, stale.requests_remaining, stale.requests_source) == (105, 5, "ledger")
+    assert (fresh.requests_limit, fresh.requests_remaining, fresh.requests_source) == (105, 5, "quota_monitor")
+
+
+def test_tokens_carried_from_a_previous_key_count_as_used() -> None:
+    reading = LedgerReading(prompt_tokens=100, completion_tokens=100, carried_tokens=600)
+    found = standing(policy(token_budget=1000), ENTRY, reading, None, NOW)
+    assert (found.token_budget, found.tokens_remaining) == (1000, 200)
+    assert reading.committed_tokens == 800

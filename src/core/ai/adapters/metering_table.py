@@ -1,8 +1,10 @@
 """DynamoDB adapter: the AI API's ledger in the metering table (the TokenLedger port).
 
 Items are `pk = KEY#<api key id>`, `sk = PERIOD#<period start>` (docs/CONTRACTS.md), updated with ADD so
-concurrent requests never lose a count. `committed_tokens` (prompt + completion + reserved) exists so that
-one conditional UpdateItem can admit a reservation: condition expressions compare, they cannot add.
+concurrent requests never lose a count. `committed_tokens` (prompt + completion + reserved, plus
+`carried_tokens`, less `extension_tokens`: what counts against the tier's budget) exists so that one conditional
+UpdateItem can admit a reservation: condition expressions compare, they cannot add. The writers of
+`extension_tokens` and `carried_tokens` move `committed_tokens` by the same amount in the same write.
 The quota monitor's `QUOTA#<period start>` items are only read here. The keys: core.adapters.metering_items.
 """
 
@@ -15,6 +17,9 @@ from botocore.exceptions import ClientError
 from core.adapters.metering_items import (
     CARRIED_REQUESTS,
     CARRIED_TOKENS,
+    EXTENSION_AT,
+    EXTENSION_REQUESTS,
+    EXTENSION_TOKENS,
     bucket_requests_attribute,
     bucket_start,
     bucket_tokens_attribute,
@@ -52,6 +57,9 @@ def _reading(item: dict[str, Any] | None) -> LedgerReading:
         carried_tokens=int(plain.get(CARRIED_TOKENS, 0)),
         carried_requests=int(plain.get(CARRIED_REQUESTS, 0)),
         buckets=_buckets(plain),
+        extension_requests=int(plain.get(EXTENSION_REQUESTS, 0)),
+        extension_tokens=int(plain.get(EXTENSION_TOKENS, 0)),
+        extension_at=str(plain[EXTENSION_AT]) if plain.get(EXTENSION_AT) else None,
     )
 
 
@@ -122,8 +130,7 @@ class MeteringTable:
     def reserve(
         self, entry: LedgerEntry, hold: TokenHold, budget: int | None, now: float
     ) -> tuple[bool, LedgerReading]:
-        if budget is not None and hold.tokens > budget:
-            return False, self.count_request(entry)
+        # Even a hold larger than the tier's budget is tried: an operator's extension may make room for it.
         try:
             return True, self._hold(entry, hold, budget, count=True)
         except ClientError as exc:
@@ -194,8 +201,15 @@ class MeteringTable:
         if count:
             values[":one"] = 1
         if budget is not None:
-            update["ConditionExpression"] = "attribute_not_exists(committed_tokens) OR committed_tokens <= :headroom"
-            values[":headroom"] = budget - hold.tokens
+            # An item without committed_tokens has committed nothing (0): it admits the hold only if the hold fits
+            # the tier's budget. A hold larger than the budget needs an extension (committed_tokens below 0).
+            headroom = budget - hold.tokens
+            update["ConditionExpression"] = (
+                "attribute_not_exists(committed_tokens) OR committed_tokens <= :headroom"
+                if headroom >= 0
+                else "committed_tokens <= :headroom"
+            )
+            values[":headroom"] = headroom
         updated = self._client.update_item(**update, ExpressionAttributeValues=_values(values))
         return _reading(updated.get("Attributes"))
 
