@@ -77,3 +77,9 @@ class LedgerItems(Protocol):
     """The AI API's ledger items (metering table) of every key for given period starts."""
 
     def period_items(self, starts: list[datetime]) -> Iterator[LedgerUsage]: ...
+
+
+class ExportStore(Protocol):
+    """Where the scheduled usage export writes (UsageExportBucket): PutObject only."""
+
+    def put(self, key: str, body: bytes, content_type: str) -> None: ...

@@ -25,6 +25,7 @@ from typing import Any
 from core.adapters.apigateway import ApiGateway
 from core.adapters.sns import AlertTopic
 from core.admin.adapters.audit_trail import AuditTrail
+from core.admin.adapters.export_bucket import ExportBucket
 from core.admin.adapters.ledger_items import LedgerScan
 from core.admin.adapters.partners import AdminPartners
 from core.admin.models import (
@@ -39,8 +40,8 @@ from core.admin.models import (
     PartnerSummary,
 )
 from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
-from core.admin.settings import AdminSettings
-from core.admin.usage_export import ExportFormat, UsageExporter, object_key, parse_period
+from core.admin.settings import AdminSettings, UsageExportSettings
+from core.admin.usage_export import ExportFormat, ScheduledExport, UsageExporter, export_location, parse_period
 from core.errors import DomainError, InvalidRequest, PartnerNotFound, PartnerRevoked
 from core.models import Partner, PartnerStatus
 from core.observability import logger
@@ -310,9 +311,7 @@ def admin_service() -> AdminService:
     )
 
 
-@cache
-def usage_exporter() -> UsageExporter:
-    settings = load_settings(AdminSettings)
+def _exporter(settings: UsageExportSettings) -> UsageExporter:
     gateway = ApiGateway()
     tiers = TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds)
     return UsageExporter(
@@ -324,12 +323,23 @@ def usage_exporter() -> UsageExporter:
     )
 
 
+@cache
+def usage_exporter() -> UsageExporter:
+    return _exporter(load_settings(AdminSettings))
+
+
+@cache
+def scheduled_export() -> ScheduledExport:
+    """UsageExportFunction's run (its own settings: no topic, no tier policies)."""
+    settings = load_settings(UsageExportSettings)
+    return ScheduledExport(
+        _exporter(settings), ExportBucket(settings.usage_export_bucket), settings.usage_export_prefix
+    )
+
+
 def export_usage(period: str, fmt: ExportFormat) -> str:
     """GET /admin/usage: the export of `period` in `fmt` (400 for a bad period, 413 when too large for an answer)."""
     settings = load_settings(AdminSettings)
-    where = (
-        f"s3://{settings.usage_export_bucket}/{object_key(settings.usage_export_prefix, period, fmt)}"
-        if settings.usage_export_bucket
-        else "the scheduled usage export"
-    )
-    return usage_exporter().answer(parse_period(period), fmt, where)
+    chosen = parse_period(period)
+    where = export_location(settings.usage_export_bucket, settings.usage_export_prefix, chosen, fmt)
+    return usage_exporter().answer(chosen, fmt, where)
