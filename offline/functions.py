@@ -95,7 +95,9 @@ def function_specs(template: StackTemplate) -> dict[str, FunctionSpec]:
             region=template.region,
             environment={name: _env_value(value) for name, value in variables.items()},
             events=dict(function.events or {}),
-            reserved_concurrency=_reserved_concurrency(properties.get("ReservedConcurrentExecutions")),
+            reserved_concurrency=_reserved_concurrency(
+                template.evaluated(properties.get("ReservedConcurrentExecutions"))
+            ),
             web_adapter=web_adapter,
         )
     return specs
@@ -111,11 +113,8 @@ def _is_web_adapter(logical_id: str, variables: dict[str, Any], layers: list[str
 
 
 def _reserved_concurrency(value: Any) -> int | None:
-    # Unset, or an !If that resolved to AWS::NoValue: the function draws on the account's pool.
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    # Unset (or an !If that evaluated to AWS::NoValue): the function draws on the account's pool.
+    return None if value is None else int(value)
 
 
 def _env_value(value: Any) -> str:

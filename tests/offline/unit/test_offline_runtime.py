@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from offline.functions import FunctionRuntime, FunctionSpec, InvocationResult
+from offline.functions import FunctionRuntime, FunctionSpec, InvocationResult, function_specs
 from offline.state import AlreadyRunning, StackNotRunning, StateDir, read_stack
-from offline.template import PROJECT_ROOT
+from offline.template import PROJECT_ROOT, load_template
 from offline.worker import LambdaContext
 
 
@@ -282,3 +282,14 @@ def test_the_state_folder_lock_refuses_a_live_holder_and_takes_over_a_dead_one(t
 def test_reading_the_stack_of_a_stack_that_is_not_running_says_how_to_start_one(tmp_path: Path) -> None:
     with pytest.raises(StackNotRunning, match="make local"):
         read_stack(tmp_path)
+
+
+@pytest.mark.parametrize(("asked", "reserved"), [("3", 3), ("0", None)])
+def test_the_reserved_concurrency_a_parameter_asks_for_is_the_one_enforced(asked: str, reserved: int | None) -> None:
+    # Given the template's ReservedConcurrentExecutions as an !If on a parameter (0 = none: AWS::NoValue)
+    template = load_template(overrides={"SignupReservedConcurrency": asked, "WebhookReservedConcurrency": asked})
+
+    # Then the offline functions are capped as Lambda would cap them
+    specs = function_specs(template)
+    assert specs["SignupFunction"].reserved_concurrency == reserved
+    assert specs["TierWebhookFunction"].reserved_concurrency == reserved

@@ -177,3 +177,11 @@ def test_web_acl_limits_each_source_ip_on_signup_only() -> None:
     (association,) = template.of_type("AWS::WAFv2::WebACLAssociation").values()
     # (SAM CLI's resolver leaves the stage's Ref unresolved: `make validate` checks the translated reference)
     assert association["ResourceArn"].startswith("arn:aws:apigateway:us-east-1::/restapis/MeteredApi/stages/")
+
+
+def test_the_partners_table_expires_its_short_lived_link_items(template: StackTemplate) -> None:
+    # Signup's confirmation and opt-in links (CONFIRM#, OPTIN#) are checked against `expires_at` on use; one never
+    # opened would otherwise stay in the table for ever. Partner records and locks carry no `expires_at`.
+    ttl = template.resources["PartnersTable"]["Properties"].get("TimeToLiveSpecification")
+
+    assert ttl == {"AttributeName": "expires_at", "Enabled": True}
