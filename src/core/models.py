@@ -123,3 +123,14 @@ class PeriodRequests:
     period_start: datetime
     tier: str
     requests: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A lease on an email address while its signup is in flight."""
+
+    partner_id: str
+    resumed: bool
+    lease_until: int = 0  # epoch seconds
+    # Keys a dead attempt for the same partner created (a takeover deletes them first).
+    key_ids: tuple[str, ...] = ()

@@ -23,11 +23,13 @@ from functools import cache
 from typing import Any
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.partners_table import PartnerEnrolment
 from core.adapters.sns import AlertTopic
 from core.admin.adapters.audit_trail import AuditTrail
 from core.admin.adapters.export_bucket import ExportBucket
 from core.admin.adapters.ledger_items import LedgerScan
 from core.admin.adapters.partners import AdminPartners
+from core.admin.key_import import ImportReport, KeyImporter
 from core.admin.models import (
     PARTNER_ID,
     ActionResult,
@@ -203,6 +205,24 @@ class AdminService:
 
         return self.act(operator, partner_id, "revoke", reason, change)
 
+    # --- Key import ------------------------------------------------------------------------------------------
+
+    def import_keys(self, operator: Operator, importer: KeyImporter, body: bytes, reason: str) -> ImportReport:
+        """Import the CSV's good rows (core.admin.key_import); each imported partner gets an `import` entry in its
+        audit trail and an operator-action notification, like every change."""
+        report = importer.run(body)
+        for row in report.imported:
+
+            def recorded(partner: Partner, row: Any = row) -> tuple[Partner, dict[str, Any]]:
+                return partner, {"row": row.row, "tier": row.tier, "api_key_id": row.api_key_id}
+
+            try:
+                self.act(operator, row.partner_id, "import", reason, recorded)
+            except Exception:
+                # The partner is imported and whole; only its record of the import is missing.
+                logger.exception("could not record an imported partner", partner_id=row.partner_id)
+        return report
+
     def _set_status(self, partner: Partner, status: PartnerStatus, held: PartnerStatus | None) -> None:
         self._partners.set_status(
             partner.partner_id,
@@ -308,6 +328,19 @@ def admin_service() -> AdminService:
         audit=AuditTrail(settings.partners_table),
         notifier=AlertTopic(settings.alert_topic_arn),
         keys=ApiGateway(),
+    )
+
+
+@cache
+def key_importer() -> KeyImporter:
+    settings = load_settings(AdminSettings)
+    gateway = ApiGateway()
+    return KeyImporter(
+        stack_name=settings.stack_name,
+        tiers=TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds).all,
+        partners=PartnerEnrolment(settings.partners_table),
+        keys=gateway,
+        one_key_per_mailbox=settings.one_key_per_mailbox,
     )
 
 

@@ -22,5 +22,7 @@ class AdminSettings(UsageExportSettings, TierPoliciesSettings):
 
     # The operators' topic: every change is published with kind=operator-action.
     alert_topic_arn: str = Field(min_length=1)
+    # OneKeyPerMailbox, as signup reads it: an imported partner's mailbox is locked the same way.
+    one_key_per_mailbox: bool = False
     # How many audit entries GET /admin/partners/{id} shows (newest first).
     audit_trail_length: int = Field(default=50, ge=1, le=100)
