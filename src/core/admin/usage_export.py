@@ -166,7 +166,8 @@ class UsageExporter:
             raise InvalidRequest(
                 f"period {period.spelled} has not started yet", [{"field": "period", "message": "in the future"}]
             )
-        tiers = {name: tier for name, tier in self._tiers().items() if tier.limits.quota_period in period.kinds}
+        every_tier = self._tiers()
+        tiers = {name: tier for name, tier in every_tier.items() if tier.limits.quota_period in period.kinds}
         partners = {partner.partner_id: partner for partner in self._all_partners()}
         by_key = {partner.api_key_id: partner.partner_id for partner in partners.values() if partner.api_key_id}
         tallies: dict[tuple[str, QuotaPeriod], _Tally] = {}
@@ -174,10 +175,8 @@ class UsageExporter:
             if partner.tier in tiers:
                 tallies[(partner.partner_id, _kind(tiers[partner.tier]))] = _Tally()
         # The ledger first: it names the partner of keys the partners table no longer points at (rotated).
-        starts = {period_key(period.bounds(kind)[0]): kind for kind in period.kinds}
-        ledger_kinds = {name: _kind(tier) for name, tier in tiers.items()}
         for item in self._ledger.period_items([period.bounds(kind)[0] for kind in period.kinds]):
-            kind = ledger_kinds.get(item.tier or "") or starts.get(period_key(item.period_start))
+            kind = _ledger_kind(item, every_tier, period)
             if kind is None or item.partner_id not in partners:
                 continue
             by_key.setdefault(item.api_key_id, item.partner_id)
@@ -219,6 +218,18 @@ class UsageExporter:
             yield from found
             if after is None:
                 return
+
+
+def _ledger_kind(item: LedgerUsage, tiers: dict[str, Tier], period: ExportPeriod) -> QuotaPeriod | None:
+    """The quota period a ledger item counts in, if the export selects it. Period starts coincide (June 1st
+    starts a day, maybe a week, and a month), so the item's tier decides; an item of a tier the stack no longer
+    has counts only where its start names one selected period."""
+    tier = tiers.get(item.tier or "")
+    if tier is not None:
+        kind = tier.limits.quota_period
+        return kind if kind in period.kinds and period.bounds(kind)[0] == item.period_start else None
+    matching = [kind for kind in period.kinds if period.bounds(kind)[0] == item.period_start]
+    return matching[0] if len(matching) == 1 else None
 
 
 def _kind(tier: Tier) -> QuotaPeriod:
