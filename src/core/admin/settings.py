@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from core.settings import StackSettings, TierCacheSettings, TierPoliciesSettings
+from core.settings import StackSettings, TierCacheSettings, TierChangeSettings, TierPoliciesSettings
 
 
 class UsageExportSettings(StackSettings, TierCacheSettings):
@@ -17,7 +17,7 @@ class UsageExportSettings(StackSettings, TierCacheSettings):
     usage_export_prefix: str = Field(default="usage/", pattern=r"^([A-Za-z0-9_-]+/)*$")
 
 
-class AdminSettings(UsageExportSettings, TierPoliciesSettings):
+class AdminSettings(UsageExportSettings, TierChangeSettings, TierPoliciesSettings):
     """/admin/*: IAM-authorized operations on partners."""
 
     # The operators' topic: every change is published with kind=operator-action.
