@@ -197,9 +197,17 @@ class KeyImporter:
             reservation = self._partners.reserve_email(mailbox, partner_id, self._clock(), LOCK_LEASE_SECONDS)
         except (EmailAlreadyRegistered, SignupInProgress):
             raise _Refused("duplicate_email", "a partner with this email (mailbox) exists or is signing up") from None
-        if reservation.resumed:  # a dead signup's lock we took over: its keys are its own to sweep
-            self._release(mailbox, reservation, [])
-            raise _Refused("duplicate_email", "a signup for this email (mailbox) did not finish; try again later")
+        if reservation.resumed:
+            # A dead attempt's lock (a signup or an import killed mid-way) whose lease ran out: its keys go first,
+            # as signup's takeover does; if that fails the lock keeps naming them for the sweep.
+            try:
+                for dead in reservation.key_ids:
+                    self._keys.delete_key(dead)
+                    self._partners.forget_key(mailbox, reservation.partner_id, dead)
+            except Exception as exc:
+                logger.exception("could not delete a dead attempt's key", partner_id=reservation.partner_id)
+                raise _Refused("failed", f"{type(exc).__name__}: nothing was kept; import this row again") from None
+            partner_id = reservation.partner_id
         created: list[str] = []
         try:
             key_id = self._keys.create_disabled_key_with_value(

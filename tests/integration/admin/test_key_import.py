@@ -20,7 +20,7 @@ from core.signup.service import signup_service
 from handlers import admin
 from offline import apigateway_fidelity
 from offline.provision import ProvisionedStack
-from tests.faults import fails_once
+from tests.faults import LambdaTimedOut, dies_before, fails_once
 from tests.lambda_events import LambdaContext, admin_event
 
 pytestmark = pytest.mark.usefixtures("admin_env", "fresh_importer")
@@ -213,3 +213,32 @@ def test_at_the_key_ceiling_the_import_is_503_capacity_exhausted_and_creates_not
 
     assert (status, body["error"]["code"]) == (HTTPStatus.SERVICE_UNAVAILABLE, "capacity_exhausted")
     assert mailbox_item("full@acme.example") is None
+
+
+def test_an_import_killed_mid_way_leaves_its_key_on_the_lock_and_the_next_import_cleans_it_up(
+    stack: ProvisionedStack,
+) -> None:
+    email = "killed@acme.example"
+    keys_before = key_count()
+    # Given an import killed by a timeout after its key was created, before it reached its plan
+    with dies_before("api-gateway", "CreateUsagePlanKey"), pytest.raises(LambdaTimedOut):
+        post(csv_text([[value(), "Killed", "", "", "", email, "free"]]))
+    lock = mailbox_item(email)
+    assert lock is not None and len(lock["key_ids"]["SS"]) == 1  # the key is named on the lock: never orphaned
+    [dead] = lock["key_ids"]["SS"]
+
+    # When its lease has run out and the row is imported again
+    boto3.client("dynamodb").update_item(
+        TableName=os.environ["PARTNERS_TABLE"],
+        Key={"pk": {"S": f"EMAIL#{email}"}},
+        UpdateExpression="SET lease_until = :past",
+        ExpressionAttributeValues={":past": {"N": "0"}},
+    )
+    status, body = post(csv_text([[value(), "Killed", "", "", "", email, "free"]]))
+
+    # Then the dead attempt's key is gone and the partner is imported once
+    assert status == HTTPStatus.OK, body
+    assert [row["row"] for row in body["imported"]] == [1]
+    with pytest.raises(boto3.client("apigateway").exceptions.NotFoundException):
+        boto3.client("apigateway").get_api_key(apiKey=dead)
+    assert key_count() == keys_before + 1
