@@ -7,6 +7,8 @@
 - management calls are throttled as AWS throttles them (429 TooManyRequestsException);
 - the account holds at most 10,000 API keys (METERED_AI_OFFLINE_API_KEY_LIMIT, or `set_api_key_limit`, sets
   another ceiling): CreateApiKey past it answers 429 LimitExceededException naming API keys;
+- ImportApiKeys exists (the API key file format, `ids` and `warnings`, failonwarnings all or nothing, a value
+  imported again overwrites its key, new keys within the ceiling);
 - GetUsage may lag: with METERED_AI_OFFLINE_USAGE_LAG_SECONDS (or `set_usage_lag`) above 0, it reports only
   requests older than the lag, while quotas keep applying in real time (off by default).
 `ledger()` gives the local gateway and tests the usage ledger; `TokenBucket` (core.pacing) is the throttle
@@ -38,6 +40,8 @@ Choices where AWS documents nothing (change them here if AWS is observed to diff
 
 import base64
 import binascii
+import csv
+import io
 import json
 import math
 import os
@@ -558,6 +562,75 @@ def _call_action(self: APIGatewayResponse) -> TYPE_RESPONSE:
     return _ORIGINAL_CALL_ACTION(self)
 
 
+def _import_api_keys(self: APIGatewayResponse) -> TYPE_RESPONSE:
+    """ImportApiKeys (moto has none), as AWS documents it: POST /apikeys?mode=import&format=csv, the body an API
+    key file (`Name` and `Key` required; `Description`, `Enabled`, `UsagePlanIds` optional; header names in
+    any case and order; unknown columns ignored; a Key of 20 to 128 characters, a Name of at most 1,024). A
+    value that exists overwrites that key. Answers 201 `{"ids", "warnings"}`; a row that cannot be imported is
+    a warning and, with failonwarnings=true, fails the whole import (BadRequestException, nothing changed).
+    New keys count against the account's key ceiling."""
+    if (_query(self, "format") or "").lower() != "csv":
+        raise BadRequestException("Invalid format: only csv is supported")
+    fail_on_warnings = (_query(self, "failonwarnings") or "false").lower() == "true"
+    raw = self.body if isinstance(self.body, str) else bytes(self.body or b"").decode("utf-8", errors="replace")
+    wanted, warnings = _key_file_rows(raw, self.backend)
+    if warnings and fail_on_warnings:
+        raise BadRequestException("; ".join(warnings))
+    ids = _import_rows(self.backend, wanted)
+    return 201, {"Content-Type": "application/json"}, json.dumps({"ids": ids, "warnings": warnings})
+
+
+def _key_file_rows(raw: str, backend: APIGatewayBackend) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of an API key file that can be imported, and a warning for each other row."""
+    rows = list(csv.reader(io.StringIO(raw.lstrip("\ufeff"))))
+    header = [column.strip().lower() for column in rows[0]] if rows else []
+    if "name" not in header or "key" not in header:
+        raise BadRequestException("The API key file must have the Name and Key columns")
+    wanted: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for number, cells in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in cells):
+            continue
+        row = dict(zip(header, cells, strict=False))
+        value, name = row.get("key", ""), row.get("name", "")
+        plans = [plan.strip(" '\"") for plan in row.get("usageplanids", "").split(",") if plan.strip(" '\"")]
+        unknown = [plan for plan in plans if plan not in backend.usage_plans]
+        if not 20 <= len(value) <= 128:
+            warnings.append(f"Line {number}: API Key value must be between 20 and 128 characters")
+        elif not name or len(name) > 1024:
+            warnings.append(f"Line {number}: API Key name must be between 1 and 1024 characters")
+        elif unknown:
+            warnings.append(f"Line {number}: Invalid Usage Plan ID specified: {unknown[0]}")
+        else:
+            enabled = row.get("enabled", "").strip().lower() != "false"
+            description = row.get("description", "")
+            wanted.append(
+                {"value": value, "name": name, "description": description, "enabled": enabled, "plans": plans}
+            )
+    return wanted, warnings
+
+
+def _import_rows(backend: APIGatewayBackend, wanted: list[dict[str, Any]]) -> list[str]:
+    ids: list[str] = []
+    with _state(backend).membership_lock:
+        existing = {key.value: key for key in backend.keys.values()}
+        new = sum(1 for item in wanted if item["value"] not in existing)
+        if new and len(backend.keys) + new > _api_key_limit():
+            raise _ApiKeyCeiling()
+        for item in wanted:
+            key = existing.get(item["value"])
+            if key is None:
+                payload = {name: item[name] for name in ("value", "name", "description", "enabled")}
+                key = _ORIGINAL_CREATE_API_KEY(backend, payload)
+            else:  # the same value imported again: the most recent version overwrites the previous one
+                key.name, key.description, key.enabled = item["name"], item["description"], item["enabled"]
+            for plan_id in item["plans"]:
+                if key.id not in backend.usage_plan_keys.get(plan_id, {}):
+                    backend.create_usage_plan_key(plan_id, {"keyId": key.id, "keyType": "API_KEY"})
+            ids.append(key.id)
+    return ids
+
+
 def _get_usage(self: APIGatewayResponse) -> str:
     plan_id = _path_segment(self.path, 2)
     backend = self.backend
@@ -707,6 +780,7 @@ def install() -> None:
             setattr(APIGatewayBackend, name, function)
         # moto finds an operation's handler by its snake_case name on the response class.
         setattr(APIGatewayResponse, "get_usage", _get_usage)  # noqa: B010
+        setattr(APIGatewayResponse, "import_api_keys", _import_api_keys)  # noqa: B010
         setattr(APIGatewayResponse, "update_usage", _update_usage)  # noqa: B010
         setattr(APIGatewayResponse, "call_action", _call_action)  # noqa: B010
         _installed = True

@@ -89,6 +89,7 @@ def provision(
     _create_tables(template, stack, client("dynamodb"))
     _create_topics(template, stack, client("sns"))
     _create_secrets(template, stack, client("secretsmanager"))
+    _create_buckets(template, stack, client("s3"))
     apigateway = client("apigateway")
     _create_rest_apis(template, stack, apigateway, routes)
     _create_usage_plans(template, stack, apigateway)
@@ -120,6 +121,61 @@ def _create_tables(template: StackTemplate, stack: ProvisionedStack, dynamodb: A
         stack.physical_ids[logical_id] = name
         stack.arns[logical_id] = table_arn
         stack.tables[logical_id] = name
+
+
+def _create_buckets(template: StackTemplate, stack: ProvisionedStack, s3: Any) -> None:
+    """Each AWS::S3::Bucket with the settings the template gives it (encryption, versioning, lifecycle, public
+    access block); the name is CloudFormation-like (stack and logical id, lower case). Bucket policies are not
+    applied: moto does not evaluate them (no IAM offline)."""
+    for logical_id, declared in template.of_type("AWS::S3::Bucket").items():
+        props = template.evaluated(declared)
+        name = str(props.get("BucketName") or f"{template.stack_name}-{logical_id}".lower())[:63]
+        create: dict[str, Any] = {"Bucket": name}
+        if template.region != "us-east-1":
+            create["CreateBucketConfiguration"] = {"LocationConstraint": template.region}
+        s3.create_bucket(**create)
+        if props.get("BucketEncryption"):
+            # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
+            encryption = [
+                {
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                    **(
+                        {"BucketKeyEnabled": rule["BucketKeyEnabled"] in (True, "true")}
+                        if "BucketKeyEnabled" in rule
+                        else {}
+                    ),
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": encryption})
+        if props.get("VersioningConfiguration"):
+            s3.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}
+            )
+        rules = (props.get("LifecycleConfiguration") or {}).get("Rules") or []
+        if rules:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(rule) for rule in rules]}
+            )
+        if props.get("PublicAccessBlockConfiguration"):
+            block = {key: value in (True, "true") for key, value in props["PublicAccessBlockConfiguration"].items()}
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
+        stack.physical_ids[logical_id] = name
+        stack.arns[logical_id] = f"arn:aws:s3:::{name}"
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule as S3's PutBucketLifecycleConfiguration takes it."""
+    converted: dict[str, Any] = {"ID": rule.get("Id", ""), "Status": rule["Status"], "Filter": {"Prefix": ""}}
+    if "ExpirationInDays" in rule:
+        converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "NoncurrentVersionExpiration" in rule:
+        days = int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+        converted["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        converted["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+    return converted
 
 
 def _create_topics(template: StackTemplate, stack: ProvisionedStack, sns: Any) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from mypy_boto3_apigateway import APIGatewayClient
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_ses import SESClient
     from mypy_boto3_sns import SNSClient
@@ -51,6 +52,11 @@ def apigateway_client(config: Config = RETRY_CONFIG) -> "APIGatewayClient":
 
 def dynamodb_client() -> "DynamoDBClient":
     client: DynamoDBClient = _client("dynamodb")
+    return client
+
+
+def s3_client() -> "S3Client":
+    client: S3Client = _client("s3")
     return client
 
 

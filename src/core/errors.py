@@ -71,6 +71,13 @@ class KeyAlreadyInPlan(DomainError):
     """API Gateway allows a key in one usage plan per API stage (ConflictException)."""
 
 
+class KeyValueInUse(DomainError):
+    """CreateApiKey with a `value` another key of the account already has (ConflictException)."""
+
+    def __init__(self) -> None:
+        super().__init__("an API key with this value already exists in the account")
+
+
 class NotFound(DomainError):
     """A usage plan or API key the domain expected does not exist."""
 

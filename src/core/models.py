@@ -125,6 +125,17 @@ class PeriodRequests:
     requests: int
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """A lease on an email address while its signup is in flight."""
+
+    partner_id: str
+    resumed: bool
+    lease_until: int = 0  # epoch seconds
+    # Keys a dead attempt for the same partner created (a takeover deletes them first).
+    key_ids: tuple[str, ...] = ()
+
+
 class PendingTierChange(BaseModel):
     """A partner's tier-change lock and journal: which change holds it, until when, and the usage to carry over.
     Billing events and operators' tier changes take the same lock (core.tier_changes)."""

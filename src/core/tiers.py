@@ -15,6 +15,13 @@ from core.ports import UsagePlanLister
 _TIER_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 
 
+# A key's tags (IAM conditions in template.yaml allow changing only keys tagged with the stack) and how much of its
+# value a partner record keeps (signup, key import).
+STACK_TAG = "metered-ai:stack"
+PARTNER_TAG = "metered-ai:partner-id"
+KEY_PREFIX_LENGTH = 4
+
+
 def plan_name(stack_name: str, tier: str) -> str:
     return f"{stack_name}-{tier}"
 

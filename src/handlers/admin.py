@@ -17,9 +17,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
+from core.admin.key_import import MAX_IMPORT_BYTES
 from core.admin.models import (
     ActionResult,
     ExtensionRequest,
+    ImportQuery,
     KeyRequest,
     Operator,
     OperatorRequest,
@@ -27,7 +29,7 @@ from core.admin.models import (
     TierRequest,
     UsageQuery,
 )
-from core.admin.service import admin_service, export_usage
+from core.admin.service import admin_service, export_usage, key_importer
 from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
 from handlers.http_answers import control_plane_app, json_response
@@ -93,6 +95,19 @@ def grant_extension(partner_id: str) -> Response[str]:
 def revoke_key(partner_id: str) -> Response[str]:
     body = parse_body(OperatorRequest)
     return action_answer(admin_service().revoke(operator(), partner_id, body.reason))
+
+
+@app.post("/admin/keys/import")
+@tracer.capture_method(capture_response=False)
+def import_keys() -> Response[str]:
+    """The body is the CSV (key values in it): never logged, never traced, never answered."""
+    query = parse_query(ImportQuery)
+    event = app.current_event
+    raw = _raw_body(event.body, event.is_base64_encoded)
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise PayloadTooLarge(MAX_IMPORT_BYTES)
+    report = admin_service().import_keys(operator(), key_importer(), raw, query.reason)
+    return json_response(HTTPStatus.OK, report.as_dict())
 
 
 @app.get("/admin/usage")

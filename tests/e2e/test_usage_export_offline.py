@@ -3,7 +3,9 @@ tokens match the AI API's ledger for the calls made (issue 13's acceptance)."""
 
 import csv
 import io
-from datetime import UTC, datetime
+import json
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
@@ -77,3 +79,47 @@ def test_an_unsigned_export_is_refused_and_a_bad_period_is_400(metered_stack: Ru
 
     assert (unsigned.status, unsigned.body) == (HTTPStatus.FORBIDDEN, {"message": "Missing Authentication Token"})
     assert (bad.status, bad.body["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "invalid_request")
+
+
+def invoke(stack: RunningStack, function: str, event: Any = None) -> dict[str, Any]:
+    """The control endpoint's invoke: what the scheduler does (no event: the schedule's own input, now)."""
+    request = urllib.request.Request(  # noqa: S310 - the stack's own control endpoint on 127.0.0.1
+        f"{stack.info['control_url']}/invoke/{function}",
+        data=json.dumps(event).encode() if event is not None else b"",
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310
+        result: dict[str, Any] = json.loads(answer.read())
+    assert result["ok"], result
+    return dict(result["result"])
+
+
+def test_the_scheduled_export_writes_the_closed_day_to_the_stacks_bucket_matching_getusage_and_the_ledger(
+    metered_stack: RunningStack,
+) -> None:
+    # Given a pro partner (DAY quota here) that made two chat completions today
+    partner = sign_up(metered_stack, "pro")
+    for words in (5, 1):
+        chat(metered_stack, partner["api_key"], words)
+    now = datetime.now(UTC)
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=45, second=0, microsecond=0)
+
+    # When the schedule runs as it does (its own input), and as it will tomorrow at 00:45, when today has closed
+    invoke(metered_stack, "UsageExportFunction")
+    ran = invoke(metered_stack, "UsageExportFunction", {"scheduled_time": tomorrow.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+    # Then today's export is in the stack's bucket as CSV and JSON, with GetUsage's requests and the ledger's tokens
+    day = f"usage/day/{now.date().isoformat()}"
+    assert [item["key"] for item in ran["objects"]][:2] == [f"{day}.csv", f"{day}.json"]
+    s3 = metered_stack.client("s3")
+    [bucket] = [item["Name"] for item in s3.list_buckets()["Buckets"] if item["Name"].endswith("usageexportbucket")]
+    report = json.loads(s3.get_object(Bucket=bucket, Key=f"{day}.json")["Body"].read())
+    [row] = [row for row in report["rows"] if row["partner_id"] == partner["partner_id"]]
+    assert row["requests"] == get_usage(metered_stack, partner["api_key_id"]) == 2
+    tokens = ledger_tokens(metered_stack, partner["api_key_id"])
+    assert {name: row[name] for name in tokens} == tokens
+    csv_text = s3.get_object(Bucket=bucket, Key=f"{day}.csv")["Body"].read().decode()
+    assert partner["partner_id"] in csv_text and partner["api_key"] not in csv_text
+    # And the bucket is the template's: versioned and encrypted
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]

@@ -11,7 +11,14 @@ from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from core.aws import apigateway_client
-from core.errors import ApiKeyCeilingReached, KeyAlreadyInPlan, ManagementApiOutOfTime, ManagementApiThrottled, NotFound
+from core.errors import (
+    ApiKeyCeilingReached,
+    KeyAlreadyInPlan,
+    KeyValueInUse,
+    ManagementApiOutOfTime,
+    ManagementApiThrottled,
+    NotFound,
+)
 from core.models import DailyUsage, IssuedKey, TierLimits, UsagePlan
 from core.pacing import TokenBucket
 
@@ -164,6 +171,18 @@ class ApiGateway:
         with _translated_errors("CreateApiKey"):
             created = self._client.create_api_key(name=name, enabled=False, tags=tags)
         return IssuedKey(id=created["id"], value=SecretStr(created["value"]))
+
+    def create_disabled_key_with_value(self, name: str, tags: dict[str, str], value: SecretStr) -> str:
+        """A disabled key with a value the caller brings (a key import); its id. KeyValueInUse when another key
+        of the account has that value. The value is sent once and never returned, logged or kept."""
+        try:
+            with _translated_errors("CreateApiKey"):
+                created = self._client.create_api_key(
+                    name=name, enabled=False, tags=tags, value=value.get_secret_value()
+                )
+        except KeyAlreadyInPlan as exc:  # CreateApiKey's ConflictException: the value is taken
+            raise KeyValueInUse() from exc
+        return str(created["id"])
 
     def attach_key(self, plan_id: str, key_id: str) -> None:
         with _translated_errors("CreateUsagePlanKey"):

@@ -21,7 +21,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from core.aws import dynamodb_client
-from core.models import Partner
+from core.errors import EmailAlreadyRegistered, SignupInProgress
+from core.models import Partner, PartnerStatus, Reservation
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -147,3 +148,151 @@ class PartnerRecords(PartnersTable):
             else:
                 raise RuntimeError(f"DynamoDB left keys of {self._table} unprocessed after {attempts} attempts")
         return found
+
+
+class PartnerEnrolment(PartnersTable):
+    """Enrolling a partner with a key, step by step (signup, and the operator console's key import): lock the
+    mailbox (`EMAIL#`, PENDING, with a lease), note on the lock every key created for it before anything else
+    can fail, then write the partner record, its key index and the taken mailbox in one transaction. A lock
+    whose lease ran out still names its keys: the next attempt for the mailbox, or signup's scheduled sweep,
+    deletes exactly those, so a crash never leaves a key without a record for long."""
+
+    def reserve_email(self, email: str, partner_id: str, now: float, lease_seconds: int) -> Reservation:
+        """Lock `email` (the mailbox) for a new signup, or take over a pending one whose holder is gone; a
+        takeover's reservation lists the keys the dead attempt created."""
+        lease_until = int(now) + lease_seconds
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=to_item(
+                    {
+                        "pk": email_pk(email),
+                        "partner_id": partner_id,
+                        "status": PartnerStatus.PENDING.value,
+                        "lease_until": lease_until,
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return Reservation(partner_id=partner_id, resumed=False, lease_until=lease_until)
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            existing = from_item(dict(exc.response.get("Item", {})))  # type: ignore[call-overload]
+        if existing.get("status") != PartnerStatus.PENDING.value:
+            raise EmailAlreadyRegistered()
+        return self._take_over(email, existing, now, lease_until)
+
+    def _take_over(self, email: str, existing: dict[str, Any], now: float, lease_until: int) -> Reservation:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": email_pk(email)}),
+                UpdateExpression="SET lease_until = :lease_until",
+                ConditionExpression="#status = :pending AND lease_until < :now",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {":lease_until": lease_until, ":pending": PartnerStatus.PENDING.value, ":now": int(now)}
+                ),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            retry_after = max(1, int(existing.get("lease_until", now)) - int(now))
+            raise SignupInProgress(retry_after) from exc
+        return Reservation(
+            partner_id=str(existing["partner_id"]),
+            resumed=True,
+            lease_until=lease_until,
+            key_ids=tuple(sorted(existing.get("key_ids", ()))),
+        )
+
+    def record_key(self, email: str, reservation: Reservation, key_id: str) -> None:
+        """Note on the lock a key this attempt created, before anything else can fail: cleanup (ours, a
+        takeover's, the sweep's) then never needs to list the account's keys."""
+        self._client.update_item(
+            TableName=self._table,
+            Key=to_item({"pk": email_pk(email)}),
+            UpdateExpression="ADD key_ids :key",
+            ConditionExpression="#status = :pending AND partner_id = :partner_id",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=to_item(
+                {
+                    ":key": {key_id},
+                    ":pending": PartnerStatus.PENDING.value,
+                    ":partner_id": reservation.partner_id,
+                }
+            ),
+        )
+
+    def forget_key(self, email: str, partner_id: str, key_id: str) -> None:
+        """A recorded key is deleted: take it off the lock (a lock that changed hands is left alone)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": email_pk(email)}),
+                UpdateExpression="DELETE key_ids :key",
+                ConditionExpression="#status = :pending AND partner_id = :partner_id",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {":key": {key_id}, ":pending": PartnerStatus.PENDING.value, ":partner_id": partner_id}
+                ),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+
+    def activate(self, partner: Partner, mailbox: str | None = None) -> None:
+        """Write the partner record, its key-id index entry, and mark its mailbox (default: its email) taken,
+        in one transaction."""
+        self._client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": to_item({"pk": email_pk(mailbox or partner.email)}),
+                        "UpdateExpression": "SET #status = :active REMOVE lease_until, key_ids",
+                        "ConditionExpression": "#status = :pending AND partner_id = :partner_id",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": to_item(
+                            {
+                                ":active": PartnerStatus.ACTIVE.value,
+                                ":pending": PartnerStatus.PENDING.value,
+                                ":partner_id": partner.partner_id,
+                            }
+                        ),
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item({"pk": partner_pk(partner.partner_id), **partner.model_dump(mode="json")}),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item({"pk": api_key_pk(partner.api_key_id), "partner_id": partner.partner_id}),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+
+    def release(self, email: str, reservation: Reservation) -> None:
+        """Drop a pending lock so the same signup can be tried again at once."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=to_item({"pk": email_pk(email)}),
+                ConditionExpression="#status = :pending AND partner_id = :partner_id",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {":pending": PartnerStatus.PENDING.value, ":partner_id": reservation.partner_id}
+                ),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise

@@ -77,6 +77,14 @@ class PartnerFilter(BaseModel):
         return email.lower() if email is not None else None
 
 
+class ImportQuery(BaseModel):
+    """POST /admin/keys/import's query: the reason recorded for each imported partner (optional)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    reason: PlainText = Field(default="imported from CSV", min_length=1, max_length=MAX_REASON_LENGTH)
+
+
 class UsageQuery(BaseModel):
     """GET /admin/usage's query: the period (`YYYY-MM` or `YYYY-MM-DD`, core.admin.usage_export.parse_period)
     and the format."""

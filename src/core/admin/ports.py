@@ -5,8 +5,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from pydantic import SecretStr
+
 from core.admin.models import AuditEntry, LedgerUsage, PartnerFilter
-from core.models import Partner, PartnerStatus
+from core.models import Partner, PartnerStatus, Reservation
 
 
 class PartnerIndex(Protocol):
@@ -118,3 +120,35 @@ class LedgerItems(Protocol):
     """The AI API's ledger items (metering table) of every key for given period starts."""
 
     def period_items(self, starts: list[datetime]) -> Iterator[LedgerUsage]: ...
+
+
+class ExportStore(Protocol):
+    """Where the scheduled usage export writes (UsageExportBucket): PutObject only."""
+
+    def put(self, key: str, body: bytes, content_type: str) -> None: ...
+
+
+class EnrolmentStore(Protocol):
+    """The kernel's PartnerEnrolment (core.adapters.partners_table): the mailbox lock, then the partner."""
+
+    def reserve_email(self, email: str, partner_id: str, now: float, lease_seconds: int) -> Reservation: ...
+
+    def record_key(self, email: str, reservation: Reservation, key_id: str) -> None: ...
+
+    def forget_key(self, email: str, partner_id: str, key_id: str) -> None: ...
+
+    def activate(self, partner: Partner, mailbox: str | None = None) -> None: ...
+
+    def release(self, email: str, reservation: Reservation) -> None: ...
+
+
+class KeyCreator(Protocol):
+    """API Gateway's keys as the import makes them (the kernel's ApiGateway)."""
+
+    def create_disabled_key_with_value(self, name: str, tags: dict[str, str], value: SecretStr) -> str: ...
+
+    def attach_key(self, plan_id: str, key_id: str) -> None: ...
+
+    def enable_key(self, key_id: str) -> None: ...
+
+    def delete_key(self, key_id: str) -> None: ...

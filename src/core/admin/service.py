@@ -28,13 +28,16 @@ from typing import Any
 from core.adapters.apigateway import ApiGateway
 from core.adapters.ledger_carry import LedgerCarryTable
 from core.adapters.ledger_requests import LedgerRequests
+from core.adapters.partners_table import PartnerEnrolment
 from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.sns import AlertTopic
 from core.adapters.tier_changes import TierChangeRecords
 from core.admin.adapters.audit_trail import AuditTrail
+from core.admin.adapters.export_bucket import ExportBucket
 from core.admin.adapters.ledger import AdminLedger
 from core.admin.adapters.ledger_items import LedgerScan
 from core.admin.adapters.partners import AdminPartners
+from core.admin.key_import import ImportReport, KeyImporter
 from core.admin.models import (
     PARTNER_ID,
     ActionResult,
@@ -50,8 +53,8 @@ from core.admin.models import (
     RetiredKey,
 )
 from core.admin.ports import ApiKeys, AuditLog, LedgerItem, Notifier, PartnerIndex, UsageLedger
-from core.admin.settings import AdminSettings
-from core.admin.usage_export import ExportFormat, UsageExporter, object_key, parse_period
+from core.admin.settings import AdminSettings, UsageExportSettings
+from core.admin.usage_export import ExportFormat, ScheduledExport, UsageExporter, export_location, parse_period
 from core.errors import (
     DomainError,
     InvalidRequest,
@@ -316,6 +319,24 @@ class AdminService:
             return after, {"changed": 1, "previous_status": partner.status.value, "deleted_key_id": partner.api_key_id}
 
         return self.act(operator, partner_id, "revoke", reason, change)
+
+    # --- Key import ------------------------------------------------------------------------------------------
+
+    def import_keys(self, operator: Operator, importer: KeyImporter, body: bytes, reason: str) -> ImportReport:
+        """Import the CSV's good rows (core.admin.key_import); each imported partner gets an `import` entry in its
+        audit trail and an operator-action notification, like every change."""
+        report = importer.run(body)
+        for row in report.imported:
+
+            def recorded(partner: Partner, row: Any = row) -> tuple[Partner, dict[str, Any]]:
+                return partner, {"row": row.row, "tier": row.tier, "api_key_id": row.api_key_id}
+
+            try:
+                self.act(operator, row.partner_id, "import", reason, recorded)
+            except Exception:
+                # The partner is imported and whole; only its record of the import is missing.
+                logger.exception("could not record an imported partner", partner_id=row.partner_id)
+        return report
 
     # --- Tier change ----------------------------------------------------------------------------------------------
 
@@ -597,8 +618,19 @@ def admin_service() -> AdminService:
 
 
 @cache
-def usage_exporter() -> UsageExporter:
+def key_importer() -> KeyImporter:
     settings = load_settings(AdminSettings)
+    gateway = ApiGateway()
+    return KeyImporter(
+        stack_name=settings.stack_name,
+        tiers=TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds).all,
+        partners=PartnerEnrolment(settings.partners_table),
+        keys=gateway,
+        one_key_per_mailbox=settings.one_key_per_mailbox,
+    )
+
+
+def _exporter(settings: UsageExportSettings) -> UsageExporter:
     gateway = ApiGateway()
     tiers = TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds)
     return UsageExporter(
@@ -610,12 +642,23 @@ def usage_exporter() -> UsageExporter:
     )
 
 
+@cache
+def usage_exporter() -> UsageExporter:
+    return _exporter(load_settings(AdminSettings))
+
+
+@cache
+def scheduled_export() -> ScheduledExport:
+    """UsageExportFunction's run (its own settings: no topic, no tier policies)."""
+    settings = load_settings(UsageExportSettings)
+    return ScheduledExport(
+        _exporter(settings), ExportBucket(settings.usage_export_bucket), settings.usage_export_prefix
+    )
+
+
 def export_usage(period: str, fmt: ExportFormat) -> str:
     """GET /admin/usage: the export of `period` in `fmt` (400 for a bad period, 413 when too large for an answer)."""
     settings = load_settings(AdminSettings)
-    where = (
-        f"s3://{settings.usage_export_bucket}/{object_key(settings.usage_export_prefix, period, fmt)}"
-        if settings.usage_export_bucket
-        else "the scheduled usage export"
-    )
-    return usage_exporter().answer(parse_period(period), fmt, where)
+    chosen = parse_period(period)
+    where = export_location(settings.usage_export_bucket, settings.usage_export_prefix, chosen, fmt)
+    return usage_exporter().answer(chosen, fmt, where)

@@ -11,6 +11,7 @@ tier (a partner who moved tier mid-period). Tokens are the partner's keys' own c
 """
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.adapters.metering_items import model_tokens_attribute, model_tokens_of
 from core.admin.models import LedgerUsage, PartnerFilter
-from core.admin.ports import LedgerItems, PartnerIndex, PlanUsageReader
+from core.admin.ports import ExportStore, LedgerItems, PartnerIndex, PlanUsageReader
 from core.errors import ExportTooLarge, InvalidRequest
 from core.models import Partner, Tier
 from core.observability import logger
@@ -156,13 +157,17 @@ class UsageExporter:
         self._page_size = page_size
         self._clock = clock
 
-    def report(self, period: ExportPeriod) -> UsageReport:
+    def report(self, period: ExportPeriod, only: QuotaPeriod | None = None) -> UsageReport:
+        """The export of `period` (of its quota period `only`, when given)."""
+        if only is not None:
+            period = ExportPeriod(period.spelled, period.start, (only,))
         today = self._clock().date()
         if period.start.date() > today:
             raise InvalidRequest(
                 f"period {period.spelled} has not started yet", [{"field": "period", "message": "in the future"}]
             )
-        tiers = {name: tier for name, tier in self._tiers().items() if tier.limits.quota_period in period.kinds}
+        every_tier = self._tiers()
+        tiers = {name: tier for name, tier in every_tier.items() if tier.limits.quota_period in period.kinds}
         partners = {partner.partner_id: partner for partner in self._all_partners()}
         by_key = {partner.api_key_id: partner.partner_id for partner in partners.values() if partner.api_key_id}
         tallies: dict[tuple[str, QuotaPeriod], _Tally] = {}
@@ -170,10 +175,8 @@ class UsageExporter:
             if partner.tier in tiers:
                 tallies[(partner.partner_id, _kind(tiers[partner.tier]))] = _Tally()
         # The ledger first: it names the partner of keys the partners table no longer points at (rotated).
-        starts = {period_key(period.bounds(kind)[0]): kind for kind in period.kinds}
-        ledger_kinds = {name: _kind(tier) for name, tier in tiers.items()}
         for item in self._ledger.period_items([period.bounds(kind)[0] for kind in period.kinds]):
-            kind = ledger_kinds.get(item.tier or "") or starts.get(period_key(item.period_start))
+            kind = _ledger_kind(item, every_tier, period)
             if kind is None or item.partner_id not in partners:
                 continue
             by_key.setdefault(item.api_key_id, item.partner_id)
@@ -215,6 +218,18 @@ class UsageExporter:
             yield from found
             if after is None:
                 return
+
+
+def _ledger_kind(item: LedgerUsage, tiers: dict[str, Tier], period: ExportPeriod) -> QuotaPeriod | None:
+    """The quota period a ledger item counts in, if the export selects it. Period starts coincide (June 1st
+    starts a day, maybe a week, and a month), so the item's tier decides; an item of a tier the stack no longer
+    has counts only where its start names one selected period."""
+    tier = tiers.get(item.tier or "")
+    if tier is not None:
+        kind = tier.limits.quota_period
+        return kind if kind in period.kinds and period.bounds(kind)[0] == item.period_start else None
+    matching = [kind for kind in period.kinds if period.bounds(kind)[0] == item.period_start]
+    return matching[0] if len(matching) == 1 else None
 
 
 def _kind(tier: Tier) -> QuotaPeriod:
@@ -281,6 +296,66 @@ def render(report: UsageReport, fmt: ExportFormat) -> str:
     return render_csv(report) if fmt == "csv" else render_json(report)
 
 
-def object_key(prefix: str, period: str, fmt: ExportFormat) -> str:
-    """Where the scheduled export keeps a period's file: `<prefix><period>.<format>`, e.g. `usage/2026-03.csv`."""
-    return f"{prefix}{period}.{fmt}"
+def object_key(prefix: str, kind: QuotaPeriod, period: str, fmt: ExportFormat) -> str:
+    """Where the scheduled export keeps one quota period's file: `<prefix><day|week|month>/<period>.<format>`,
+    e.g. `usage/month/2026-03.csv`, `usage/week/2026-03-02.json` (the week starting that Monday)."""
+    return f"{prefix}{kind.lower()}/{period}.{fmt}"
+
+
+def closed_periods(as_of: datetime) -> list[tuple[ExportPeriod, QuotaPeriod]]:
+    """The quota periods that ended in the UTC day before `as_of`'s (a daily run exports each once): yesterday
+    for DAY tiers, last week on a Monday for WEEK tiers, last month on the 1st for MONTH tiers."""
+    today = as_of.astimezone(UTC).date()
+    yesterday = today - timedelta(days=1)
+    found: list[tuple[ExportPeriod, QuotaPeriod]] = [(parse_period(yesterday.isoformat()), "DAY")]
+    if today.weekday() == 0:
+        found.append((parse_period((today - timedelta(weeks=1)).isoformat()), "WEEK"))
+    if today.day == 1:
+        found.append((parse_period(yesterday.strftime("%Y-%m")), "MONTH"))
+    return found
+
+
+def export_location(bucket: str, prefix: str, period: ExportPeriod, fmt: ExportFormat) -> str:
+    """The scheduled export's object(s) of `period`, for an answer that points there."""
+    if not bucket:
+        return "the scheduled usage export (UsageExportBucket)"
+    return " and ".join(f"s3://{bucket}/{object_key(prefix, kind, period.spelled, fmt)}" for kind in period.kinds)
+
+
+@dataclass(frozen=True)
+class WrittenExport:
+    key: str
+    rows: int
+    sha256: str
+
+
+class ScheduledExport:
+    """At each period close, the export of every quota period that closed, as CSV and JSON, one object each.
+    The content depends only on the period's data (rows sorted, no timestamps), so a re-run writes the same
+    bytes to the same key: safe to retry, and a late run corrects an earlier one."""
+
+    def __init__(self, exporter: UsageExporter, store: ExportStore, prefix: str) -> None:
+        self._exporter = exporter
+        self._store = store
+        self._prefix = prefix
+
+    def run(self, as_of: datetime, period: str | None = None) -> list[WrittenExport]:
+        """Export what closed before `as_of`, or the named `period` (each of its quota periods) on demand."""
+        if period is not None:
+            chosen = parse_period(period)
+            wanted = [(chosen, kind) for kind in chosen.kinds]
+        else:
+            wanted = closed_periods(as_of)
+        written = []
+        for chosen, kind in wanted:
+            report = self._exporter.report(chosen, only=kind)
+            for fmt in EXPORT_FORMATS:
+                body = render(report, fmt).encode()
+                key = object_key(self._prefix, kind, chosen.spelled, fmt)
+                self._store.put(key, body, CONTENT_TYPES[fmt])
+                written.append(WrittenExport(key, len(report.rows), hashlib.sha256(body).hexdigest()))
+                logger.info("usage export written", key=key, rows=len(report.rows), bytes=len(body))
+        return written
+
+
+CONTENT_TYPES: dict[ExportFormat, str] = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}

@@ -28,17 +28,6 @@ class SignupRequest(BaseModel):
 
 
 @dataclass(frozen=True)
-class Reservation:
-    """A lease on an email address while its signup is in flight."""
-
-    partner_id: str
-    resumed: bool
-    lease_until: int = 0  # epoch seconds
-    # Keys a dead attempt for the same partner created (a takeover deletes them first).
-    key_ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class PendingLock:
     """An email lock whose signup never finished, as the sweep finds it."""
 

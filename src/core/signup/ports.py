@@ -2,8 +2,8 @@
 
 from typing import Any, Protocol
 
-from core.models import Partner
-from core.signup.models import PendingLock, Reservation
+from core.models import Partner, Reservation
+from core.signup.models import PendingLock
 
 
 class PartnerStore(Protocol):

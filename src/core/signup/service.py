@@ -59,22 +59,20 @@ from core.errors import (
     TierNotSelfService,
 )
 from core.key_rotation import RetiredKeySweep
+from core.mailbox import mailbox_of
 from core.messages import Message
-from core.models import IssuedKey, Partner, PartnerStatus, Tier
+from core.models import IssuedKey, Partner, PartnerStatus, Reservation, Tier
 from core.observability import logger
 from core.pacing import TokenBucket
 from core.ports import EmailSender, UsagePlanGateway
 from core.settings import load_settings
 from core.signup.adapters.partners import SignupPartners
-from core.signup.models import Reservation, SignedUpPartner, SignupRequest, SweepReport
+from core.signup.models import SignedUpPartner, SignupRequest, SweepReport
 from core.signup.ports import PartnerStore
 from core.signup.settings import SignupSettings, SignupSweepSettings
-from core.tiers import TierCatalog, key_name
+from core.tiers import KEY_PREFIX_LENGTH, PARTNER_TAG, STACK_TAG, TierCatalog, key_name
 
 IDEMPOTENCY_WINDOW_SECONDS = 600
-KEY_PREFIX_LENGTH = 4
-STACK_TAG = "metered-ai:stack"
-PARTNER_TAG = "metered-ai:partner-id"
 # The time budget: the answer must leave the function this long before its timeout...
 RESPONSE_MARGIN_SECONDS = 1.0
 # ...and a failed signup keeps this long to undo itself (one DeleteApiKey and one DeleteItem, with a retry).
@@ -82,7 +80,6 @@ UNDO_RESERVE_SECONDS = 5.0
 # What a throttled caller is told to wait when its attempt left nothing behind.
 THROTTLED_RETRY_AFTER_SECONDS = 5
 # Mail providers that ignore dots and +tags in the local part (OneKeyPerMailbox), and their one domain.
-DOT_BLIND_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
 @dataclass(frozen=True)
@@ -119,15 +116,6 @@ def _phase(variable: ContextVar[Any], value: Any) -> Iterator[None]:
         yield
     finally:
         variable.reset(token)
-
-
-def mailbox_of(email: str, one_key_per_mailbox: bool) -> str:
-    """The address that gets one key: the email itself, or (OneKeyPerMailbox) the mailbox it delivers to where
-    the provider ignores dots and +tags (a.b+x@googlemail.com is ab@gmail.com)."""
-    local, _, domain = email.rpartition("@")
-    if not one_key_per_mailbox or domain not in DOT_BLIND_DOMAINS:
-        return email
-    return f"{local.split('+', 1)[0].replace('.', '')}@{DOT_BLIND_DOMAINS[domain]}"
 
 
 class WithoutKeyValue(BaseIdempotencySerializer):

@@ -1,12 +1,25 @@
 """The usage export's pure parts: which periods a `period` selects, and CSV a spreadsheet cannot run."""
 
+import base64
 import csv
+import hashlib
 import io
 from datetime import UTC, datetime
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
-from core.admin.usage_export import UsageReport, UsageRow, object_key, parse_period, render_csv, safe_cell
+from core.admin.adapters.export_bucket import ExportBucket
+from core.admin.usage_export import (
+    UsageReport,
+    UsageRow,
+    closed_periods,
+    object_key,
+    parse_period,
+    render_csv,
+    safe_cell,
+)
 from core.errors import InvalidRequest
 
 
@@ -88,5 +101,47 @@ def test_the_csv_has_two_columns_per_model_every_cell_quoted_and_round_trips() -
     assert table[1]["name"] == "'-2 Ltd"
 
 
-def test_the_scheduled_exports_objects_are_named_by_period_and_format() -> None:
-    assert object_key("usage/", "2026-03", "csv") == "usage/2026-03.csv"
+def test_the_scheduled_exports_objects_are_named_by_quota_period_period_and_format() -> None:
+    assert object_key("usage/", "MONTH", "2026-03", "csv") == "usage/month/2026-03.csv"
+    assert object_key("usage/", "WEEK", "2026-03-02", "json") == "usage/week/2026-03-02.json"
+
+
+@pytest.mark.parametrize(
+    ("as_of", "closed"),
+    [
+        # a Wednesday: yesterday's DAY period only
+        ("2026-03-04T00:45:00Z", [("2026-03-03", "DAY")]),
+        # a Monday: Sunday's DAY period and the week that started the Monday before
+        ("2026-03-09T00:45:00Z", [("2026-03-08", "DAY"), ("2026-03-02", "WEEK")]),
+        # the 1st (a Sunday): the last day of February and February
+        ("2026-03-01T00:45:00Z", [("2026-02-28", "DAY"), ("2026-02", "MONTH")]),
+        # the 1st and a Monday: all three
+        ("2026-06-01T23:59:00Z", [("2026-05-31", "DAY"), ("2026-05-25", "WEEK"), ("2026-05", "MONTH")]),
+    ],
+)
+def test_a_daily_run_exports_each_quota_period_that_closed_the_day_before(
+    as_of: str, closed: list[tuple[str, str]]
+) -> None:
+    found = closed_periods(datetime.fromisoformat(as_of))
+
+    assert [(period.spelled, kind) for period, kind in found] == closed
+
+
+def test_a_put_is_one_putobject_with_its_md5_and_sha256() -> None:
+    client = boto3.client("s3", region_name="us-east-1")
+    body = b'"partner_id"\r\n'
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "put_object",
+            {},
+            {
+                "Bucket": "exports",
+                "Key": "usage/day/2026-03-03.csv",
+                "Body": body,
+                "ContentType": "text/csv; charset=utf-8",
+                "ContentMD5": base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode(),
+                "Metadata": {"sha256": hashlib.sha256(body).hexdigest()},
+            },
+        )
+        ExportBucket("exports", client).put("usage/day/2026-03-03.csv", body, "text/csv; charset=utf-8")
+        stubber.assert_no_pending_responses()

@@ -210,6 +210,7 @@ def test_parameter_groups_follow_the_capabilities_then_the_tiers_then_operations
         "Quota monitoring",
         "Billing webhook",
         "Partner portal",
+        "Usage export",
         "Tier: free",
         "Tier: pro",
         "Tier: enterprise",

@@ -7,8 +7,7 @@ from botocore.exceptions import ClientError
 
 from core.adapters.partners_table import (
     EMAIL_PREFIX,
-    PartnersTable,
-    api_key_pk,
+    PartnerEnrolment,
     condition_failed,
     confirmation_pk,
     email_pk,
@@ -17,99 +16,12 @@ from core.adapters.partners_table import (
     partner_pk,
     to_item,
 )
-from core.errors import EmailAlreadyRegistered, SignupInProgress
-from core.models import Partner, PartnerStatus
-from core.signup.models import PendingLock, Reservation
+from core.models import PartnerStatus
+from core.signup.models import PendingLock
 
 
-class SignupPartners(PartnersTable):
-    """The PartnerStore port on DynamoDB."""
-
-    def reserve_email(self, email: str, partner_id: str, now: float, lease_seconds: int) -> Reservation:
-        """Lock `email` (the mailbox) for a new signup, or take over a pending one whose holder is gone; a
-        takeover's reservation lists the keys the dead attempt created."""
-        lease_until = int(now) + lease_seconds
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=to_item(
-                    {
-                        "pk": email_pk(email),
-                        "partner_id": partner_id,
-                        "status": PartnerStatus.PENDING.value,
-                        "lease_until": lease_until,
-                    }
-                ),
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-            return Reservation(partner_id=partner_id, resumed=False, lease_until=lease_until)
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
-            existing = from_item(dict(exc.response.get("Item", {})))  # type: ignore[call-overload]
-        if existing.get("status") != PartnerStatus.PENDING.value:
-            raise EmailAlreadyRegistered()
-        return self._take_over(email, existing, now, lease_until)
-
-    def _take_over(self, email: str, existing: dict[str, Any], now: float, lease_until: int) -> Reservation:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=to_item({"pk": email_pk(email)}),
-                UpdateExpression="SET lease_until = :lease_until",
-                ConditionExpression="#status = :pending AND lease_until < :now",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item(
-                    {":lease_until": lease_until, ":pending": PartnerStatus.PENDING.value, ":now": int(now)}
-                ),
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
-            retry_after = max(1, int(existing.get("lease_until", now)) - int(now))
-            raise SignupInProgress(retry_after) from exc
-        return Reservation(
-            partner_id=str(existing["partner_id"]),
-            resumed=True,
-            lease_until=lease_until,
-            key_ids=tuple(sorted(existing.get("key_ids", ()))),
-        )
-
-    def record_key(self, email: str, reservation: Reservation, key_id: str) -> None:
-        """Note on the lock a key this attempt created, before anything else can fail: cleanup (ours, a
-        takeover's, the sweep's) then never needs to list the account's keys."""
-        self._client.update_item(
-            TableName=self._table,
-            Key=to_item({"pk": email_pk(email)}),
-            UpdateExpression="ADD key_ids :key",
-            ConditionExpression="#status = :pending AND partner_id = :partner_id",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=to_item(
-                {
-                    ":key": {key_id},
-                    ":pending": PartnerStatus.PENDING.value,
-                    ":partner_id": reservation.partner_id,
-                }
-            ),
-        )
-
-    def forget_key(self, email: str, partner_id: str, key_id: str) -> None:
-        """A recorded key is deleted: take it off the lock (a lock that changed hands is left alone)."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=to_item({"pk": email_pk(email)}),
-                UpdateExpression="DELETE key_ids :key",
-                ConditionExpression="#status = :pending AND partner_id = :partner_id",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item(
-                    {":key": {key_id}, ":pending": PartnerStatus.PENDING.value, ":partner_id": partner_id}
-                ),
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
+class SignupPartners(PartnerEnrolment):
+    """The PartnerStore port on DynamoDB (the enrolment steps are the kernel's, shared with key import)."""
 
     def expired_locks(self, now: float) -> list[PendingLock]:
         """Pending email locks whose lease has run out: their signup died or gave up (the sweep's work)."""
@@ -160,44 +72,6 @@ class SignupPartners(PartnersTable):
                 raise
             return False
         return True
-
-    def activate(self, partner: Partner, mailbox: str | None = None) -> None:
-        """Write the partner record, its key-id index entry, and mark its mailbox (default: its email) taken,
-        in one transaction."""
-        self._client.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": to_item({"pk": email_pk(mailbox or partner.email)}),
-                        "UpdateExpression": "SET #status = :active REMOVE lease_until, key_ids",
-                        "ConditionExpression": "#status = :pending AND partner_id = :partner_id",
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": to_item(
-                            {
-                                ":active": PartnerStatus.ACTIVE.value,
-                                ":pending": PartnerStatus.PENDING.value,
-                                ":partner_id": partner.partner_id,
-                            }
-                        ),
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": to_item({"pk": partner_pk(partner.partner_id), **partner.model_dump(mode="json")}),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": to_item({"pk": api_key_pk(partner.api_key_id), "partner_id": partner.partner_id}),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-            ]
-        )
 
     def add_confirmation(self, token_hash: str, partner_id: str, expires_at: int) -> None:
         """A pending email confirmation, found by the hash of its link's token (never the token itself)."""
@@ -297,19 +171,3 @@ class SignupPartners(PartnersTable):
     def forget_signup_request(self, token_hash: str, mailbox: str) -> None:
         for pk in (confirmation_pk(token_hash), opt_in_pk(mailbox)):
             self._client.delete_item(TableName=self._table, Key=to_item({"pk": pk}))
-
-    def release(self, email: str, reservation: Reservation) -> None:
-        """Drop a pending lock so the same signup can be tried again at once."""
-        try:
-            self._client.delete_item(
-                TableName=self._table,
-                Key=to_item({"pk": email_pk(email)}),
-                ConditionExpression="#status = :pending AND partner_id = :partner_id",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item(
-                    {":pending": PartnerStatus.PENDING.value, ":partner_id": reservation.partner_id}
-                ),
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise

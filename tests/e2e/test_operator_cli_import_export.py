@@ -1,0 +1,47 @@
+"""The `metered-ai` CLI's import and export against the offline stack (a subprocess, SigV4 with stack.json's
+credentials): an import with good and bad rows exits 6 (partial) and the good keys work; the export is the
+route's CSV; no key value is in anything printed or in any log line of the stack."""
+
+import csv
+import io
+import secrets
+from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+
+from cli.exit_codes import ExitCode
+from tests.e2e.conftest import RunningStack, http
+from tests.e2e.test_operator_cli import local, stack_logs
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_cli_imports_keys_and_exports_usage(metered_stack: RunningStack, tmp_path: Path) -> None:
+    # Given a CSV with a good row and a bad one
+    good = "cli" + secrets.token_urlsafe(24)
+    tag = secrets.token_hex(4)
+    path = tmp_path / "keys.csv"
+    path.write_text(
+        "key,name,description,enabled,usageplanIds,email,tier\n"
+        f"{good},CLI Imported,,true,,cli-{tag}@import.example,pro\n"
+        f"short,CLI Bad,,,,cli-bad-{tag}@import.example,free\n"
+    )
+
+    # When an operator imports it with the CLI, then exports today's usage as CSV
+    imported = local(metered_stack, "--json", "keys", "import", str(path))
+    used = http("GET", metered_stack.url("/v1/models"), {"Authorization": f"Bearer {good}"})
+    exported = local(metered_stack, "usage", "export", "--period", datetime.now(UTC).date().isoformat())
+
+    # Then the import reports the good row imported and the bad one refused (exit code: partial)
+    assert imported.returncode == ExitCode.PARTIAL, imported.stderr
+    assert f"cli-{tag}@import.example" in imported.stdout and "invalid_key" in imported.stdout
+    # And the imported key works at once; the export lists its partner
+    assert used.status == HTTPStatus.OK, used
+    assert exported.returncode == ExitCode.OK, exported.stderr
+    emails = [row["email"] for row in csv.DictReader(io.StringIO(exported.stdout))]
+    assert f"cli-{tag}@import.example" in emails
+    # And the key value is nowhere: not printed, not in the stack's logs
+    assert good not in imported.stdout + imported.stderr + exported.stdout + exported.stderr
+    assert good not in stack_logs(metered_stack)
