@@ -41,6 +41,9 @@ from core.errors import (
     PartnerRevoked,
     PayloadTooLarge,
     ProviderMisconfigured,
+    RecoveryLinkInvalid,
+    RecoveryRateLimited,
+    RecoveryUnavailable,
     SigningSecretUnavailable,
     SignupInProgress,
     SignupThrottled,
@@ -115,6 +118,10 @@ CONTROL_PLANE: dict[type[DomainError], ControlPlaneAnswer] = {
     PartnerNotFound: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "partner_not_found"),
     PartnerNotActive: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_not_active"),
     PartnerRevoked: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_revoked"),
+    # The partner portal's lost-key recovery (POST /portal/recover, /portal/recover/key).
+    RecoveryLinkInvalid: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "recovery_link_invalid"),
+    RecoveryRateLimited: ControlPlaneAnswer(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited", FROM_ERROR),
+    RecoveryUnavailable: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "recovery_unavailable"),
 }
 CONTROL_PLANE_FAILURE = ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error")
 
