@@ -131,4 +131,17 @@ def _with_security_headers(result: dict[str, Any]) -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if str(event.get("path") or "").endswith("/portal/"):
+        # `/portal/` reaches the `/portal` resource; the page's relative asset links need `/portal`.
+        return _with_security_headers(_to_portal())
     return _with_security_headers(app.resolve(event, context))
+
+
+def _to_portal() -> dict[str, Any]:
+    # Relative, so it holds under any stage or custom domain base path: <base>/portal/ -> <base>/portal.
+    return {
+        "statusCode": HTTPStatus.MOVED_PERMANENTLY,
+        "multiValueHeaders": {"Location": ["../portal"], "Content-Type": [content_types.TEXT_PLAIN]},
+        "body": "Moved to ../portal",
+        "isBase64Encoded": False,
+    }
