@@ -1,11 +1,21 @@
-"""Ports more than one capability needs, as small Protocols: usage plans and keys, and email. Each capability
-keeps its own ports in its package (core.<capability>.ports); adapters live next to the ports they serve."""
+"""Ports more than one capability needs, as small Protocols: usage plans and keys, the ledger's request counts
+(plan moves), and email. Each capability keeps its own ports in its package (core.<capability>.ports); adapters
+live next to the ports they serve."""
 
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from core.messages import Message
-from core.models import DailyUsage, IssuedKey, UsagePlan
+from core.models import (
+    DailyUsage,
+    IssuedKey,
+    Partner,
+    PartnerStatus,
+    PendingTierChange,
+    PeriodRequests,
+    TierChangeState,
+    UsagePlan,
+)
 
 
 class UsagePlanLister(Protocol):
@@ -39,6 +49,46 @@ class UsagePlanGateway(Protocol):
     def key_usage(self, plan_id: str, key_id: str, start: date, end: date) -> list[DailyUsage]: ...
 
     def set_remaining_quota(self, plan_id: str, key_id: str, remaining: int) -> None: ...
+
+
+class RequestCounts(Protocol):
+    """The AI API's ledger, read: requests per key and quota period, counted as they pass (no lag)."""
+
+    def requests_since(self, api_key_id: str, since: datetime) -> list[PeriodRequests]: ...
+
+
+class TierChangeLock(Protocol):
+    """The partner record's tier-change state and lock (core.tier_changes): billing events and operators' tier
+    changes are applied one at a time per partner, in event-time order."""
+
+    def get_with_state(self, partner_id: str) -> tuple[Partner, TierChangeState] | None: ...
+
+    def begin_tier_change(
+        self,
+        partner_id: str,
+        change: PendingTierChange,
+        seen: TierChangeState,
+        seen_status: PartnerStatus,
+        now: float,
+    ) -> None:
+        """Take the lock if nothing moved since `seen` and `seen_status` were read; TierChangeInProgress otherwise."""
+        ...
+
+    def release_tier_change(self, partner_id: str, event_id: str) -> None: ...
+
+    def finish_tier_change(
+        self,
+        partner_id: str,
+        *,
+        event_id: str,
+        occurred_at_us: int,
+        tier: str,
+        status: PartnerStatus,
+        held_status: PartnerStatus | None,
+        updated_at: str,
+        previous_tier: str,
+        notified: bool,
+    ) -> None: ...
 
 
 class EmailSender(Protocol):

@@ -17,8 +17,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from core.admin.models import ActionResult, KeyRequest, Operator, OperatorRequest, PartnerQuery
-from core.admin.service import admin_service
+from core.admin.models import ActionResult, KeyRequest, Operator, OperatorRequest, PartnerQuery, TierRequest, UsageQuery
+from core.admin.service import admin_service, export_usage
 from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
 from handlers.http_answers import control_plane_app, json_response
@@ -65,6 +65,13 @@ def resume_partner(partner_id: str) -> Response[str]:
     return action_answer(admin_service().resume(operator(), partner_id, body.reason))
 
 
+@app.post("/admin/partners/<partner_id>/tier")
+@tracer.capture_method
+def change_tier(partner_id: str) -> Response[str]:
+    body = parse_body(TierRequest)
+    return action_answer(admin_service().change_tier(operator(), partner_id, body.tier, body.reason))
+
+
 @app.delete("/admin/partners/<partner_id>/key")
 @tracer.capture_method
 def revoke_key(partner_id: str) -> Response[str]:
@@ -79,6 +86,21 @@ def issue_key(partner_id: str) -> Response[str]:
     issued = admin_service().issue_key(operator(), partner_id, body)
     answer = issued.model_dump(mode="json") | {"api_key": issued.api_key.get_secret_value()}
     return json_response(HTTPStatus.OK, answer)
+
+
+@app.get("/admin/usage")
+@tracer.capture_method(capture_response=False)
+def usage_export() -> Response[str]:
+    query = parse_query(UsageQuery)
+    body = export_usage(query.period, query.format)
+    if query.format == "json":
+        return Response(status_code=HTTPStatus.OK, content_type="application/json; charset=utf-8", body=body)
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="text/csv; charset=utf-8",
+        body=body,
+        headers={"Content-Disposition": f'attachment; filename="usage-{query.period}.csv"'},
+    )
 
 
 def action_answer(result: ActionResult) -> Response[str]:

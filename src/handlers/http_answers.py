@@ -22,6 +22,7 @@ from core.errors import (
     ConfirmationLinkInvalid,
     DomainError,
     EmailAlreadyRegistered,
+    ExportTooLarge,
     IdempotencyKeyReused,
     IdempotentRequestInProgress,
     InvalidRequest,
@@ -122,6 +123,7 @@ CONTROL_PLANE: dict[type[DomainError], ControlPlaneAnswer] = {
     RecoveryLinkInvalid: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "recovery_link_invalid"),
     RecoveryRateLimited: ControlPlaneAnswer(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited", FROM_ERROR),
     RecoveryUnavailable: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "recovery_unavailable"),
+    ExportTooLarge: ControlPlaneAnswer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "export_too_large"),
 }
 CONTROL_PLANE_FAILURE = ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error")
 

@@ -181,6 +181,7 @@ def test_a_usage_plan_added_alone_is_missing_from_every_other_place() -> None:
         "TierWebhookUsagePlansPolicy ReadUsage",
         "TierWebhookUsagePlansPolicy SetRemainingQuota",
         "AdminUsagePlansPolicy AttachKeys",
+        "AdminUsagePlansPolicy DetachKeys",
         "AdminUsagePlansPolicy ReadUsage",
         "AdminUsagePlansPolicy SetRemainingQuota",
         "PortalUsagePlansPolicy AttachKeys",

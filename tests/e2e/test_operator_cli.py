@@ -1,0 +1,141 @@
+"""`metered-ai`, the installed console script, run as a subprocess against the offline stack (`--state-dir`: its
+stack.json, as `--local` reads `make local`'s): it lists, shows and changes partners over real HTTP with requests
+botocore signed, its exit codes hold, and no key value reaches a log line (its stderr, the stack's logs)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.exit_codes import ExitCode
+from tests.e2e.conftest import PROJECT_ROOT, RunningStack
+from tests.e2e.test_admin_console import sign_up
+
+pytestmark = pytest.mark.e2e
+
+CLI = Path(sys.prefix) / "bin" / "metered-ai"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The console script `make install` put in .venv, with no AWS settings of this machine's."""
+    assert CLI.exists(), f"{CLI} is missing: run `make install`"
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environment.pop("METERED_AI_OFFLINE_STATE_DIR", None)
+    environment.update(env or {})
+    return subprocess.run(  # noqa: S603 - our own console script
+        [str(CLI), *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def local(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("--state-dir", str(stack.state_dir), *args)
+
+
+def stack_logs(stack: RunningStack) -> str:
+    """What the offline stack logged: its console output and its functions' log lines."""
+    logs = [stack.log, stack.state_dir / "functions.log"]
+    return "".join(path.read_text(errors="replace") for path in logs if path.exists())
+
+
+def test_the_cli_lists_shows_and_changes_a_partner(metered_stack: RunningStack) -> None:
+    # Given a partner that signed up over HTTP
+    partner = sign_up(metered_stack, "pro")
+    partner_id = partner["partner_id"]
+
+    # When an operator lists it by email (JSON for a script, a table for people) and shows it
+    listed = local(metered_stack, "--json", "partners", "list", "--email", partner["email"])
+    table = local(metered_stack, "partners", "list", "--email", partner["email"])
+    shown = local(metered_stack, "partners", "show", partner_id)
+
+    # Then the API's answers came back, signed requests let in
+    assert listed.returncode == ExitCode.OK, listed.stderr
+    assert [found["partner_id"] for found in json.loads(listed.stdout)["partners"]] == [partner_id]
+    assert table.returncode == ExitCode.OK, table.stderr
+    assert partner_id in table.stdout
+    assert partner["api_key"][:4] in table.stdout
+    assert shown.returncode == ExitCode.OK, shown.stderr
+    assert partner_id in shown.stdout
+
+    # When it is suspended, resumed and its key revoked, each with a reason
+    suspended = local(metered_stack, "--json", "partners", "suspend", partner_id, "--reason", "CLI test: suspend")
+    resumed = local(metered_stack, "--json", "partners", "resume", partner_id, "--reason", "CLI test: resume")
+    revoked = local(metered_stack, "keys", "revoke", partner_id, "--reason", "CLI test: revoke")
+
+    # Then each answered with the partner after it, audited under the offline operator
+    assert suspended.returncode == ExitCode.OK, suspended.stderr
+    assert json.loads(suspended.stdout)["partner"]["status"] == "SUSPENDED"
+    assert json.loads(suspended.stdout)["audit"]["actor"].endswith(":user/offline-operator")
+    assert json.loads(resumed.stdout)["partner"]["status"] == "ACTIVE"
+    assert revoked.returncode == ExitCode.OK, revoked.stderr
+    assert f"{partner_id}: revoke applied, now REVOKED" in revoked.stdout
+
+    # And no key value is in anything the CLI printed, nor in the stack's logs
+    everything = "".join(done.stdout + done.stderr for done in (listed, table, shown, suspended, resumed, revoked))
+    assert partner["api_key"] not in everything
+    assert partner["api_key"] not in stack_logs(metered_stack)
+
+
+def test_the_cli_follows_every_page(metered_stack: RunningStack) -> None:
+    for _ in range(3):
+        sign_up(metered_stack)
+    done = local(metered_stack, "--json", "partners", "list", "--limit", "2", "--all")
+    assert done.returncode == ExitCode.OK, done.stderr
+    page = json.loads(done.stdout)
+    ids = [partner["partner_id"] for partner in page["partners"]]
+    assert len(ids) == len(set(ids)) >= 3
+    assert page["next"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "shown"),
+    [
+        (["partners", "show", "p_0123456789abcdef0123456789abcdef"], ExitCode.NOT_FOUND, "404 partner_not_found"),
+        (["partners", "list", "--status", "NOT_A_STATUS"], ExitCode.REFUSED, "400 invalid_request"),
+        (["partners", "suspend", "p_0123456789abcdef0123456789abcdef"], ExitCode.USAGE, "--reason"),
+    ],
+)
+def test_the_cli_exit_codes_on_the_offline_stack(
+    metered_stack: RunningStack, args: list[str], exit_code: int, shown: str
+) -> None:
+    done = local(metered_stack, *args)
+    assert done.returncode == exit_code, done.stdout + done.stderr
+    assert shown in done.stderr
+
+
+def test_a_wrong_secret_is_not_authorized_with_api_gateways_words(metered_stack: RunningStack) -> None:
+    # Given the stack's URL and its access key with a wrong secret, from the environment (botocore's chain)
+    accepted = metered_stack.info["aws_credentials"]
+    env = {"AWS_ACCESS_KEY_ID": accepted["access_key_id"], "AWS_SECRET_ACCESS_KEY": "x" * 40}
+    done = run_cli(
+        "--api-url",
+        metered_stack.info["api_url"],
+        "--region",
+        metered_stack.info["region"],
+        "partners",
+        "list",
+        env=env,
+    )
+    assert done.returncode == ExitCode.NOT_AUTHORIZED
+    assert "403 InvalidSignatureException" in done.stderr
+
+
+def test_without_a_running_stack_the_cli_says_so(tmp_path: Path) -> None:
+    done = run_cli("--state-dir", str(tmp_path), "partners", "list")
+    assert done.returncode == ExitCode.USAGE
+    assert "is `make local` running" in done.stderr
+
+
+def test_the_cli_is_the_installed_console_script() -> None:
+    done = run_cli("--help")
+    assert done.returncode == ExitCode.OK
+    for command in ("partners", "keys", "usage"):
+        assert command in done.stdout
