@@ -59,6 +59,7 @@ from core.errors import (
     TierNotSelfService,
 )
 from core.key_rotation import RetiredKeySweep
+from core.mailboxes import mailbox_of
 from core.messages import Message
 from core.models import IssuedKey, Partner, PartnerStatus, Tier
 from core.observability import logger
@@ -82,7 +83,6 @@ UNDO_RESERVE_SECONDS = 5.0
 # What a throttled caller is told to wait when its attempt left nothing behind.
 THROTTLED_RETRY_AFTER_SECONDS = 5
 # Mail providers that ignore dots and +tags in the local part (OneKeyPerMailbox), and their one domain.
-DOT_BLIND_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
 @dataclass(frozen=True)
@@ -119,15 +119,6 @@ def _phase(variable: ContextVar[Any], value: Any) -> Iterator[None]:
         yield
     finally:
         variable.reset(token)
-
-
-def mailbox_of(email: str, one_key_per_mailbox: bool) -> str:
-    """The address that gets one key: the email itself, or (OneKeyPerMailbox) the mailbox it delivers to where
-    the provider ignores dots and +tags (a.b+x@googlemail.com is ab@gmail.com)."""
-    local, _, domain = email.rpartition("@")
-    if not one_key_per_mailbox or domain not in DOT_BLIND_DOMAINS:
-        return email
-    return f"{local.split('+', 1)[0].replace('.', '')}@{DOT_BLIND_DOMAINS[domain]}"
 
 
 class WithoutKeyValue(BaseIdempotencySerializer):

@@ -221,3 +221,22 @@ def test_a_body_that_is_not_utf8_is_a_400() -> None:
 def test_an_unknown_token_is_refused() -> None:
     status, body = post("/portal/recover/key", {"token": "A" * 43})
     assert (status, body["error"]["code"]) == (HTTPStatus.NOT_FOUND, "recovery_link_invalid")
+
+
+def test_a_partner_of_one_key_per_mailbox_recovers_by_any_address_of_its_mailbox(
+    mailbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a partner signed up with OneKeyPerMailbox (its lock is the Gmail mailbox, not the address as written)
+    monkeypatch.setenv("ONE_KEY_PER_MAILBOX", "true")
+    forget_settings()
+    signup_service.cache_clear()
+    local = uuid.uuid4().hex[:8]
+    signup_service().sign_up(SignupRequest(name="Ada", email=f"{local[:4]}.{local[4:]}+work@gmail.com"))
+
+    # When it asks with another spelling of the same mailbox
+    status, _ = post("/portal/recover", {"email": f"{local}@googlemail.com"})
+
+    # Then the link goes to the address it registered
+    assert status == HTTPStatus.ACCEPTED
+    [message] = mails(mailbox)
+    assert message["To"] == f"{local[:4]}.{local[4:]}+work@gmail.com"

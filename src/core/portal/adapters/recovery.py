@@ -16,6 +16,7 @@ from core.adapters.partners_table import (
     recovery_link_pk,
     to_item,
 )
+from core.mailboxes import mailbox_of
 from core.models import Partner
 
 HOUR = 3600
@@ -25,11 +26,16 @@ class RecoveryTable(PartnerRecords):
     """The RecoveryRecords port on the partners table."""
 
     def partner_by_email(self, email: str) -> Partner | None:
-        found = self._client.get_item(TableName=self._table, Key=to_item({"pk": email_pk(email)}), ConsistentRead=True)
-        lock = from_item(found.get("Item") or {})
-        if lock.get("status") != "ACTIVE" or "partner_id" not in lock:
-            return None  # nobody, or a signup still running
-        return self.get(str(lock["partner_id"]))
+        # As written, or (signup's OneKeyPerMailbox) as the mailbox it delivers to: the link goes to the address
+        # the partner registered, which is that same mailbox.
+        for address in dict.fromkeys([email, mailbox_of(email, one_key_per_mailbox=True)]):
+            found = self._client.get_item(
+                TableName=self._table, Key=to_item({"pk": email_pk(address)}), ConsistentRead=True
+            )
+            lock = from_item(found.get("Item") or {})
+            if lock.get("status") == "ACTIVE" and "partner_id" in lock:  # not nobody, nor a signup still running
+                return self.get(str(lock["partner_id"]))
+        return None
 
     def partner(self, partner_id: str) -> Partner | None:
         return self.get(partner_id)
