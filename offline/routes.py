@@ -147,6 +147,13 @@ class RouteTable:
         self._patterns = [(pattern, route) for _, pattern, route in sorted(patterns, key=lambda item: item[0])]
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        found = self._match(method, path)
+        if found is None and len(path) > 1 and path.endswith("/"):
+            # API Gateway's REST APIs route `/portal/` to the `/portal` resource (the path passed on keeps the slash).
+            found = self._match(method, path.rstrip("/"))
+        return found
+
+    def _match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         route = self._exact.get((method, path))
         if route is not None:
             return route, {}

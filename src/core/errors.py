@@ -318,3 +318,24 @@ class PartnerRevoked(DomainError):
 
     def __init__(self, partner_id: str, operation: str) -> None:
         super().__init__(f"partner {partner_id}'s key is revoked: {operation} needs a key (re-issue one first)")
+
+
+# --- The partner portal's lost-key recovery -------------------------------------------------------------------
+
+
+class RecoveryLinkInvalid(DomainError):
+    def __init__(self) -> None:
+        super().__init__("this recovery link is unknown, already used or expired; ask for a new one")
+
+
+class RecoveryRateLimited(DomainError):
+    """Too many recovery requests from one source address."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"too many key recovery requests from this address; retry in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class RecoveryUnavailable(DomainError):
+    def __init__(self) -> None:
+        super().__init__("this deployment sends no email (no PartnerAlertSender), so it cannot recover keys")

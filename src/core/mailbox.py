@@ -1,4 +1,5 @@
-"""Which address gets one key: signup and the operator console's key import share the rule."""
+"""Which address gets one key: signup and the operator console's key import share the rule; the portal's key
+recovery finds a partner by either spelling of its mailbox."""
 
 # Providers that deliver a.b+x@ to ab@ (OneKeyPerMailbox folds those spellings into one mailbox).
 DOT_BLIND_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}

@@ -42,6 +42,9 @@ from core.errors import (
     PartnerRevoked,
     PayloadTooLarge,
     ProviderMisconfigured,
+    RecoveryLinkInvalid,
+    RecoveryRateLimited,
+    RecoveryUnavailable,
     SigningSecretUnavailable,
     SignupInProgress,
     SignupThrottled,
@@ -116,6 +119,10 @@ CONTROL_PLANE: dict[type[DomainError], ControlPlaneAnswer] = {
     PartnerNotFound: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "partner_not_found"),
     PartnerNotActive: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_not_active"),
     PartnerRevoked: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_revoked"),
+    # The partner portal's lost-key recovery (POST /portal/recover, /portal/recover/key).
+    RecoveryLinkInvalid: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "recovery_link_invalid"),
+    RecoveryRateLimited: ControlPlaneAnswer(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited", FROM_ERROR),
+    RecoveryUnavailable: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "recovery_unavailable"),
     ExportTooLarge: ControlPlaneAnswer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "export_too_large"),
 }
 CONTROL_PLANE_FAILURE = ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error")

@@ -1,6 +1,9 @@
 """GET /portal and GET /portal/{asset}: the partner portal's pages, served by the stack itself on the API's
-own origin (no CORS), public. Every answer, errors included, carries the portal's security headers."""
+own origin (no CORS), public; and lost-key recovery: POST /portal/recover (a link by email) and POST
+/portal/recover/key (the link's token -> a new key, shown once). Every answer, errors included, carries the
+portal's security headers."""
 
+import binascii
 from http import HTTPStatus
 from typing import Any
 
@@ -8,10 +11,15 @@ from aws_lambda_powertools.event_handler import content_types
 from aws_lambda_powertools.event_handler.api_gateway import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import InvalidRequest, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
+from core.portal.recovery import key_recovery
 from core.portal.service import CONFIG, INDEX, SECURITY_HEADERS, asset, deployment_config
 from handlers.http_answers import control_plane_app, json_response
+
+MAX_BODY_BYTES = 2048
 
 app = control_plane_app(refused="refused portal request", failed="serving the portal failed")
 
@@ -26,6 +34,72 @@ def portal_asset(name: str) -> Response[str]:
     if name == CONFIG:
         return json_response(HTTPStatus.OK, deployment_config())
     return _asset(name)
+
+
+class RecoveryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
+
+
+class RecoveryKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    token: str = Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+# The same answer whether or not the address is registered (core.portal.recovery).
+LINK_REQUESTED = {
+    "status": "requested",
+    "message": "If a partner is registered with this address, a recovery link is on its way (valid 15 minutes).",
+}
+
+
+@app.post("/portal/recover")
+@tracer.capture_method
+def request_recovery() -> Response[str]:
+    body = _parse(RecoveryRequest)
+    event = app.current_event
+    key_recovery().request_link(body.email, event.request_context.identity.source_ip or "unknown", _page_url(event))
+    return json_response(HTTPStatus.ACCEPTED, LINK_REQUESTED)
+
+
+@app.post("/portal/recover/key")
+@tracer.capture_method(capture_response=False)  # the answer holds the new key's value
+def recover_key() -> Response[str]:
+    body = _parse(RecoveryKeyRequest)
+    recovered = key_recovery().recover(body.token)
+    return json_response(
+        HTTPStatus.OK,
+        {
+            "partner_id": recovered.partner_id,
+            "api_key_id": recovered.api_key_id,
+            "api_key": recovered.api_key.get_secret_value(),
+        },
+    )
+
+
+def _parse[M: BaseModel](model: type[M]) -> M:
+    try:
+        raw = (app.current_event.decoded_body or "").encode("utf-8", errors="surrogatepass")
+    except (ValueError, binascii.Error):  # not base64, or not UTF-8 once decoded
+        raise InvalidRequest("the request body is not UTF-8 JSON") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(MAX_BODY_BYTES)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+def _page_url(event: Any) -> str:
+    """The portal on the host and stage this request came through (the function cannot name its own API)."""
+    context = event.request_context
+    host = context.domain_name or event.headers.get("Host", "")
+    local = host.split(":")[0] in ("localhost", "127.0.0.1")
+    scheme = event.headers.get("X-Forwarded-Proto") or ("http" if local else "https")
+    stage_path = (context.path or f"/{context.stage}/portal/recover").removesuffix("/portal/recover")
+    return f"{scheme}://{host}{stage_path}/portal"
 
 
 @app.not_found
@@ -57,4 +131,17 @@ def _with_security_headers(result: dict[str, Any]) -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if str(event.get("path") or "").endswith("/portal/"):
+        # `/portal/` reaches the `/portal` resource; the page's relative asset links need `/portal`.
+        return _with_security_headers(_to_portal())
     return _with_security_headers(app.resolve(event, context))
+
+
+def _to_portal() -> dict[str, Any]:
+    # Relative, so it holds under any stage or custom domain base path: <base>/portal/ -> <base>/portal.
+    return {
+        "statusCode": HTTPStatus.MOVED_PERMANENTLY,
+        "multiValueHeaders": {"Location": ["../portal"], "Content-Type": [content_types.TEXT_PLAIN]},
+        "body": "Moved to ../portal",
+        "isBase64Encoded": False,
+    }

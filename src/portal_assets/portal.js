@@ -59,6 +59,7 @@
 
   // ------------------------------------------------------------------ views
   function route() {
+    takeRecoveryToken();
     const wanted = window.location.hash.replace("#", "") || "signup";
     const views = Array.from(document.querySelectorAll("[data-view]"));
     const current = views.some((view) => view.dataset.view === wanted) ? wanted : "signup";
@@ -96,6 +97,7 @@
     }
     renderTiers(config.tiers);
     show($("alert-option"), Boolean(config.alert_emails));
+    show($("recover-nav"), Boolean(config.key_recovery));
   }
 
   function renderTiers(tiers) {
@@ -489,6 +491,100 @@
     show($("upgrades"), offers.length > 0);
   }
 
+  // ------------------------------------------------------------------ lost-key recovery
+  // The emailed link is <portal>#recover=<token>: a fragment never reaches a server, and the key is issued only
+  // when the visitor presses the button (a mail scanner that opens the link issues nothing). The token is taken
+  // out of the address bar at once and kept in memory only.
+  let recoveryToken = null;
+
+  function takeRecoveryToken() {
+    const match = /^#recover=([A-Za-z0-9_-]{16,128})$/.exec(window.location.hash);
+    if (!match) {
+      return;
+    }
+    recoveryToken = match[1];
+    window.history.replaceState(null, "", `${window.location.pathname}#recover`);
+    say($("recover-status"), "");
+    say($("recover-error"), "");
+    show($("recover-form"), false);
+    show($("recover-result"), false);
+    show($("recover-confirm"), true);
+  }
+
+  async function requestRecovery(event) {
+    event.preventDefault();
+    say($("recover-error"), "");
+    say($("recover-status"), "");
+    const address = $("recover-email").value.trim();
+    if (!/^[^@\s]+@[^@\s]+$/.test(address)) {
+      $("recover-email").setAttribute("aria-invalid", "true");
+      say($("recover-error"), "Enter the email address you signed up with.");
+      $("recover-email").focus();
+      return;
+    }
+    $("recover-email").removeAttribute("aria-invalid");
+    const button = $("recover-submit");
+    button.disabled = true;
+    try {
+      const answer = await fetch(`${portalBase}/recover`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ email: address }),
+      });
+      const payload = await answer.json().catch(() => null);
+      if (answer.status === 202 && payload && typeof payload.message === "string") {
+        say($("recover-status"), payload.message);
+      } else {
+        say($("recover-error"), errorText(answer.status, payload));
+      }
+    } catch (error) {
+      say($("recover-error"), "Could not reach the API. Check your connection and try again.");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function recoverKey() {
+    say($("recover-error"), "");
+    const button = $("recover-key-submit");
+    button.disabled = true;
+    try {
+      const answer = await fetch(`${portalBase}/recover/key`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token: recoveryToken || "" }),
+      });
+      const payload = await answer.json().catch(() => null);
+      if (answer.status === 200 && payload && payload.api_key) {
+        recoveryToken = null;
+        show($("recover-confirm"), false);
+        $("recovered-key").value = payload.api_key;
+        $("recovered-partner").textContent = payload.partner_id;
+        show($("recover-result"), true);
+        $("recover-result-title").focus();
+      } else {
+        say($("recover-error"), errorText(answer.status, payload));
+        show($("recover-confirm"), false);
+        show($("recover-form"), true);
+      }
+    } catch (error) {
+      say($("recover-error"), "Could not reach the API. Check your connection and press the button again.");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function copyRecoveredKey() {
+    const field = $("recovered-key");
+    try {
+      await navigator.clipboard.writeText(field.value);
+      $("copy-recovered-status").textContent = "Copied.";
+    } catch (error) {
+      field.select();
+      $("copy-recovered-status").textContent = "Selected: press Ctrl+C (or ⌘C) to copy.";
+    }
+  }
+
   // ------------------------------------------------------------------ wiring
   document.addEventListener("DOMContentLoaded", () => {
     $("signup-form").addEventListener("submit", signUp);
@@ -496,6 +592,9 @@
     $("go-usage").addEventListener("click", goToUsage);
     $("usage-form").addEventListener("submit", loadUsage);
     $("usage-forget").addEventListener("click", forgetKey);
+    $("recover-form").addEventListener("submit", requestRecovery);
+    $("recover-key-submit").addEventListener("click", recoverKey);
+    $("copy-recovered-key").addEventListener("click", copyRecoveredKey);
     window.addEventListener("hashchange", route);
     loadConfig().then(route);
   });

@@ -139,3 +139,20 @@ def test_the_cli_is_the_installed_console_script() -> None:
     assert done.returncode == ExitCode.OK
     for command in ("partners", "keys", "usage"):
         assert command in done.stdout
+
+
+def test_the_cli_rotates_a_key_and_prints_the_new_value_once_on_stdout(metered_stack: RunningStack) -> None:
+    # Given a partner with a key
+    partner = sign_up(metered_stack, "pro")
+    old_key = partner["api_key"]
+
+    # When an operator rotates it with the CLI, no grace
+    done = local(metered_stack, "keys", "rotate", partner["partner_id"], "--reason", "e2e: lost key")
+
+    # Then the new key is on stdout once, never on stderr nor in the stack's logs, and the old key is gone
+    assert done.returncode == ExitCode.OK, done.stderr
+    new_key = done.stdout.strip().splitlines()[-1]
+    assert new_key != old_key and done.stdout.count(new_key) == 1
+    assert new_key not in done.stderr and new_key not in stack_logs(metered_stack)
+    shown = json.loads(local(metered_stack, "--json", "partners", "show", partner["partner_id"]).stdout)
+    assert shown["partner"]["key_prefix"] == new_key[:4]

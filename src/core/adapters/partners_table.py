@@ -96,6 +96,16 @@ def retire_pk(api_key_id: str) -> str:
     return f"{RETIRE_PREFIX}{api_key_id}"
 
 
+def recovery_link_pk(token_hash: str) -> str:
+    """A lost-key recovery link (the partner portal): `partner_id`, `expires_at` (epoch s, the table's TTL)."""
+    return f"RECOVER#{token_hash}"
+
+
+def recovery_limit_pk(kind: str, value_hash: str, hour: int) -> str:
+    """Recovery requests of one email or source address in one hour: `requests` (N), `expires_at`."""
+    return f"RECOVERLIMIT#{kind}#{value_hash}#{hour}"
+
+
 def condition_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 

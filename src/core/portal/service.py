@@ -100,6 +100,8 @@ def portal_config(settings: PortalSettings) -> dict[str, Any]:
         "tiers": tiers,
         "alert_emails": bool(settings.partner_alert_sender),
         "double_opt_in": settings.double_opt_in,
+        # Lost-key recovery emails a link: offered only with a sender.
+        "key_recovery": bool(settings.partner_alert_sender),
         "upgrades": upgrades,
     }
 

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from core.settings import SelfServiceTiersSettings, TierPoliciesSettings
+from core.settings import SelfServiceTiersSettings, StackSettings, TierCacheSettings, TierPoliciesSettings
 from core.tier_policy import ModelCatalog
 
 
@@ -62,3 +62,16 @@ class PortalSettings(SelfServiceTiersSettings, TierPoliciesSettings):
         if unknown:
             raise ValueError(f"TIERS has no policy for {', '.join(unknown)}")
         return self
+
+
+class KeyRecoverySettings(StackSettings, TierCacheSettings):
+    """POST /portal/recover and /portal/recover/key: lost-key recovery (core.portal.recovery)."""
+
+    metering_table: str = Field(min_length=1)
+    # PartnerAlertSender: the sender of recovery links (empty: no recovery, and the page does not offer it).
+    partner_alert_sender: str = ""
+    recovery_link_seconds: int = Field(default=900, ge=60, le=3600)
+    recovery_per_email_per_hour: int = Field(default=3, ge=1)
+    recovery_per_source_per_hour: int = Field(default=10, ge=1)
+    # No answer to a link request comes sooner (the same timing for a registered address as for any other).
+    recovery_answer_floor_seconds: float = Field(default=1.0, ge=0, le=10)

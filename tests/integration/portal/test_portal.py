@@ -199,3 +199,15 @@ def test_the_alert_opt_in_and_double_opt_in_follow_the_deployment(monkeypatch: p
     # Then it offers alert emails and knows the key arrives by email
     assert config["alert_emails"] is True
     assert config["double_opt_in"] is True
+
+
+def test_the_portal_with_a_trailing_slash_redirects_to_the_portal() -> None:
+    event = copy.deepcopy(sample_event("portal.json"))
+    event.update(path="/portal/", resource="/portal")
+    event["requestContext"].update(resourcePath="/portal", path="/live/portal/")
+
+    result = portal_handler.handler(event, LambdaContext(function_name="PortalFunction"))
+
+    assert result["statusCode"] == HTTPStatus.MOVED_PERMANENTLY
+    assert result["multiValueHeaders"]["Location"] == ["../portal"]
+    assert "Content-Security-Policy" in result["multiValueHeaders"]

@@ -1,0 +1,1 @@
+"""The operator console's adapters: its reads and writes of the partners table (records and audit trail)."""
