@@ -284,6 +284,16 @@ class OperatorUnknown(DomainError):
         super().__init__("this operation needs a caller authenticated by AWS IAM (a SigV4-signed request)")
 
 
+class ExportTooLarge(DomainError):
+    """A usage export that does not fit in one HTTP answer (Lambda's 6 MB): the scheduled export has it in S3."""
+
+    def __init__(self, size: int, limit: int, where: str) -> None:
+        super().__init__(
+            f"the export is {size} bytes, more than one answer carries ({limit}); read it from the scheduled "
+            f"export instead: {where}"
+        )
+
+
 class PartnerNotFound(DomainError):
     def __init__(self, partner_id: str) -> None:
         super().__init__(f"no partner with id {partner_id}")

@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -112,3 +113,13 @@ class DailyUsage:
 
     used: int
     remaining: int
+
+
+@dataclass(frozen=True)
+class PeriodRequests:
+    """Requests the AI API counted for a key in one ledger item: the item's quota period start and its tier
+    (the tier of the item's latest request). The ledger counts every request as it passes, with no lag."""
+
+    period_start: datetime
+    tier: str
+    requests: int

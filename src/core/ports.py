@@ -1,11 +1,12 @@
-"""Ports more than one capability needs, as small Protocols: usage plans and keys, and email. Each capability
-keeps its own ports in its package (core.<capability>.ports); adapters live next to the ports they serve."""
+"""Ports more than one capability needs, as small Protocols: usage plans and keys, the ledger's request counts
+(plan moves), and email. Each capability keeps its own ports in its package (core.<capability>.ports); adapters
+live next to the ports they serve."""
 
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from core.messages import Message
-from core.models import DailyUsage, IssuedKey, UsagePlan
+from core.models import DailyUsage, IssuedKey, PeriodRequests, UsagePlan
 
 
 class UsagePlanLister(Protocol):
@@ -39,6 +40,12 @@ class UsagePlanGateway(Protocol):
     def key_usage(self, plan_id: str, key_id: str, start: date, end: date) -> list[DailyUsage]: ...
 
     def set_remaining_quota(self, plan_id: str, key_id: str, remaining: int) -> None: ...
+
+
+class RequestCounts(Protocol):
+    """The AI API's ledger, read: requests per key and quota period, counted as they pass (no lag)."""
+
+    def requests_since(self, api_key_id: str, since: datetime) -> list[PeriodRequests]: ...
 
 
 class EmailSender(Protocol):

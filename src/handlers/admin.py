@@ -17,8 +17,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from core.admin.models import ActionResult, Operator, OperatorRequest, PartnerQuery
-from core.admin.service import admin_service
+from core.admin.models import ActionResult, Operator, OperatorRequest, PartnerQuery, UsageQuery
+from core.admin.service import admin_service, export_usage
 from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
 from handlers.http_answers import control_plane_app, json_response
@@ -70,6 +70,21 @@ def resume_partner(partner_id: str) -> Response[str]:
 def revoke_key(partner_id: str) -> Response[str]:
     body = parse_body(OperatorRequest)
     return action_answer(admin_service().revoke(operator(), partner_id, body.reason))
+
+
+@app.get("/admin/usage")
+@tracer.capture_method(capture_response=False)
+def usage_export() -> Response[str]:
+    query = parse_query(UsageQuery)
+    body = export_usage(query.period, query.format)
+    if query.format == "json":
+        return Response(status_code=HTTPStatus.OK, content_type="application/json; charset=utf-8", body=body)
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="text/csv; charset=utf-8",
+        body=body,
+        headers={"Content-Disposition": f'attachment; filename="usage-{query.period}.csv"'},
+    )
 
 
 def action_answer(result: ActionResult) -> Response[str]:

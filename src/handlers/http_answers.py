@@ -22,6 +22,7 @@ from core.errors import (
     ConfirmationLinkInvalid,
     DomainError,
     EmailAlreadyRegistered,
+    ExportTooLarge,
     IdempotencyKeyReused,
     IdempotentRequestInProgress,
     InvalidRequest,
@@ -115,6 +116,7 @@ CONTROL_PLANE: dict[type[DomainError], ControlPlaneAnswer] = {
     PartnerNotFound: ControlPlaneAnswer(HTTPStatus.NOT_FOUND, "partner_not_found"),
     PartnerNotActive: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_not_active"),
     PartnerRevoked: ControlPlaneAnswer(HTTPStatus.CONFLICT, "partner_revoked"),
+    ExportTooLarge: ControlPlaneAnswer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "export_too_large"),
 }
 CONTROL_PLANE_FAILURE = ControlPlaneAnswer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error")
 

@@ -82,6 +82,8 @@ def test_the_readme_walkthrough_pastes_and_runs_as_written(reader_folder: tuple[
     assert re.search(r'"partners":\s*\[\{"partner_id"', output), "a signed GET /admin/partners answered"
     assert re.search(r'"partner":\s*\{"partner_id":\s*"p_', output), "a signed GET /admin/partners/{id} answered"
     assert "403 unsigned" in output
+    assert re.search(r'^"partner_id","name","email","tier","quota_period"', output, re.M), "the CSV usage export"
+    assert re.search(r'"quota_periods":\s*\["MONTH"\]', output), "the JSON usage export of the month"
     for status in ("SUSPENDED", "DISABLED", "REVOKED"):  # suspend, resume (billing had cancelled it), revoke
         assert re.search(r'"status":\s*"' + status + '"', output), status
     # The Operator CLI's block: `metered-ai --local` lists every page and exits 4 for an unknown partner

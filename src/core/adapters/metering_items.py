@@ -6,7 +6,9 @@ One partition is not a key's: `pk = SWEEP#dormant-keys`, `sk = DAY#<UTC date>`, 
 the day's dormant-key sweep.
 """
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from typing import Any, Literal
 
 from core.periods import period_key
 
@@ -23,6 +25,12 @@ _PERIOD_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 def key_pk(api_key_id: str) -> str:
     return f"KEY#{api_key_id}"
+
+
+def api_key_id_of(pk: str) -> str | None:
+    """The API key id of a key's partition key (`KEY#<id>`); None for another partition."""
+    prefix = key_pk("")
+    return pk.removeprefix(prefix) if pk.startswith(prefix) and len(pk) > len(prefix) else None
 
 
 def ledger_sk(period_start: datetime) -> str:
@@ -54,6 +62,42 @@ def bucket_start(attribute: str) -> tuple[str, datetime] | None:
             except ValueError:
                 return None
     return None
+
+
+# A ledger item's tokens by model: `prompt_tokens@<model id>` and `completion_tokens@<model id>` (N), added in the
+# UpdateItem that settles a completion or embeddings call. Model ids contain dots, colons and dashes
+# (`anthropic.claude-3-haiku-20240307-v1:0`), so these names are only ever written through
+# ExpressionAttributeNames; `@` appears in no model id and in no other attribute's name.
+MODEL_TOKENS_SEPARATOR = "@"
+TokenKind = Literal["prompt", "completion"]
+_TOKEN_KINDS: tuple[TokenKind, ...] = ("prompt", "completion")
+
+
+def model_tokens_attribute(kind: TokenKind, model: str) -> str:
+    """The ledger attribute counting `kind` tokens of `model`: `prompt_tokens@<model>` / `completion_tokens@<model>`."""
+    return f"{kind}_tokens{MODEL_TOKENS_SEPARATOR}{model}"
+
+
+def model_tokens_of(attribute: str) -> tuple[TokenKind, str] | None:
+    """(kind, model id) of a by-model token counter's name; None for any other attribute."""
+    for kind in _TOKEN_KINDS:
+        prefix = f"{kind}_tokens{MODEL_TOKENS_SEPARATOR}"
+        if attribute.startswith(prefix) and len(attribute) > len(prefix):
+            return kind, attribute.removeprefix(prefix)
+    return None
+
+
+def tokens_by_model(item: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """A ledger item's (plain values, deserialized) tokens by model:
+    `{model id: {"prompt_tokens": n, "completion_tokens": m}}`, models sorted, both counters always present."""
+    found: dict[str, dict[str, int]] = {}
+    for name, value in item.items():
+        parsed = model_tokens_of(name)
+        if parsed is not None:
+            kind, model = parsed
+            counters = found.setdefault(model, {"prompt_tokens": 0, "completion_tokens": 0})
+            counters[f"{kind}_tokens"] += int(value)
+    return dict(sorted(found.items()))
 
 
 def ledger_period_start(sk: str) -> datetime:

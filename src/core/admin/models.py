@@ -2,8 +2,9 @@
 entries), and what operators read (partner summaries, pages)."""
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +48,16 @@ class PartnerFilter(BaseModel):
     @classmethod
     def _lower_case(cls, email: str | None) -> str | None:
         return email.lower() if email is not None else None
+
+
+class UsageQuery(BaseModel):
+    """GET /admin/usage's query: the period (`YYYY-MM` or `YYYY-MM-DD`, core.admin.usage_export.parse_period)
+    and the format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    period: str = Field(min_length=7, max_length=10)
+    format: Literal["csv", "json"] = "json"
 
 
 class PartnerQuery(PartnerFilter):
@@ -119,3 +130,20 @@ class ActionResult(BaseModel):
 
     partner: PartnerSummary
     audit: AuditEntry
+
+
+@dataclass(frozen=True)
+class LedgerUsage:
+    """One key's AI API ledger item for one period (metering table, `PERIOD#`), as the usage export reads it:
+    the key's own counters only (never a rotated key's `carried_tokens`)."""
+
+    api_key_id: str
+    period_start: datetime
+    partner_id: str
+    tier: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    extension_requests: int = 0
+    extension_tokens: int = 0
+    # {model: {"prompt_tokens": n, "completion_tokens": m}} (core.adapters.metering_items.tokens_by_model)
+    tokens_by_model: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -1,8 +1,10 @@
 """What the operator console needs from the outside world, besides the kernel's usage plans (core.ports)."""
 
+from collections.abc import Iterator
+from datetime import date, datetime
 from typing import Any, Protocol
 
-from core.admin.models import AuditEntry, PartnerFilter
+from core.admin.models import AuditEntry, LedgerUsage, PartnerFilter
 from core.models import Partner, PartnerStatus
 
 
@@ -61,3 +63,17 @@ class Notifier(Protocol):
     """The operators' topic."""
 
     def publish(self, subject: str, message: dict[str, Any] | str, attributes: dict[str, str] | None = None) -> str: ...
+
+
+class PlanUsageReader(Protocol):
+    """GetUsage over a whole usage plan, a page of keys at a time (the kernel's ApiGateway.usage_pages)."""
+
+    def usage_pages(self, plan_id: str, start: date, end: date, page_size: int) -> Iterator[dict[str, list[list[int]]]]:
+        """Every key's daily `[used, remaining]` from `start` to `end` (UTC days, inclusive), page by page."""
+        ...
+
+
+class LedgerItems(Protocol):
+    """The AI API's ledger items (metering table) of every key for given period starts."""
+
+    def period_items(self, starts: list[datetime]) -> Iterator[LedgerUsage]: ...

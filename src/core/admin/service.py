@@ -25,6 +25,7 @@ from typing import Any
 from core.adapters.apigateway import ApiGateway
 from core.adapters.sns import AlertTopic
 from core.admin.adapters.audit_trail import AuditTrail
+from core.admin.adapters.ledger_items import LedgerScan
 from core.admin.adapters.partners import AdminPartners
 from core.admin.models import (
     PARTNER_ID,
@@ -39,10 +40,12 @@ from core.admin.models import (
 )
 from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
 from core.admin.settings import AdminSettings
+from core.admin.usage_export import ExportFormat, UsageExporter, object_key, parse_period
 from core.errors import DomainError, InvalidRequest, PartnerNotFound, PartnerRevoked
 from core.models import Partner, PartnerStatus
 from core.observability import logger
 from core.settings import load_settings
+from core.tiers import TierCatalog
 
 NOTIFICATION_KIND = "operator-action"
 # A change's work: the partner after it, and what to record about it (ints and strings).
@@ -305,3 +308,28 @@ def admin_service() -> AdminService:
         notifier=AlertTopic(settings.alert_topic_arn),
         keys=ApiGateway(),
     )
+
+
+@cache
+def usage_exporter() -> UsageExporter:
+    settings = load_settings(AdminSettings)
+    gateway = ApiGateway()
+    tiers = TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds)
+    return UsageExporter(
+        partners=AdminPartners(settings.partners_table),
+        tiers=tiers.all,
+        usage=gateway,
+        ledger=LedgerScan(settings.metering_table),
+        page_size=settings.get_usage_page_size,
+    )
+
+
+def export_usage(period: str, fmt: ExportFormat) -> str:
+    """GET /admin/usage: the export of `period` in `fmt` (400 for a bad period, 413 when too large for an answer)."""
+    settings = load_settings(AdminSettings)
+    where = (
+        f"s3://{settings.usage_export_bucket}/{object_key(settings.usage_export_prefix, period, fmt)}"
+        if settings.usage_export_bucket
+        else "the scheduled usage export"
+    )
+    return usage_exporter().answer(parse_period(period), fmt, where)

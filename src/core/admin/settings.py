@@ -14,3 +14,9 @@ class AdminSettings(StackSettings, TierCacheSettings, TierPoliciesSettings):
     alert_topic_arn: str = Field(min_length=1)
     # How many audit entries GET /admin/partners/{id} shows (newest first).
     audit_trail_length: int = Field(default=50, ge=1, le=100)
+    # GetUsage's page of keys (the usage export reads each plan as the quota monitor does).
+    get_usage_page_size: int = Field(default=500, ge=1, le=500)
+    # The scheduled usage export's bucket (UsageExportBucket); empty: none (GET /admin/usage still answers).
+    usage_export_bucket: str = ""
+    # Where in it the export's objects go: `<prefix><period>.<csv|json>`.
+    usage_export_prefix: str = "usage/"

@@ -85,7 +85,7 @@ class EmbeddingsApi(AiApi):
             exc.headers = self.rate_limit_headers(caller, entry, reading)
             raise
         try:
-            reservation = self._meter.reserve(entry, caller, tokens, seconds_left)
+            reservation = self._meter.reserve(entry, caller, tokens, seconds_left, model=model.name)
         except TokenBudgetRefusal as exc:
             self._record_outcome(_outcome(caller.tier, model.name, "budget_refused"))
             refusal = EmbeddingsBudgetExceeded(exc.needed, exc.remaining, period_key(entry.period_reset))

@@ -60,6 +60,8 @@ class TokenHold:
     id: str
     tokens: int
     until: int
+    # The model the request calls: settling adds its tokens to that model's counters too (never stored on the hold).
+    model: str | None = None
 
     @property
     def attribute(self) -> str:

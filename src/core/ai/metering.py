@@ -89,12 +89,16 @@ class TokenMeter:
     def count_request(self, entry: LedgerEntry) -> LedgerReading:
         return self._ledger.count_request(entry)
 
-    def reserve(self, entry: LedgerEntry, caller: AiCaller, tokens: int, seconds_left: float) -> TokenReservation:
+    def reserve(
+        self, entry: LedgerEntry, caller: AiCaller, tokens: int, seconds_left: float, model: str | None = None
+    ) -> TokenReservation:
         """Count the request and hold `tokens` of the budget until the function's deadline (`seconds_left`),
-        or raise TokenBudgetRefusal, a TokenBudgetExceeded (still counted)."""
+        or raise TokenBudgetRefusal, a TokenBudgetExceeded (still counted). Settling counts the tokens used by
+        `model` too."""
         budget = None if caller.policy.unlimited_tokens else caller.policy.token_budget
         now = self._clock().timestamp()
-        hold = TokenHold(id=uuid.uuid4().hex, tokens=tokens, until=math.ceil(now + seconds_left + HOLD_GRACE_SECONDS))
+        until = math.ceil(now + seconds_left + HOLD_GRACE_SECONDS)
+        hold = TokenHold(id=uuid.uuid4().hex, tokens=tokens, until=until, model=model)
         admitted, reading = self._ledger.reserve(entry, hold, budget, now)
         if not admitted:
             assert budget is not None

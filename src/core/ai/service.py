@@ -231,7 +231,9 @@ class AiApi:
             exc.headers = self.rate_limit_headers(caller, entry, reading)
             raise
         try:
-            reservation = self._meter.reserve(entry, caller, prompt_tokens + prompt.max_tokens, seconds_left)
+            reservation = self._meter.reserve(
+                entry, caller, prompt_tokens + prompt.max_tokens, seconds_left, model=model.name
+            )
         except TokenBudgetRefusal as exc:
             exc.headers = self.rate_limit_headers(caller, entry, exc.reading)
             self._record_metrics(RequestOutcome(caller.tier, model.name, "budget_refused"))

@@ -7,7 +7,7 @@
    recognised by its id, an older event is stale), so events applied out of order never roll a tier back.
 4. A change holds a lock (a lease) on the partner record, which also journals the usage to carry over, so
    a change that dies half-way is finished by the next attempt instead of being lost.
-5. The key moves between plans (`core.billing.plan_moves`), its period's usage is carried over, it is disabled on
+5. The key moves between plans (`core.plan_moves`), its period's usage is carried over, it is disabled on
    cancellation (or moved to the free tier) and enabled again by a later subscription.
 6. Each applied change is published to the operators' topic; a failed publish is retried with the event.
 An event for a partner we do not know (a race with signup) is recorded and answered "retry later" for
@@ -33,8 +33,8 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.ledger_requests import LedgerRequests
 from core.adapters.sns import AlertTopic
-from core.billing.adapters.ledger_requests import LedgerRequests
 from core.billing.adapters.partners import BillingPartners
 from core.billing.adapters.secrets import JsonSecret
 from core.billing.events import parse_delivery
@@ -50,7 +50,6 @@ from core.billing.models import (
 from core.billing.notice import TierChangeNotice
 from core.billing.notice import body as notice_body
 from core.billing.notice import subject as notice_subject
-from core.billing.plan_moves import CarriedUsage, PlanMover, QuotaWindow, RequestCounts, quota_window
 from core.billing.ports import Notifier, SecretSource, TierChangeStore
 from core.billing.settings import BillingWebhookSettings
 from core.billing.signatures import SigningSecrets, scheme_of, verify
@@ -63,7 +62,8 @@ from core.errors import (
 )
 from core.models import KEYLESS, OPERATOR_HOLDS, Partner, PartnerStatus, Tier
 from core.observability import logger, metrics
-from core.ports import UsagePlanGateway
+from core.plan_moves import CarriedUsage, PlanMover, QuotaWindow, quota_window
+from core.ports import RequestCounts, UsagePlanGateway
 from core.settings import load_settings
 from core.tiers import TierCatalog
 

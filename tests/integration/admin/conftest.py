@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core.admin.service import admin_service
+from core.admin.service import admin_service, usage_exporter
 from core.observability import metrics
 from core.settings import forget_settings
 from core.signup.models import SignupRequest
@@ -31,9 +31,11 @@ def admin_env(
     monkeypatch.setattr(metrics, "namespace", os.environ["POWERTOOLS_METRICS_NAMESPACE"])
     forget_settings()
     admin_service.cache_clear()
+    usage_exporter.cache_clear()
     yield
     forget_settings()
     admin_service.cache_clear()
+    usage_exporter.cache_clear()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from core.adapters.metering_items import bucket_start
+from core.adapters.metering_items import bucket_start, model_tokens_of, tokens_by_model
 from core.adapters.partners_table import PartnerRecords
 from core.ai import service as ai_api
 from core.ai.adapters.metering_table import MeteringTable
@@ -126,18 +126,27 @@ def chat(key_id: str | None, words: int = 3, model: str = "nova-micro", **fields
     return call(chat_handler, event("chat_completions.json", key_id, body))
 
 
-def ledger(stack: ProvisionedStack, partner: Partner, period: str = "DAY") -> dict[str, int]:
+def ledger_item(stack: ProvisionedStack, partner: Partner, period: str = "DAY") -> dict[str, Any]:
     start, _ = period_bounds(period, ai_api.datetime.now(ai_api.UTC))  # type: ignore[arg-type]
-    item = boto3.client("dynamodb").get_item(
+    return boto3.client("dynamodb").get_item(
         TableName=stack.physical_ids["MeteringTable"],
         Key={"pk": {"S": f"KEY#{partner.api_key_id}"}, "sk": {"S": f"PERIOD#{period_key(start)}"}},
     )["Item"]
-    # The period's counters (the per-slice ones of the usage chart are checked through /v1/usage).
+
+
+def ledger(stack: ProvisionedStack, partner: Partner, period: str = "DAY") -> dict[str, int]:
+    # The period's counters (the per-slice ones of the usage chart are checked through /v1/usage, the by-model
+    # ones by ledger_by_model).
     return {
         name: int(value["N"])
-        for name, value in item.items()
-        if "N" in value and name != "expires_at" and bucket_start(name) is None
+        for name, value in ledger_item(stack, partner, period).items()
+        if "N" in value and name != "expires_at" and bucket_start(name) is None and model_tokens_of(name) is None
     }
+
+
+def ledger_by_model(stack: ProvisionedStack, partner: Partner, period: str = "DAY") -> dict[str, dict[str, int]]:
+    item = ledger_item(stack, partner, period)
+    return tokens_by_model({name: value["N"] for name, value in item.items() if "N" in value})
 
 
 def assert_openai_error(answer: Answer, status: HTTPStatus, error_type: str, code: str) -> None:
@@ -179,6 +188,8 @@ def test_a_chat_completion_in_openais_shape_is_metered_in_tokens(ai_stack: Provi
         "reserved_tokens": 0,
         "committed_tokens": 8,
     }
+    # And the model's own counters, added by the same write
+    assert ledger_by_model(ai_stack, partner) == {"nova-micro": {"prompt_tokens": 4, "completion_tokens": 4}}
 
 
 def test_the_budget_runs_out_with_429_insufficient_quota(ai_stack: ProvisionedStack) -> None:

@@ -26,6 +26,7 @@ from tests.integration.ai.test_ai_api import (
     chat_handler,
     event,
     ledger,
+    ledger_by_model,
     sign_up,
 )
 
@@ -89,6 +90,8 @@ def test_embeddings_in_openais_shape_are_metered_in_tokens(embeddings_stack: Pro
         "reserved_tokens": 0,
         "committed_tokens": 3,
     }
+    # And the embedding model's own counters (all prompt tokens)
+    assert ledger_by_model(embeddings_stack, partner) == {MODEL: {"prompt_tokens": 3, "completion_tokens": 0}}
 
 
 def test_base64_and_float_carry_the_same_vectors_and_the_same_text_the_same_vector(

@@ -8,9 +8,9 @@ import boto3
 import pytest
 
 from core.adapters.apigateway import ApiGateway
-from core.billing.adapters.ledger_requests import LedgerRequests
-from core.billing.plan_moves import PlanMover, quota_window
+from core.adapters.ledger_requests import LedgerRequests
 from core.models import Tier
+from core.plan_moves import PlanMover, quota_window
 from core.tiers import TierCatalog
 from offline import apigateway_fidelity
 from offline.provision import ProvisionedStack

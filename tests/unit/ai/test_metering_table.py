@@ -190,6 +190,39 @@ def test_settle_and_release_end_the_hold_and_change_nothing_once_it_is_gone(
     table.release(ENTRY, HOLD)  # already settled: the condition refuses it, and that is not an error
 
 
+def test_settling_a_hold_of_a_model_adds_its_tokens_to_that_models_counters_in_the_same_write(
+    stubbed: tuple[MeteringTable, Stubber],
+) -> None:
+    table, stubber = stubbed
+    model = "anthropic.claude-3-haiku-20240307-v1:0"  # dots, dashes and a colon: names go through #placeholders
+    stubber.add_response(
+        "update_item",
+        {},
+        {
+            "TableName": TABLE,
+            "Key": KEY,
+            "UpdateExpression": (
+                "ADD reserved_tokens :released, committed_tokens :delta, prompt_tokens :prompt, "
+                "completion_tokens :completion, #model_prompt :prompt, #model_completion :completion REMOVE #hold"
+            ),
+            "ConditionExpression": "attribute_exists(#hold)",
+            "ExpressionAttributeNames": {
+                "#hold": "hold_h1",
+                "#model_prompt": f"prompt_tokens@{model}",
+                "#model_completion": f"completion_tokens@{model}",
+            },
+            "ExpressionAttributeValues": {
+                ":released": {"N": "-50"},
+                ":delta": {"N": "-20"},
+                ":prompt": {"N": "12"},
+                ":completion": {"N": "18"},
+            },
+        },
+    )
+
+    table.settle(ENTRY, replace(HOLD, model=model), prompt_tokens=12, completion_tokens=18)
+
+
 def test_the_quota_monitors_reading_is_read_from_its_item(stubbed: tuple[MeteringTable, Stubber]) -> None:
     table, stubber = stubbed
     reading_key = {"pk": {"S": "KEY#k1"}, "sk": {"S": "QUOTA#2026-03-01T00:00:00Z"}}

@@ -18,6 +18,7 @@ from core.adapters.metering_items import (
     bucket_tokens_attribute,
     key_pk,
     ledger_sk,
+    model_tokens_attribute,
     reading_sk,
 )
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold, UsageBucket
@@ -139,21 +140,27 @@ class MeteringTable:
         return False, _reading(self._update_and_read(entry, count=False))
 
     def settle(self, entry: LedgerEntry, hold: TokenHold, prompt_tokens: int, completion_tokens: int) -> None:
-        """Replace a hold by what the model really used."""
-        self._end_hold(
-            entry,
-            hold,
+        """Replace a hold by what the model really used (in the period, its slice, and the hold's model)."""
+        adds = (
             "ADD reserved_tokens :released, committed_tokens :delta, "
-            "prompt_tokens :prompt, completion_tokens :completion" + (", #bucket_tokens :used" if entry.bucket else ""),
-            {
-                ":released": -hold.tokens,
-                ":delta": prompt_tokens + completion_tokens - hold.tokens,
-                ":prompt": prompt_tokens,
-                ":completion": completion_tokens,
-            }
-            | ({":used": prompt_tokens + completion_tokens} if entry.bucket else {}),
-            {"#bucket_tokens": bucket_tokens_attribute(entry.bucket)} if entry.bucket else {},
+            "prompt_tokens :prompt, completion_tokens :completion"
         )
+        values: dict[str, Any] = {
+            ":released": -hold.tokens,
+            ":delta": prompt_tokens + completion_tokens - hold.tokens,
+            ":prompt": prompt_tokens,
+            ":completion": completion_tokens,
+        }
+        names: dict[str, str] = {}
+        if entry.bucket:
+            adds += ", #bucket_tokens :used"
+            values[":used"] = prompt_tokens + completion_tokens
+            names["#bucket_tokens"] = bucket_tokens_attribute(entry.bucket)
+        if hold.model:
+            adds += ", #model_prompt :prompt, #model_completion :completion"
+            names["#model_prompt"] = model_tokens_attribute("prompt", hold.model)
+            names["#model_completion"] = model_tokens_attribute("completion", hold.model)
+        self._end_hold(entry, hold, adds, values, names)
 
     def release(self, entry: LedgerEntry, hold: TokenHold) -> None:
         """Give a hold back: the request was not served (or its function is gone), so nothing is charged."""

@@ -1,5 +1,6 @@
-"""DynamoDB adapter: the AI API's ledger in the metering table, read for a tier change's carry-over (the
-RequestCounts port). The item keys are core.adapters.metering_items'; the AI API writes these items."""
+"""DynamoDB adapter: the AI API's ledger in the metering table, read for a tier change's carry-over (the kernel's
+RequestCounts port, used by core.plan_moves for billing and the operator console). The item keys are
+core.adapters.metering_items'; the AI API writes these items."""
 
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -8,7 +9,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from core.adapters.metering_items import LEDGER_LAST, key_pk, ledger_period_start, ledger_sk
 from core.aws import dynamodb_client
-from core.billing.plan_moves import PeriodRequests
+from core.models import PeriodRequests
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -1,4 +1,5 @@
-"""Moving an API key between usage plans, and carrying the quota period's usage over to the new plan.
+"""Moving an API key between usage plans, and carrying the quota period's usage over to the new plan. Kernel code:
+the billing webhook's tier changes and the operator console's use the same moves.
 
 API Gateway allows a key in one usage plan per API stage, so a move is DeleteUsagePlanKey then
 CreateUsagePlanKey, with no other call between the two: until the attach, calls with the key get 403. If
@@ -19,13 +20,12 @@ applied (AWS does not report when a plan was created, and our plans set none).
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Protocol
 
 from core.errors import TierChangeFailed
 from core.models import Tier
 from core.observability import logger
 from core.periods import effective_limit, period_bounds
-from core.ports import UsagePlanGateway
+from core.ports import RequestCounts, UsagePlanGateway
 
 
 @dataclass(frozen=True)
@@ -34,22 +34,6 @@ class CarriedUsage:
 
     requests: int
     carried_in: int = 0
-
-
-@dataclass(frozen=True)
-class PeriodRequests:
-    """Requests the AI API counted for a key in one ledger item: the item's quota period start and its tier
-    (the tier of the item's latest request). The ledger counts every request as it passes, with no lag."""
-
-    period_start: datetime
-    tier: str
-    requests: int
-
-
-class RequestCounts(Protocol):
-    """The AI API's ledger, read: requests per key and quota period, counted as they pass (no lag)."""
-
-    def requests_since(self, api_key_id: str, since: datetime) -> list[PeriodRequests]: ...
 
 
 @dataclass(frozen=True)
