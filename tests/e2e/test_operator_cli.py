@@ -2,10 +2,13 @@
 stack.json, as `--local` reads `make local`'s): it lists, shows and changes partners over real HTTP with requests
 botocore signed, its exit codes hold, and no key value reaches a log line (its stderr, the stack's logs)."""
 
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from cli.exit_codes import ExitCode
 from tests.e2e.conftest import PROJECT_ROOT, RunningStack
 from tests.e2e.test_admin_console import sign_up
+from tests.e2e.test_usage_export_offline import chat, get_usage
 
 pytestmark = pytest.mark.e2e
 
@@ -82,6 +86,41 @@ def test_the_cli_lists_shows_and_changes_a_partner(metered_stack: RunningStack) 
     everything = "".join(done.stdout + done.stderr for done in (listed, table, shown, suspended, resumed, revoked))
     assert partner["api_key"] not in everything
     assert partner["api_key"] not in stack_logs(metered_stack)
+
+
+def test_the_cli_exports_usage_to_a_file_and_to_stdout(metered_stack: RunningStack, tmp_path: Path) -> None:
+    # Given a pro partner (DAY quota here) that made two chat completions
+    partner = sign_up(metered_stack, "pro")
+    for words in (2, 3):
+        chat(metered_stack, partner["api_key"], words)
+    today = datetime.now(UTC).date().isoformat()
+    output = tmp_path / f"usage-{today}.csv"
+
+    # When an operator exports today's usage as CSV to a file, and as JSON to stdout
+    to_file = local(metered_stack, "usage", "export", "--period", today, "--format", "csv", "--output", str(output))
+    to_stdout = local(metered_stack, "usage", "export", "--period", today, "--format", "json")
+
+    # Then the file has the partner's row with GetUsage's requests, the progress bar went to stderr
+    assert to_file.returncode == ExitCode.OK, to_file.stderr
+    assert f"usage {today}.csv" in to_file.stderr
+    assert to_file.stdout == ""
+    [row] = [
+        row for row in csv.DictReader(io.StringIO(output.read_text())) if row["partner_id"] == partner["partner_id"]
+    ]
+    assert row["requests"] == str(get_usage(metered_stack, partner["api_key_id"])) == "2"
+    # And stdout carried the JSON export as the API answered it
+    assert to_stdout.returncode == ExitCode.OK, to_stdout.stderr
+    rows = [row for row in json.loads(to_stdout.stdout)["rows"] if row["partner_id"] == partner["partner_id"]]
+    assert [row["requests"] for row in rows] == [2]
+    # And no key value anywhere: the CLI's output, the export, the stack's logs
+    assert partner["api_key"] not in to_file.stderr + to_stdout.stdout + to_stdout.stderr + output.read_text()
+    assert partner["api_key"] not in stack_logs(metered_stack)
+
+
+def test_a_bad_period_is_refused_by_the_api(metered_stack: RunningStack) -> None:
+    done = local(metered_stack, "usage", "export", "--period", "2026-3")
+    assert done.returncode == ExitCode.REFUSED
+    assert "400 invalid_request" in done.stderr
 
 
 def test_the_cli_follows_every_page(metered_stack: RunningStack) -> None:

@@ -1,11 +1,12 @@
 """`metered-ai` as a subprocess over real HTTP against a small local server that keeps issue 13's documented
-contract for the routes other branches are building (key rotation, tier change, extensions, CSV import, usage
-export): the server checks each request's SigV4 signature with the offline gateway's verifier and its body as the
-issue documents it. When those routes are on main, tests/e2e/test_operator_cli.py drives them on the offline stack.
+contract for the routes other branches are building (key rotation, tier change, extensions, CSV import): the
+server checks each request's SigV4 signature with the offline gateway's verifier and its body as the issue
+documents it. When those routes are on main, tests/e2e/test_operator_cli.py drives them on the offline stack (it
+already exports usage there).
 
 Contract (issue 13, item 2): POST /admin/partners/{id}/key {grace_seconds, reason} answers the new key value
 (`api_key`); POST /admin/partners/{id}/tier {tier, reason}; POST /admin/partners/{id}/extensions {requests,
-tokens, reason}; POST /admin/keys/import, a CSV body, per-row results; GET /admin/usage?period=&format=csv|json."""
+tokens, reason}; POST /admin/keys/import, a CSV body, per-row results."""
 
 import csv
 import io
@@ -43,20 +44,11 @@ SUMMARY = {
     "key_prefix": NEW_KEY[:4],
     "created_at": "2026-12-01T00:00:00+00:00",
 }
-EXPORT_ROWS = 5000
 
 
 def audit(action: str, reason: str) -> dict[str, Any]:
     return {"partner_id": PARTNER, "seq": 1, "at": "2026-12-05T08:00:00+00:00", "actor": CREDENTIALS.user_arn,
             "action": action, "reason": reason, "outcome": "applied", "details": {}, "notified": True}  # fmt: skip
-
-
-def usage_csv() -> bytes:
-    lines = ["partner_id,name,email,tier,period,requests_used,extension_requests,model,prompt_tokens,completion_tokens"]
-    lines += [
-        f"p_{i:032x},P{i},p{i}@example.com,pro,2026-12,{i},0,nova-micro,{i * 10},{i * 5}" for i in range(EXPORT_ROWS)
-    ]
-    return ("\n".join(lines) + "\n").encode()
 
 
 class ContractServer(BaseHTTPRequestHandler):
@@ -121,8 +113,6 @@ class ContractServer(BaseHTTPRequestHandler):
                 else:
                     failed.append({"row": row, "error": {"code": "invalid_email", "message": "not an email"}})
             self._answer(HTTPStatus.OK, {"imported": imported, "failed": failed})
-        elif path == "/admin/usage" and query.get("format") == "csv":
-            self._answer(HTTPStatus.OK, usage_csv(), "text/csv")
         else:
             self._answer(HTTPStatus.NOT_FOUND, {"error": {"code": "not_found", "message": path}})
 
@@ -209,18 +199,3 @@ def test_import_sends_csv_batches_and_reports_refused_rows(
     assert len(report["imported"]) == 44
     assert "importing rows" in done.stderr
     assert not any(value in done.stdout + done.stderr for value in values)
-
-
-def test_export_downloads_the_period_to_a_file_with_progress(
-    server: tuple[str, list[dict[str, Any]]], tmp_path: Path
-) -> None:
-    url, received = server
-    output = tmp_path / "usage-2026-12.csv"
-
-    done = cli(url, "usage", "export", "--period", "2026-12", "--format", "csv", "-o", str(output))
-
-    assert done.returncode == ExitCode.OK, done.stderr
-    assert received[0]["query"] == {"period": "2026-12", "format": "csv"}
-    assert output.read_bytes() == usage_csv()
-    assert "usage 2026-12.csv" in done.stderr
-    assert done.stdout == ""

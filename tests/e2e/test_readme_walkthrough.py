@@ -89,6 +89,7 @@ def test_the_readme_walkthrough_pastes_and_runs_as_written(reader_folder: tuple[
     # The Operator CLI's block: `metered-ai --local` lists every page and exits 4 for an unknown partner
     assert re.search(r"\d+ partners in all", output)
     assert "exit 4 for an unknown partner" in output
+    assert re.search(r"[1-9]\d* usage rows exported", output)
     # And the key the reader was shown is in no log of the stack
     api_key = re.search(r"key shown once: (\S+)", output).group(1)  # type: ignore[union-attr]
     for log in (stack.log, folder / ".local" / "functions.log"):
