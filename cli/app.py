@@ -73,7 +73,7 @@ class Invocation:
                 + (f" (given: {', '.join(chosen)})" if chosen else "")
             )
         if self.stack:
-            return stack_endpoint(self.stack, self.session(), self.wiring.cloudformation)
+            return stack_endpoint(self.stack, self.session(), self.wiring.cloudformation, self.region)
         if self.api_url:
             return url_endpoint(self.api_url, self.region, self.session())
         return local_endpoint(state_dir(self.state_dir))
@@ -102,7 +102,10 @@ def main_options(
             file_okay=False,
         ),
     ] = None,
-    region: Annotated[str | None, typer.Option(help="Region to sign for with --api-url.")] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="The region: of --stack, or to sign for with --api-url (default: your AWS config)."),
+    ] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile (botocore's credential chain).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the API's JSON answers, for scripts.")] = False,
 ) -> None:
