@@ -99,7 +99,7 @@ class ContractServer(BaseHTTPRequestHandler):
             )
         elif path == f"{partner_path}/tier":
             if body["tier"] not in ("free", "pro", "enterprise"):
-                self._answer(HTTPStatus.BAD_REQUEST, {"error": {"code": "invalid_request", "message": "unknown tier"}})
+                self._answer(HTTPStatus.BAD_REQUEST, {"error": {"code": "unknown_tier", "message": "unknown tier"}})
                 return
             partner = {**SUMMARY, "tier": body["tier"]}
             self._answer(HTTPStatus.OK, {"partner": partner, "audit": audit("set_tier", body["reason"])})
@@ -171,7 +171,7 @@ def test_set_tier_and_grant_send_the_documented_bodies(server: tuple[str, list[d
 
     assert (moved.returncode, unknown.returncode, granted.returncode) == (ExitCode.OK, ExitCode.REFUSED, ExitCode.OK)
     assert "now ACTIVE on enterprise" in moved.stdout
-    assert "400 invalid_request: unknown tier" in unknown.stderr
+    assert "400 unknown_tier: unknown tier" in unknown.stderr
     assert [request["body"] for request in received] == [
         {"tier": "enterprise", "reason": "deal 42"},
         {"tier": "platinum", "reason": "typo"},
