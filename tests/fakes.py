@@ -14,8 +14,16 @@ from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
 from core.errors import TierChangeInProgress
 from core.messages import Message
-from core.models import Partner, PartnerStatus, UsagePlan
-from core.ports import EmailSender
+from core.models import (
+    DailyUsage,
+    IssuedKey,
+    Partner,
+    PartnerStatus,
+    PendingTierChange,
+    TierChangeState,
+    UsagePlan,
+)
+from core.ports import EmailSender, TierChangeLock, UsagePlanGateway
 from core.quota.ports import AlertPublisher, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
 from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
 
@@ -330,3 +338,120 @@ class OperatorTopic(Notifier):
             raise RuntimeError("SNS is down")
         self.published.append((subject, message, dict(attributes or {})))
         return "m"
+
+
+# --- Usage plans and tier changes (kernel ports) ------------------------------------------------------------------
+
+
+class MemoryPlans(UsagePlanGateway):
+    """API Gateway's plans, keys and usage for one day (today): which plans hold a key (one per stage), each key's
+    requests today per plan, and the remaining quota UpdateUsage set (else the plan's quota minus the requests).
+    GetUsage answers one [used, remaining] entry per day from start to end, the last one today's."""
+
+    def __init__(self, plans: list[UsagePlan]) -> None:
+        self.plans = {plan.id: plan for plan in plans}
+        self.members: dict[str, set[str]] = {}  # key id -> plan ids
+        self.enabled: dict[str, bool] = {}
+        self.used: dict[tuple[str, str], int] = {}  # (plan id, key id) -> requests today
+        self.remaining_set: dict[tuple[str, str], int] = {}
+        self.calls: list[tuple[str, ...]] = []
+
+    def list_usage_plans(self) -> list[UsagePlan]:
+        return list(self.plans.values())
+
+    def create_disabled_key(self, name: str, tags: dict[str, str]) -> IssuedKey:
+        raise NotImplementedError
+
+    def read_key_value(self, key_id: str) -> str:
+        raise NotImplementedError
+
+    def delete_key(self, key_id: str) -> None:
+        self.members.pop(key_id, None)
+
+    def attach_key(self, plan_id: str, key_id: str) -> None:
+        self.calls.append(("attach", plan_id, key_id))
+        self.members.setdefault(key_id, set()).add(plan_id)
+
+    def detach_key(self, plan_id: str, key_id: str) -> None:
+        self.calls.append(("detach", plan_id, key_id))
+        self.members.get(key_id, set()).discard(plan_id)
+
+    def enable_key(self, key_id: str) -> None:
+        self.enabled[key_id] = True
+
+    def disable_key(self, key_id: str) -> None:
+        self.enabled[key_id] = False
+
+    def plans_of_key(self, key_id: str) -> list[str]:
+        return sorted(self.members.get(key_id, set()))
+
+    def remaining(self, plan_id: str, key_id: str) -> int:
+        quota = self.plans[plan_id].limits.quota_limit or 0
+        return self.remaining_set.get((plan_id, key_id), quota - self.used.get((plan_id, key_id), 0))
+
+    def key_usage(self, plan_id: str, key_id: str, start: date, end: date) -> list[DailyUsage]:
+        self.calls.append(("get_usage", plan_id, key_id))
+        if plan_id not in self.members.get(key_id, set()):
+            return []
+        days = (end - start).days
+        quota = self.plans[plan_id].limits.quota_limit or 0
+        today = DailyUsage(self.used.get((plan_id, key_id), 0), self.remaining(plan_id, key_id))
+        return [DailyUsage(0, quota)] * days + [today]
+
+    def set_remaining_quota(self, plan_id: str, key_id: str, remaining: int) -> None:
+        self.calls.append(("update_usage", plan_id, key_id, str(remaining)))
+        self.remaining_set[(plan_id, key_id)] = remaining
+
+
+class MemoryTierState(TierChangeLock):
+    """Partner records with their tier-change state; the lock as the table's conditional writes take it."""
+
+    def __init__(self, index: "MemoryPartnerIndex") -> None:
+        self.index = index  # shares the partner records with the console's PartnerIndex
+        self.states: dict[str, TierChangeState] = {}
+
+    def get_with_state(self, partner_id: str) -> tuple[Partner, TierChangeState] | None:
+        partner = self.index.get(partner_id)
+        return (partner, self.states.get(partner_id, TierChangeState())) if partner else None
+
+    def begin_tier_change(
+        self, partner_id: str, change: PendingTierChange, seen: TierChangeState, seen_status: PartnerStatus, now: float
+    ) -> None:
+        current = self.states.get(partner_id, TierChangeState())
+        held = current.tier_change is not None and current.tier_change.lease_until >= now
+        if current != seen or held or self.index.partners[partner_id].status is not seen_status:
+            raise TierChangeInProgress(retry_after_seconds=5)
+        self.states[partner_id] = current.model_copy(update={"tier_change": change})
+
+    def release_tier_change(self, partner_id: str, event_id: str) -> None:
+        current = self.states[partner_id]
+        if current.tier_change and current.tier_change.event_id == event_id:
+            expired = current.tier_change.model_copy(update={"lease_until": 0})
+            self.states[partner_id] = current.model_copy(update={"tier_change": expired})
+
+    def finish_tier_change(
+        self,
+        partner_id: str,
+        *,
+        event_id: str,
+        occurred_at_us: int,
+        tier: str,
+        status: PartnerStatus,
+        held_status: PartnerStatus | None,
+        updated_at: str,
+        previous_tier: str,
+        notified: bool,
+    ) -> None:
+        current = self.states[partner_id]
+        if current.tier_change is None or current.tier_change.event_id != event_id:
+            raise TierChangeInProgress(retry_after_seconds=5)
+        self.states[partner_id] = TierChangeState(
+            tier_event_at=occurred_at_us,
+            tier_event_id=event_id,
+            tier_event_previous_tier=previous_tier,
+            tier_event_notified=notified,
+        )
+        partner = self.index.partners[partner_id]
+        self.index.partners[partner_id] = partner.model_copy(
+            update={"tier": tier, "status": status, "held_status": held_status, "updated_at": updated_at}
+        )

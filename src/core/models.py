@@ -123,3 +123,41 @@ class PeriodRequests:
     period_start: datetime
     tier: str
     requests: int
+
+
+class PendingTierChange(BaseModel):
+    """A partner's tier-change lock and journal: which change holds it, until when, and the usage to carry over.
+    Billing events and operators' tier changes take the same lock (core.tier_changes)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    to_tier: TierName
+    to_status: PartnerStatus
+    lease_until: int  # epoch seconds; an expired lease means its holder died and may be taken over
+    # Requests the key made in the plan it left, in the new plan's current quota period (None: nothing to carry).
+    carried: int | None = None
+    # Of `carried`, what had been carried into the plan it left (same quota period only). It may hold the
+    # new plan's own requests of this period (a round trip), which the new plan counts once, not twice.
+    carried_in: int = 0
+    window_start: str | None = None  # ISO date of that period's start
+
+
+class TierChangeState(BaseModel):
+    """What the partner record keeps about tier changes (billing events and operators'), next to the Partner fields:
+    the last applied change, by event time, and the lock of a change in progress."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tier_event_at: int | None = None  # occurred_at_us of the last applied change
+    tier_event_id: str | None = None
+    tier_event_previous_tier: str | None = None  # the tier before that change, for a notification sent late
+    tier_event_notified: bool = True
+    tier_change: PendingTierChange | None = None
+
+    def is_newer(self, occurred_at_us: int, event_id: str) -> bool:
+        """Whether a change stamped (`occurred_at_us`, `event_id`) comes after the last applied one (ties broken by
+        event id, so every order converges)."""
+        if self.tier_event_at is None:
+            return True
+        return (occurred_at_us, event_id) > (self.tier_event_at, self.tier_event_id or "")

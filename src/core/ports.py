@@ -6,7 +6,16 @@ from datetime import date, datetime
 from typing import Protocol
 
 from core.messages import Message
-from core.models import DailyUsage, IssuedKey, PeriodRequests, UsagePlan
+from core.models import (
+    DailyUsage,
+    IssuedKey,
+    Partner,
+    PartnerStatus,
+    PendingTierChange,
+    PeriodRequests,
+    TierChangeState,
+    UsagePlan,
+)
 
 
 class UsagePlanLister(Protocol):
@@ -46,6 +55,40 @@ class RequestCounts(Protocol):
     """The AI API's ledger, read: requests per key and quota period, counted as they pass (no lag)."""
 
     def requests_since(self, api_key_id: str, since: datetime) -> list[PeriodRequests]: ...
+
+
+class TierChangeLock(Protocol):
+    """The partner record's tier-change state and lock (core.tier_changes): billing events and operators' tier
+    changes are applied one at a time per partner, in event-time order."""
+
+    def get_with_state(self, partner_id: str) -> tuple[Partner, TierChangeState] | None: ...
+
+    def begin_tier_change(
+        self,
+        partner_id: str,
+        change: PendingTierChange,
+        seen: TierChangeState,
+        seen_status: PartnerStatus,
+        now: float,
+    ) -> None:
+        """Take the lock if nothing moved since `seen` and `seen_status` were read; TierChangeInProgress otherwise."""
+        ...
+
+    def release_tier_change(self, partner_id: str, event_id: str) -> None: ...
+
+    def finish_tier_change(
+        self,
+        partner_id: str,
+        *,
+        event_id: str,
+        occurred_at_us: int,
+        tier: str,
+        status: PartnerStatus,
+        held_status: PartnerStatus | None,
+        updated_at: str,
+        previous_tier: str,
+        notified: bool,
+    ) -> None: ...
 
 
 class EmailSender(Protocol):

@@ -29,6 +29,13 @@ class TierCacheSettings(FunctionSettings):
     tier_cache_seconds: int = Field(default=300, ge=0)
 
 
+class TierChangeSettings(FunctionSettings):
+    """Functions that apply tier changes (core.tier_changes): the billing webhook, the operator console."""
+
+    # A change's lock on its partner. Longer than the function's timeout, so an expired lease means a dead holder.
+    change_lease_seconds: int = Field(default=60, ge=1)
+
+
 class SelfServiceTiersSettings(FunctionSettings):
     # SelfServiceTiers: the tiers an unauthenticated caller may pick at signup; the first is the default (and
     # the free tier a cancelled subscription may move to). Paid tiers come from billing.

@@ -17,7 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from core.admin.models import ActionResult, Operator, OperatorRequest, PartnerQuery, UsageQuery
+from core.admin.models import ActionResult, Operator, OperatorRequest, PartnerQuery, TierRequest, UsageQuery
 from core.admin.service import admin_service, export_usage
 from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
@@ -63,6 +63,13 @@ def suspend_partner(partner_id: str) -> Response[str]:
 def resume_partner(partner_id: str) -> Response[str]:
     body = parse_body(OperatorRequest)
     return action_answer(admin_service().resume(operator(), partner_id, body.reason))
+
+
+@app.post("/admin/partners/<partner_id>/tier")
+@tracer.capture_method
+def change_tier(partner_id: str) -> Response[str]:
+    body = parse_body(TierRequest)
+    return action_answer(admin_service().change_tier(operator(), partner_id, body.tier, body.reason))
 
 
 @app.delete("/admin/partners/<partner_id>/key")

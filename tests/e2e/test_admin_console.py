@@ -145,3 +145,25 @@ def test_changes_refuse_unsigned_calls_and_hostile_bodies(metered_stack: Running
         metered_stack, "POST", "/admin/partners/p_0123456789abcdef0123456789abcdef/suspend", {"reason": "x"}
     )
     assert (unknown.status, unknown.body["error"]["code"]) == (HTTPStatus.NOT_FOUND, "partner_not_found")
+
+
+def test_an_operators_tier_change_over_http(metered_stack: RunningStack) -> None:
+    partner = sign_up(metered_stack, "pro")
+    path = f"/admin/partners/{partner['partner_id']}/tier"
+
+    changed = signed(metered_stack, "POST", path, {"tier": "enterprise", "reason": "contract #42"})
+
+    # Then the partner is on enterprise, its key still works there, and the change is audited
+    assert changed.status == HTTPStatus.OK, changed
+    assert (changed.body["partner"]["tier"], changed.body["partner"]["status"]) == ("enterprise", "ACTIVE")
+    assert (changed.body["audit"]["action"], changed.body["audit"]["details"]["previous_tier"]) == ("tier", "pro")
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
+    # And a tier the stack does not have is a 400, an unknown partner a 404, unsigned a 403
+    unknown_tier = signed(metered_stack, "POST", path, {"tier": "platinum", "reason": "x"})
+    assert (unknown_tier.status, unknown_tier.body["error"]["code"]) == (HTTPStatus.BAD_REQUEST, "unknown_tier")
+    nobody = signed(
+        metered_stack, "POST", "/admin/partners/p_0123456789abcdef0123456789abcdef/tier", {"tier": "pro", "reason": "x"}
+    )
+    assert (nobody.status, nobody.body["error"]["code"]) == (HTTPStatus.NOT_FOUND, "partner_not_found")
+    unsigned = http("POST", metered_stack.url(path), body={"tier": "free", "reason": "x"})
+    assert unsigned.status == HTTPStatus.FORBIDDEN

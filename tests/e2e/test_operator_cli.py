@@ -9,13 +9,14 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
 
 from cli.exit_codes import ExitCode
 from tests.e2e.conftest import PROJECT_ROOT, RunningStack
-from tests.e2e.test_admin_console import sign_up
+from tests.e2e.test_admin_console import models, sign_up
 from tests.e2e.test_usage_export_offline import chat, get_usage
 
 pytestmark = pytest.mark.e2e
@@ -178,3 +179,19 @@ def test_the_cli_is_the_installed_console_script() -> None:
     assert done.returncode == ExitCode.OK
     for command in ("partners", "keys", "usage"):
         assert command in done.stdout
+
+
+def test_the_cli_moves_a_partner_to_another_tier(metered_stack: RunningStack) -> None:
+    # Given a free partner
+    partner = sign_up(metered_stack)
+
+    # When an operator moves it to pro, then names a tier the stack does not have
+    moved = local(metered_stack, "--json", "partners", "set-tier", partner["partner_id"], "pro", "--reason", "deal 42")
+    unknown = local(metered_stack, "partners", "set-tier", partner["partner_id"], "platinum", "--reason", "typo")
+
+    # Then the first answered with the partner on pro, its key still working; the second was refused, 400
+    assert moved.returncode == ExitCode.OK, moved.stderr
+    assert json.loads(moved.stdout)["partner"]["tier"] == "pro"
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
+    assert unknown.returncode == ExitCode.REFUSED
+    assert "400 unknown_tier" in unknown.stderr

@@ -1,12 +1,12 @@
 """`metered-ai` as a subprocess over real HTTP against a small local server that keeps issue 13's documented
-contract for the routes other branches are building (key rotation, tier change, extensions, CSV import): the
+contract for the routes other branches are building (key rotation, extensions, CSV import): the
 server checks each request's SigV4 signature with the offline gateway's verifier and its body as the issue
 documents it. When those routes are on main, tests/e2e/test_operator_cli.py drives them on the offline stack (it
-already exports usage there).
+already exports usage and changes tiers there).
 
 Contract (issue 13, item 2): POST /admin/partners/{id}/key {grace_seconds, reason} answers the new key value
-(`api_key`); POST /admin/partners/{id}/tier {tier, reason}; POST /admin/partners/{id}/extensions {requests,
-tokens, reason}; POST /admin/keys/import, a CSV body, per-row results."""
+(`api_key`); POST /admin/partners/{id}/extensions {requests, tokens, reason}; POST /admin/keys/import, a CSV
+body, per-row results."""
 
 import csv
 import io
@@ -97,12 +97,6 @@ class ContractServer(BaseHTTPRequestHandler):
             self._answer(
                 HTTPStatus.OK, {"partner": SUMMARY, "audit": audit("rotate", body["reason"]), "api_key": NEW_KEY}
             )
-        elif path == f"{partner_path}/tier":
-            if body["tier"] not in ("free", "pro", "enterprise"):
-                self._answer(HTTPStatus.BAD_REQUEST, {"error": {"code": "unknown_tier", "message": "unknown tier"}})
-                return
-            partner = {**SUMMARY, "tier": body["tier"]}
-            self._answer(HTTPStatus.OK, {"partner": partner, "audit": audit("set_tier", body["reason"])})
         elif path == f"{partner_path}/extensions":
             self._answer(HTTPStatus.OK, {"partner": SUMMARY, "audit": audit("extend", body["reason"])})
         elif path == "/admin/keys/import":
@@ -162,21 +156,14 @@ def test_rotate_prints_the_new_key_once_on_stdout_only(server: tuple[str, list[d
     assert NEW_KEY not in done.stderr
 
 
-def test_set_tier_and_grant_send_the_documented_bodies(server: tuple[str, list[dict[str, Any]]]) -> None:
+def test_grant_sends_the_documented_body(server: tuple[str, list[dict[str, Any]]]) -> None:
     url, received = server
 
-    moved = cli(url, "partners", "set-tier", PARTNER, "enterprise", "--reason", "deal 42")
-    unknown = cli(url, "partners", "set-tier", PARTNER, "platinum", "--reason", "typo")
     granted = cli(url, "usage", "grant", PARTNER, "--requests", "500", "--tokens", "100000", "--reason", "launch")
 
-    assert (moved.returncode, unknown.returncode, granted.returncode) == (ExitCode.OK, ExitCode.REFUSED, ExitCode.OK)
-    assert "now ACTIVE on enterprise" in moved.stdout
-    assert "400 unknown_tier: unknown tier" in unknown.stderr
-    assert [request["body"] for request in received] == [
-        {"tier": "enterprise", "reason": "deal 42"},
-        {"tier": "platinum", "reason": "typo"},
-        {"requests": 500, "tokens": 100000, "reason": "launch"},
-    ]
+    assert granted.returncode == ExitCode.OK, granted.stderr
+    assert f"{PARTNER}: extend applied" in granted.stdout
+    assert [request["body"] for request in received] == [{"requests": 500, "tokens": 100000, "reason": "launch"}]
 
 
 def test_import_sends_csv_batches_and_reports_refused_rows(

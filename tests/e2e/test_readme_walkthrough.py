@@ -86,9 +86,11 @@ def test_the_readme_walkthrough_pastes_and_runs_as_written(reader_folder: tuple[
     assert re.search(r'"quota_periods":\s*\["MONTH"\]', output), "the JSON usage export of the month"
     for status in ("SUSPENDED", "DISABLED", "REVOKED"):  # suspend, resume (billing had cancelled it), revoke
         assert re.search(r'"status":\s*"' + status + '"', output), status
+    assert re.search(r'"tier":\s*"enterprise",\s*"status":\s*"ACTIVE"', output), "the operator's tier change"
     # The Operator CLI's block: `metered-ai --local` lists every page and exits 4 for an unknown partner
     assert re.search(r"\d+ partners in all", output)
     assert "exit 4 for an unknown partner" in output
+    assert re.search(r"p_\S+: tier applied, now REVOKED on pro", output), "the CLI's tier change"
     assert re.search(r"[1-9]\d* usage rows exported", output)
     # And the key the reader was shown is in no log of the stack
     api_key = re.search(r"key shown once: (\S+)", output).group(1)  # type: ignore[union-attr]

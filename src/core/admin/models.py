@@ -35,6 +35,12 @@ class OperatorRequest(BaseModel):
     reason: PlainText = Field(min_length=1, max_length=MAX_REASON_LENGTH)
 
 
+class TierRequest(OperatorRequest):
+    """POST /admin/partners/{id}/tier: the tier to put the partner on (a tier of this stack; 400 otherwise)."""
+
+    tier: TierName
+
+
 class PartnerFilter(BaseModel):
     """GET /admin/partners's filters; each one given must match exactly (email compared lower-cased)."""
 

@@ -8,6 +8,8 @@ Every change goes through `AdminService.act`, which makes the record before the 
 4. the change is published to the operators' topic with `kind=operator-action`, and the entry is finished
    `applied` (with `notified` false when the publish failed: the change is done, the answer says so).
 
+Tier changes are the billing webhook's (core.tier_changes): the same plan moves, the same per-partner order and lock.
+
 To add an operation: a method that calls `self.act(operator, partner_id, "<action>", reason, change)` where
 `change(partner)` does the work and returns the partner after it and the details to record.
 """
@@ -17,13 +19,16 @@ import binascii
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.ledger_requests import LedgerRequests
 from core.adapters.sns import AlertTopic
+from core.adapters.tier_changes import TierChangeRecords
 from core.admin.adapters.audit_trail import AuditTrail
 from core.admin.adapters.ledger_items import LedgerScan
 from core.admin.adapters.partners import AdminPartners
@@ -44,7 +49,9 @@ from core.admin.usage_export import ExportFormat, UsageExporter, object_key, par
 from core.errors import DomainError, InvalidRequest, PartnerNotFound, PartnerRevoked
 from core.models import Partner, PartnerStatus
 from core.observability import logger
+from core.ports import RequestCounts, TierChangeLock, UsagePlanGateway
 from core.settings import load_settings
+from core.tier_changes import OrderedTierChange, TierChanger
 from core.tiers import TierCatalog
 
 NOTIFICATION_KIND = "operator-action"
@@ -61,11 +68,22 @@ class AdminService:
         audit: AuditLog,
         notifier: Notifier,
         keys: ApiKeys,
+        plans: UsagePlanGateway | None = None,
+        tier_state: TierChangeLock | None = None,
+        counts: RequestCounts | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._partners = partners
         self._keys = keys
+        self._plans = plans
+        self._tier_state = tier_state
+        self._tier_changer = (
+            TierChanger(plans, tier_state, counts, settings.change_lease_seconds, clock)
+            if plans is not None and tier_state is not None
+            else None
+        )
+        self.tiers = TierCatalog(settings.stack_name, plans, settings.tier_cache_seconds) if plans else None
         self._audit = audit
         self._notifier = notifier
         self._clock = clock
@@ -202,6 +220,49 @@ class AdminService:
 
         return self.act(operator, partner_id, "revoke", reason, change)
 
+    # --- Tier change ----------------------------------------------------------------------------------------------
+
+    def change_tier(self, operator: Operator, partner_id: str, tier_name: str, reason: str) -> ActionResult:
+        """Put the partner on `tier_name` as a billing subscription would (core.tier_changes, the billing webhook's
+        code): the key moves to the tier's plan with this period's usage carried once, and an ACTIVE or DISABLED
+        partner becomes ACTIVE (the operator's change is the subscription: sales-led deals never pass through
+        billing). A held partner (SUSPENDED, REVOKED, DORMANT) keeps its status; its tier is recorded, and ACTIVE
+        is kept for the resume. The change takes its place among billing events by event time: stamped now (or
+        just after the last applied change, if that one's clock ran ahead), so an older billing event delivered
+        later is stale and a later one still wins. UnknownTier (400) before anything is recorded."""
+        if self._tier_changer is None or self._tier_state is None or self.tiers is None:
+            raise RuntimeError("AdminService was built without the tier-change ports")
+        changer, records, catalog = self._tier_changer, self._tier_state, self.tiers
+        tier = catalog.get(tier_name)
+
+        def change(partner: Partner) -> tuple[Partner, dict[str, Any]]:
+            found = records.get_with_state(partner.partner_id)
+            if found is None:
+                raise PartnerNotFound(partner.partner_id)
+            current, state = found
+            occurred_at_us = max(int(self._clock() * 1_000_000), (state.tier_event_at or 0) + 1)
+            ordered = OrderedTierChange(f"operator:{uuid.uuid4().hex}", occurred_at_us, tier, PartnerStatus.ACTIVE)
+            applied = changer.apply(current, state, ordered, list(catalog.all().values()), notify=False)
+            planned = applied.plan
+            after = current.model_copy(
+                update={"tier": planned.to_tier.name, "status": planned.to_status, "held_status": planned.held_status}
+            )
+            details: dict[str, Any] = {
+                "changed": int(planned.changes_partner),
+                "previous_tier": current.tier,
+                "tier": planned.to_tier.name,
+                "previous_status": current.status.value,
+                "status": planned.to_status.value,
+                "event_id": ordered.event_id,
+                "event_at_us": occurred_at_us,
+                "moved": int(planned.moving),
+            }
+            if applied.remaining is not None:
+                details["remaining"] = applied.remaining
+            return after, details
+
+        return self.act(operator, partner_id, "tier", reason, change)
+
     def _set_status(self, partner: Partner, status: PartnerStatus, held: PartnerStatus | None) -> None:
         self._partners.set_status(
             partner.partner_id,
@@ -301,12 +362,16 @@ def read_page_token(token: str, filters: PartnerFilter) -> str:
 @cache
 def admin_service() -> AdminService:
     settings = load_settings(AdminSettings)
+    gateway = ApiGateway()
     return AdminService(
         settings,
         partners=AdminPartners(settings.partners_table),
         audit=AuditTrail(settings.partners_table),
         notifier=AlertTopic(settings.alert_topic_arn),
-        keys=ApiGateway(),
+        keys=gateway,
+        plans=gateway,
+        tier_state=TierChangeRecords(settings.partners_table),
+        counts=LedgerRequests(settings.metering_table),
     )
 
 

@@ -2,10 +2,10 @@
 
 from pydantic import Field
 
-from core.settings import StackSettings, TierCacheSettings, TierPoliciesSettings
+from core.settings import StackSettings, TierCacheSettings, TierChangeSettings, TierPoliciesSettings
 
 
-class AdminSettings(StackSettings, TierCacheSettings, TierPoliciesSettings):
+class AdminSettings(StackSettings, TierCacheSettings, TierChangeSettings, TierPoliciesSettings):
     """/admin/*: IAM-authorized operations on partners."""
 
     # The AI API's ledger and the quota monitor's readings: a partner's standing this period.

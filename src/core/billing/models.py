@@ -47,41 +47,6 @@ class IgnoredBillingEvent(BaseModel):
     reason: str
 
 
-class PendingTierChange(BaseModel):
-    """The partner's change lock and journal: which event holds it, until when, and the usage to carry over."""
-
-    model_config = ConfigDict(frozen=True)
-
-    event_id: str
-    to_tier: TierName
-    to_status: PartnerStatus
-    lease_until: int  # epoch seconds; an expired lease means its holder died and may be taken over
-    # Requests the key made in the plan it left, in the new plan's current quota period (None: nothing to carry).
-    carried: int | None = None
-    # Of `carried`, what had been carried into the plan it left (same quota period only). It may hold the
-    # new plan's own requests of this period (a round trip), which the new plan counts once, not twice.
-    carried_in: int = 0
-    window_start: str | None = None  # ISO date of that period's start
-
-
-class BillingState(BaseModel):
-    """What the partner record keeps about billing events, next to the Partner fields."""
-
-    model_config = ConfigDict(frozen=True)
-
-    tier_event_at: int | None = None  # occurred_at_us of the last applied event
-    tier_event_id: str | None = None
-    tier_event_previous_tier: str | None = None  # the tier before that event, for a notification sent late
-    tier_event_notified: bool = True
-    tier_change: PendingTierChange | None = None
-
-    def is_newer(self, event: BillingEvent) -> bool:
-        """Whether `event` comes after the last applied one (ties broken by event id, so every order converges)."""
-        if self.tier_event_at is None:
-            return True
-        return (event.occurred_at_us, event.event_id) > (self.tier_event_at, self.tier_event_id or "")
-
-
 @dataclass(frozen=True)
 class UnmatchedSighting:
     """An event for a partner we do not know (yet), as recorded: when it was first seen, how often delivered."""

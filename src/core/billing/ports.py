@@ -1,39 +1,19 @@
-"""What the billing webhook needs from the outside world, besides the kernel's usage plans (core.ports)."""
+"""What the billing webhook needs from the outside world, besides the kernel's usage plans and tier-change lock
+(core.ports)."""
 
 from typing import Any, Protocol
 
-from core.billing.models import BillingEvent, BillingState, PendingTierChange, UnmatchedSighting
-from core.models import Partner, PartnerStatus
+from core.billing.models import BillingEvent, UnmatchedSighting
+from core.ports import TierChangeLock
 
 
-class TierChangeStore(Protocol):
-    """The partners table, as the billing webhook uses it: partners, their billing state, customer ids, and
-    events recorded for a partner we do not know yet."""
-
-    def get_with_billing(self, partner_id: str) -> tuple[Partner, BillingState] | None: ...
+class TierChangeStore(TierChangeLock, Protocol):
+    """The partners table, as the billing webhook uses it: partners and their tier-change state (the kernel's
+    lock), customer ids, and events recorded for a partner we do not know yet."""
 
     def partner_for_customer(self, customer_id: str) -> str | None: ...
 
     def link_customer(self, customer_id: str, partner_id: str) -> None: ...
-
-    def begin_tier_change(
-        self, partner_id: str, change: PendingTierChange, seen: BillingState, seen_status: PartnerStatus, now: float
-    ) -> None: ...
-
-    def release_tier_change(self, partner_id: str, event_id: str) -> None: ...
-
-    def finish_tier_change(
-        self,
-        partner_id: str,
-        event: BillingEvent,
-        *,
-        tier: str,
-        status: PartnerStatus,
-        held_status: PartnerStatus | None,
-        updated_at: str,
-        previous_tier: str,
-        notified: bool,
-    ) -> None: ...
 
     def mark_notified(self, partner_id: str, event_id: str) -> None: ...
 

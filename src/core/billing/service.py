@@ -5,8 +5,9 @@
 3. Each event id is processed once (Powertools idempotency, records kept `processed_event_seconds`); and
    on the partner record, an event not newer than the last applied one changes nothing (a duplicate is
    recognised by its id, an older event is stale), so events applied out of order never roll a tier back.
-4. A change holds a lock (a lease) on the partner record, which also journals the usage to carry over, so
-   a change that dies half-way is finished by the next attempt instead of being lost.
+4. The change is applied by the kernel's `core.tier_changes` (the operator console's tier changes too, in the
+   same order): a lock (a lease) on the partner record, which also journals the usage to carry over, so a
+   change that dies half-way is finished by the next attempt instead of being lost.
 5. The key moves between plans (`core.plan_moves`), its period's usage is carried over, it is disabled on
    cancellation (or moved to the free tier) and enabled again by a later subscription.
 6. Each applied change is published to the operators' topic; a failed publish is retried with the event.
@@ -17,7 +18,6 @@ acknowledged, so the billing system stops retrying.
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -40,9 +40,7 @@ from core.billing.adapters.secrets import JsonSecret
 from core.billing.events import parse_delivery
 from core.billing.models import (
     BillingEvent,
-    BillingState,
     IgnoredBillingEvent,
-    PendingTierChange,
     TierAction,
     TierChangeOutcome,
     TierChangeStatus,
@@ -60,11 +58,11 @@ from core.errors import (
     UnknownTier,
     UnprocessableEvent,
 )
-from core.models import KEYLESS, OPERATOR_HOLDS, Partner, PartnerStatus, Tier
+from core.models import Partner, PartnerStatus, Tier, TierChangeState
 from core.observability import logger, metrics
-from core.plan_moves import CarriedUsage, PlanMover, QuotaWindow, quota_window
 from core.ports import RequestCounts, UsagePlanGateway
 from core.settings import load_settings
+from core.tier_changes import AppliedTierChange, OrderedTierChange, TierChanger
 from core.tiers import TierCatalog
 
 MAX_BODY_BYTES = 256 * 1024
@@ -82,28 +80,6 @@ class EventParked(Exception):
         self.outcome = outcome
 
 
-@dataclass(frozen=True)
-class PlannedChange:
-    """One event's change, planned from reads only; `journal` is what the partner's lock records."""
-
-    event: BillingEvent
-    partner: Partner
-    state: BillingState
-    at: datetime
-    from_tier: Tier | None
-    to_tier: Tier
-    to_status: PartnerStatus
-    moving: bool
-    window: QuotaWindow | None
-    journal: PendingTierChange
-    # An operator holds the partner (SUSPENDED, REVOKED): the status billing would give it, kept for resuming.
-    held_status: PartnerStatus | None = None
-
-    @property
-    def changes_partner(self) -> bool:
-        return (self.partner.tier, self.partner.status) != (self.to_tier.name, self.to_status)
-
-
 class TierChangeService:
     def __init__(
         self,
@@ -118,8 +94,7 @@ class TierChangeService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
-        self._plans = plans
-        self._mover = PlanMover(plans, counts)
+        self._changer = TierChanger(plans, partners, counts, settings.change_lease_seconds, clock)
         self._partners = partners
         self._notifier = notifier
         self._secrets = secrets
@@ -178,54 +153,18 @@ class TierChangeService:
         partner, state = found
         if event.customer_id and event.partner_id:
             self._partners.link_customer(event.customer_id, partner.partner_id)
-        if not state.is_newer(event):
+        if not state.is_newer(event.occurred_at_us, event.event_id):
             return self._already_applied(event, partner, state)
-        now = self._clock()
-        if state.tier_change is not None and state.tier_change.lease_until > now:
-            raise TierChangeInProgress(retry_after_seconds=max(1, int(state.tier_change.lease_until - now)))
-        change = self._plan(event, partner, state, now)
-        self._partners.begin_tier_change(partner.partner_id, change.journal, state, partner.status, now)
-        try:
-            remaining = self._apply_to_key(change)
-        except Exception:
-            self._release(partner.partner_id, event.event_id)
-            raise
-        return self._finish(change, remaining)
+        to_tier, status = self._target(event, partner)
+        change = OrderedTierChange(event.event_id, event.occurred_at_us, to_tier, status)
+        applied = self._changer.apply(partner, state, change, list(self.tiers.all().values()), notify=True)
+        return self._finish(event, applied)
 
-    def _find_partner(self, event: BillingEvent) -> tuple[Partner, BillingState] | None:
+    def _find_partner(self, event: BillingEvent) -> tuple[Partner, TierChangeState] | None:
         partner_id = event.partner_id
         if partner_id is None and event.customer_id:
             partner_id = self._partners.partner_for_customer(event.customer_id)
-        return self._partners.get_with_billing(partner_id) if partner_id else None
-
-    def _plan(self, event: BillingEvent, partner: Partner, state: BillingState, now: float) -> "PlannedChange":
-        """Where the key is, where it goes, and the usage to carry: all read before anything changes."""
-        at = datetime.fromtimestamp(now, UTC)
-        to_tier, billed_status = self._target(event, partner)
-        # An operator's hold wins over billing: the event's tier is applied, its status is kept for resuming.
-        # So does a partner without a key (revoked, or dormant): the change is the record's only.
-        keyless = partner.status in KEYLESS
-        held = partner.status in OPERATOR_HOLDS or keyless
-        to_status = partner.status if held else billed_status
-        tiers = list(self.tiers.all().values())
-        from_tier = None if keyless else self._mover.current_tier(partner.api_key_id, tiers)
-        window = quota_window(to_tier, at)
-        moving = not keyless and (from_tier is None or from_tier.plan_id != to_tier.plan_id)
-        carried = None if keyless else self._carried(partner.api_key_id, from_tier, to_tier, window, state.tier_change)
-        # The lock journals the usage to carry, read before the move: after it, the old plan no longer reports it.
-        journal = PendingTierChange(
-            event_id=event.event_id,
-            to_tier=to_tier.name,
-            to_status=to_status,
-            lease_until=int(now) + self._settings.change_lease_seconds,
-            carried=carried.requests if carried else None,
-            carried_in=carried.carried_in if carried else 0,
-            window_start=window.start.isoformat() if window and carried is not None else None,
-        )
-        return PlannedChange(
-            event, partner, state, at, from_tier, to_tier, to_status, moving, window, journal,
-            held_status=billed_status if held else None,
-        )  # fmt: skip
+        return self._partners.get_with_state(partner_id) if partner_id else None
 
     def _target(self, event: BillingEvent, partner: Partner) -> tuple[Tier, PartnerStatus]:
         if event.action is TierAction.SUBSCRIBE:
@@ -241,68 +180,9 @@ class TierChangeService:
         except UnknownTier as exc:
             raise UnprocessableEvent(exc.message) from exc
 
-    def _carried(
-        self,
-        key_id: str,
-        from_tier: Tier | None,
-        to_tier: Tier,
-        window: QuotaWindow | None,
-        journal: PendingTierChange | None,
-    ) -> CarriedUsage | None:
-        """The usage to carry into `to_tier`: None when nothing is carried (no move, or no quota there)."""
-        if window is None:
-            return None
-        # An interrupted change's journal is good for the same quota period only.
-        journaled = (
-            CarriedUsage(journal.carried, journal.carried_in)
-            if journal and journal.carried is not None and journal.window_start == window.start.isoformat()
-            else None
-        )
-        if from_tier is not None and from_tier.plan_id == to_tier.plan_id:
-            # Finishing an interrupted change into this same plan: its carry may not have been made.
-            return journaled if journal and journal.to_tier == to_tier.name else None
-        if from_tier is None:
-            # The key is in no plan: an earlier change died between detaching and attaching.
-            if journaled is None:
-                logger.warning("key in no plan and no journal: nothing to carry over", api_key_id=key_id)
-            return journaled or CarriedUsage(0)
-        same_period = from_tier.limits.quota_period == to_tier.limits.quota_period
-        into_from = journaled.requests if journaled and journal and journal.to_tier == from_tier.name else None
-        return self._mover.consumed(from_tier, key_id, window, same_period, into_from)
-
-    def _apply_to_key(self, change: "PlannedChange") -> int | None:
-        """The API Gateway side of a change; the remaining quota set in the new plan, if any."""
-        key_id = change.partner.api_key_id
-        remaining = None
-        if change.partner.status in KEYLESS:
-            return None
-        if change.to_status is PartnerStatus.DISABLED:
-            # Disabled first: a cancelled partner's key stops working before anything else happens.
-            self._plans.disable_key(key_id)
-        if change.moving:
-            self._mover.move(key_id, change.from_tier, change.to_tier)
-        carried = change.journal.carried
-        if carried is not None and change.window is not None:
-            remaining = self._mover.carry(key_id, change.to_tier, carried, change.window, change.journal.carried_in)
-        was_active = change.partner.status is PartnerStatus.ACTIVE
-        if change.to_status is PartnerStatus.ACTIVE and (not was_active or change.state.tier_change is not None):
-            # Enabled last, once the key sits in its new plan with its usage carried over. After an
-            # interrupted change the key's state is unknown: enable it again (idempotent).
-            self._plans.enable_key(key_id)
-        return remaining
-
-    def _finish(self, change: "PlannedChange", remaining: int | None) -> TierChangeOutcome:
-        event, partner = change.event, change.partner
-        self._partners.finish_tier_change(
-            partner.partner_id,
-            event,
-            tier=change.to_tier.name,
-            status=change.to_status,
-            held_status=change.held_status,
-            updated_at=change.at.isoformat(),
-            previous_tier=partner.tier,
-            notified=not change.changes_partner,
-        )
+    def _finish(self, event: BillingEvent, applied: AppliedTierChange) -> TierChangeOutcome:
+        change, remaining = applied.plan, applied.remaining
+        partner = change.partner
         self._partners.forget_unmatched(event)
         if not change.changes_partner:
             logger.info("billing event changes nothing", partner_id=partner.partner_id, event_id=event.event_id)
@@ -322,14 +202,7 @@ class TierChangeService:
         self._notify(event, partner, (partner.tier, partner.status), (change.to_tier.name, change.to_status), remaining)
         return self._outcome("applied", event, partner, change.to_tier.name, change.to_status)
 
-    def _release(self, partner_id: str, event_id: str) -> None:
-        try:
-            self._partners.release_tier_change(partner_id, event_id)
-        except Exception:
-            # The lease expires on its own; the next attempt takes over after it.
-            logger.exception("could not release the change lock", partner_id=partner_id, event_id=event_id)
-
-    def _already_applied(self, event: BillingEvent, partner: Partner, state: BillingState) -> TierChangeOutcome:
+    def _already_applied(self, event: BillingEvent, partner: Partner, state: TierChangeState) -> TierChangeOutcome:
         if state.tier_event_id != event.event_id:
             logger.info(
                 "ignored an event older than the last applied one",

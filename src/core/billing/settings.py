@@ -11,12 +11,18 @@ from core.settings import (
     SelfServiceTiersSettings,
     StackSettings,
     TierCacheSettings,
+    TierChangeSettings,
     TierPoliciesSettings,
 )
 
 
 class BillingWebhookSettings(
-    StackSettings, SelfServiceTiersSettings, TierCacheSettings, SecretsSettings, TierPoliciesSettings
+    StackSettings,
+    SelfServiceTiersSettings,
+    TierCacheSettings,
+    TierChangeSettings,
+    SecretsSettings,
+    TierPoliciesSettings,
 ):
     """POST /webhooks/billing: the billing webhook that moves partners' keys between tiers."""
 
@@ -35,8 +41,6 @@ class BillingWebhookSettings(
     unknown_partner_retry_seconds: int = Field(default=3600, ge=0)
     # How often the signing secrets are re-read: a rotated secret is picked up within this time.
     secret_cache_seconds: int = Field(default=60, ge=0)
-    # A change's lock on its partner. Longer than the function's timeout, so an expired lease means a dead holder.
-    change_lease_seconds: int = Field(default=60, ge=1)
     # How long a processed event id is remembered (Stripe retries for up to 3 days).
     processed_event_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 

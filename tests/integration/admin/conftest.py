@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from core.admin.service import admin_service, usage_exporter
+from core.billing.service import TierChangeService, tier_change_service
 from core.observability import metrics
 from core.settings import forget_settings
 from core.signup.models import SignupRequest
@@ -56,3 +57,18 @@ def sign_up(name: str = "Acme AI", tier: str | None = None) -> str:
     """A partner signed up through signup's service; its id."""
     email = f"{uuid.uuid4().hex[:10]}@acme.example"
     return signup_service().sign_up(SignupRequest(name=name, email=email, tier=tier)).partner_id
+
+
+@pytest.fixture
+def billing(
+    stack: ProvisionedStack, template: StackTemplate, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TierChangeService]:
+    """The billing webhook's service, on the same stack (its environment added to the console's)."""
+    variables = template.resources["TierWebhookFunction"]["Properties"]["Environment"]["Variables"]
+    for name, value in stack.environment(variables).items():
+        monkeypatch.setenv(name, value)
+    forget_settings()
+    tier_change_service.cache_clear()
+    yield tier_change_service()
+    forget_settings()
+    tier_change_service.cache_clear()

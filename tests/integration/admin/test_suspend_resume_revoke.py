@@ -13,11 +13,7 @@ import pytest
 
 from core.admin.service import admin_service
 from core.billing.models import BillingEvent, TierAction
-from core.billing.service import tier_change_service
 from core.models import Partner, PartnerStatus
-from core.settings import forget_settings
-from offline.provision import ProvisionedStack
-from offline.template import StackTemplate
 from tests.faults import fails_once
 from tests.integration.admin.conftest import call, sign_up
 from tests.lambda_events import OPERATOR_ARN
@@ -152,19 +148,6 @@ def test_a_huge_body_is_a_413_and_an_unknown_partner_a_404() -> None:
     unknown = call("POST", "/admin/partners/p_0123456789abcdef0123456789abcdef/suspend", {"reason": "x"})
     assert (huge.status, huge.body["error"]["code"]) == (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request_too_large")
     assert (unknown.status, unknown.body["error"]["code"]) == (HTTPStatus.NOT_FOUND, "partner_not_found")
-
-
-@pytest.fixture
-def billing(stack: ProvisionedStack, template: StackTemplate, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The billing webhook's service, on the same stack (its environment added to the console's)."""
-    variables = template.resources["TierWebhookFunction"]["Properties"]["Environment"]["Variables"]
-    for name, value in stack.environment(variables).items():
-        monkeypatch.setenv(name, value)
-    forget_settings()
-    tier_change_service.cache_clear()
-    yield tier_change_service()
-    forget_settings()
-    tier_change_service.cache_clear()
 
 
 def subscription(partner_id: str, tier: str) -> BillingEvent:

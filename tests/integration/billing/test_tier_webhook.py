@@ -18,9 +18,8 @@ import pytest
 
 import core.signup.service
 from core.billing.adapters.partners import BillingPartners
-from core.billing.models import BillingState
 from core.billing.service import tier_change_service
-from core.models import Partner, PartnerStatus
+from core.models import Partner, PartnerStatus, TierChangeState
 from core.observability import metrics
 from core.settings import forget_settings
 from core.signup.models import SignupRequest
@@ -97,8 +96,8 @@ def sign_up(email: str | None = None) -> Partner:
     return partner_of(result.partner_id)[0]
 
 
-def partner_of(partner_id: str) -> tuple[Partner, BillingState]:
-    found = BillingPartners(os.environ["PARTNERS_TABLE"]).get_with_billing(partner_id)
+def partner_of(partner_id: str) -> tuple[Partner, TierChangeState]:
+    found = BillingPartners(os.environ["PARTNERS_TABLE"]).get_with_state(partner_id)
     assert found is not None
     return found
 

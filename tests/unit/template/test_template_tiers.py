@@ -126,6 +126,8 @@ def missing_places(template: Template, tier: str) -> list[str]:
         missing.append("SignupUsagePlanKeysPolicy")
     webhook = statements(resources["TierWebhookUsagePlansPolicy"]["Properties"]["PolicyDocument"])
     missing += [f"TierWebhookUsagePlansPolicy {sid}" for sid, st in webhook.items() if not names_plan(st, plan_id)]
+    admin = statements(resources["AdminUsagePlansPolicy"]["Properties"]["PolicyDocument"])
+    missing += [f"AdminUsagePlansPolicy {sid}" for sid, st in admin.items() if not names_plan(st, plan_id)]
     [monitor] = resources["QuotaMonitorFunction"]["Properties"]["Policies"]
     if not names_plan(statements(monitor)["ReadUsageOfOwnPlans"], plan_id):
         missing.append("QuotaMonitorFunction ReadUsageOfOwnPlans")
@@ -177,6 +179,10 @@ def test_a_usage_plan_added_alone_is_missing_from_every_other_place() -> None:
         "TierWebhookUsagePlansPolicy DetachKeys",
         "TierWebhookUsagePlansPolicy ReadUsage",
         "TierWebhookUsagePlansPolicy SetRemainingQuota",
+        "AdminUsagePlansPolicy AttachKeys",
+        "AdminUsagePlansPolicy DetachKeys",
+        "AdminUsagePlansPolicy ReadUsage",
+        "AdminUsagePlansPolicy SetRemainingQuota",
         "QuotaMonitorFunction ReadUsageOfOwnPlans",
     ]
 
