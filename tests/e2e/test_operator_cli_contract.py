@@ -98,7 +98,7 @@ class ContractServer(BaseHTTPRequestHandler):
                 HTTPStatus.OK, {"partner": SUMMARY, "audit": audit("rotate", body["reason"]), "api_key": NEW_KEY}
             )
         elif path == f"{partner_path}/extensions":
-            self._answer(HTTPStatus.OK, {"partner": SUMMARY, "audit": audit("extend", body["reason"])})
+            self._answer(HTTPStatus.OK, {"partner": SUMMARY, "audit": audit("extension", body["reason"])})
         elif path == "/admin/keys/import":
             imported, failed = [], []
             for row, line in enumerate(body, start=1):
@@ -162,7 +162,7 @@ def test_grant_sends_the_documented_body(server: tuple[str, list[dict[str, Any]]
     granted = cli(url, "usage", "grant", PARTNER, "--requests", "500", "--tokens", "100000", "--reason", "launch")
 
     assert granted.returncode == ExitCode.OK, granted.stderr
-    assert f"{PARTNER}: extend applied" in granted.stdout
+    assert f"{PARTNER}: extension applied" in granted.stdout
     assert [request["body"] for request in received] == [{"requests": 500, "tokens": 100000, "reason": "launch"}]
 
 
