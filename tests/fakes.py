@@ -2,10 +2,13 @@
 for, so mypy checks it keeps the port's signatures, and keeps the contract of what it replaces: GetUsage's
 daily [used, remaining] pages, a claim granted once per alert (DynamoDB's conditional write)."""
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Any
+
+from pydantic import SecretStr
 
 from core.admin.models import AuditEntry, PartnerFilter
 from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
@@ -13,6 +16,7 @@ from core.ai.chat import ModelReply, ModelRequest, StreamEnd, StreamEvent, TextD
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
 from core.errors import TierChangeInProgress
+from core.key_rotation import CarriedLedger, KeyIssuer, KeyRotation, LedgerCarry, RetiredKeys, Retirement
 from core.messages import Message
 from core.models import (
     DailyUsage,
@@ -20,12 +24,15 @@ from core.models import (
     Partner,
     PartnerStatus,
     PendingTierChange,
+    Tier,
     TierChangeState,
+    TierLimits,
     UsagePlan,
 )
 from core.ports import EmailSender, TierChangeLock, UsagePlanGateway
 from core.quota.ports import AlertPublisher, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
 from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
+from core.tiers import TierCatalog
 
 
 def active_partner(api_key_id: str, **fields: object) -> Partner:
@@ -455,3 +462,165 @@ class MemoryTierState(TierChangeLock):
         self.index.partners[partner_id] = partner.model_copy(
             update={"tier": tier, "status": status, "held_status": held_status, "updated_at": updated_at}
         )
+
+
+# --- Key rotation (core.key_rotation) -------------------------------------------------------------------------
+
+
+class MemoryKeyGateway(KeyIssuer):
+    """API Gateway's keys, their plans and each key's remaining quota; `fail` names an operation that raises once."""
+
+    def __init__(self, plans: Iterable[UsagePlan] = (), fail: str | None = None) -> None:
+        self.plans = list(plans)
+        self.keys: dict[str, dict[str, Any]] = {}  # id -> {"value", "enabled", "plan", "remaining", "used"}
+        self.fail = fail
+        self.calls: list[tuple[str, str]] = []
+        self._ids = itertools.count(1)
+
+    def _call(self, operation: str, key_id: str) -> None:
+        self.calls.append((operation, key_id))
+        if self.fail == operation:
+            self.fail = None
+            raise RuntimeError(f"{operation} failed")
+
+    def add_key(self, key_id: str, plan_id: str, used: int = 0, remaining: int = 0) -> None:
+        self.keys[key_id] = {"value": f"value-of-{key_id}", "enabled": True, "plan": plan_id, "used": used}
+        self.keys[key_id]["remaining"] = remaining
+
+    def list_usage_plans(self) -> list[UsagePlan]:
+        return self.plans
+
+    def create_disabled_key(self, name: str, tags: dict[str, str]) -> IssuedKey:
+        key_id = f"k{next(self._ids)}"
+        self._call("create_disabled_key", key_id)
+        self.keys[key_id] = {"value": f"NEW{key_id}value", "enabled": False, "plan": None, "used": 0, "remaining": 0}
+        return IssuedKey(id=key_id, value=SecretStr(self.keys[key_id]["value"]))
+
+    def attach_key(self, plan_id: str, key_id: str) -> None:
+        self._call("attach_key", key_id)
+        self.keys[key_id]["plan"] = plan_id
+
+    def enable_key(self, key_id: str) -> None:
+        self._call("enable_key", key_id)
+        self.keys[key_id]["enabled"] = True
+
+    def delete_key(self, key_id: str) -> None:
+        self._call("delete_key", key_id)
+        self.keys.pop(key_id, None)
+
+    def key_usage(self, plan_id: str, key_id: str, start: date, end: date) -> list[DailyUsage]:
+        self._call("key_usage", key_id)
+        key = self.keys.get(key_id)
+        if key is None or key["plan"] != plan_id:
+            return []
+        return [DailyUsage(used=key["used"], remaining=key["remaining"])]
+
+    def set_remaining_quota(self, plan_id: str, key_id: str, remaining: int) -> None:
+        self._call("set_remaining_quota", key_id)
+        self.keys[key_id]["remaining"] = remaining
+
+    def live(self) -> set[str]:
+        return set(self.keys)
+
+
+class MemoryRetiredKeys(RetiredKeys):
+    """RETIRE# items and the partner records they switch, over a MemoryPartnerIndex's records."""
+
+    def __init__(self, index: "MemoryPartnerIndex", fail: str | None = None) -> None:
+        self.index = index
+        self.retirements: dict[str, Retirement] = {}
+        self.key_index: dict[str, str] = {}
+        self.fail = fail
+
+    def _maybe_fail(self, operation: str) -> None:
+        if self.fail == operation:
+            self.fail = None
+            raise RuntimeError(f"{operation} failed")
+
+    def retire_later(self, retirement: Retirement) -> None:
+        self._maybe_fail("retire_later")
+        self.retirements[retirement.api_key_id] = retirement
+
+    def switch_key(self, before: Partner, after: Partner, retire_old: Retirement | None, now: float) -> None:
+        self._maybe_fail("switch_key")
+        current = self.index.partners[before.partner_id]
+        if (current.api_key_id, current.status, current.tier) != (before.api_key_id, before.status, before.tier):
+            raise TierChangeInProgress(retry_after_seconds=5)
+        self.index.partners[before.partner_id] = after
+        self.key_index[after.api_key_id] = after.partner_id
+        self.retirements.pop(after.api_key_id, None)
+        if retire_old is not None:
+            self.retirements[retire_old.api_key_id] = retire_old
+
+    def drop_retirement(self, retirement: Retirement) -> None:
+        self._maybe_fail("drop_retirement")
+        if self.retirements.get(retirement.api_key_id) == retirement:
+            del self.retirements[retirement.api_key_id]
+
+    def due_retirements(self, now: float) -> list[Retirement]:
+        return sorted((r for r in self.retirements.values() if r.due_at <= now), key=lambda r: r.due_at)
+
+
+class MemoryLedgerCarry(LedgerCarry):
+    """Ledger items by (key id, period start): `requests`, `committed_tokens`, `carried_tokens`, `carried_requests`."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, datetime], dict[str, int]] = {}
+
+    def standing(self, api_key_id: str, period_start: datetime) -> CarriedLedger:
+        item = self.items.get((api_key_id, period_start), {})
+        return CarriedLedger(requests=item.get("requests", 0), tokens=item.get("committed_tokens", 0))
+
+    def start(
+        self,
+        api_key_id: str,
+        period_start: datetime,
+        period_reset: datetime,
+        partner: Partner,
+        *,
+        carried: CarriedLedger,
+        carried_requests: int,
+    ) -> None:
+        self.items.setdefault(
+            (api_key_id, period_start),
+            {
+                "carried_tokens": carried.tokens,
+                "committed_tokens": carried.tokens,
+                "carried_requests": carried_requests,
+            },
+        )
+
+
+FREE_PLAN = UsagePlan(
+    id="plan-free",
+    name="test-free",
+    limits=TierLimits(rate_limit=5, burst_limit=10, quota_limit=100, quota_period="DAY"),
+)
+
+
+def memory_rotation(
+    index: "MemoryPartnerIndex",
+    gateway: MemoryKeyGateway | None = None,
+    records: MemoryRetiredKeys | None = None,
+    ledger: MemoryLedgerCarry | None = None,
+    clock: float = 1_780_000_000,
+) -> KeyRotation:
+    """A KeyRotation on the fakes, stack `test`, one tier `free` (plan-free: 100 requests a day)."""
+    keys = gateway or MemoryKeyGateway([FREE_PLAN])
+
+    class Plans:
+        def list_usage_plans(self) -> list[UsagePlan]:
+            return keys.plans
+
+    return KeyRotation(
+        "test",
+        keys=keys,
+        tiers=TierCatalog("test", Plans()),
+        records=records or MemoryRetiredKeys(index),
+        ledger=ledger or MemoryLedgerCarry(),
+        clock=lambda: clock,
+    )
+
+
+def free_tier() -> Tier:
+    return Tier(name="free", plan_id=FREE_PLAN.id, limits=FREE_PLAN.limits)

@@ -17,7 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from core.admin.models import ActionResult, Operator, OperatorRequest, PartnerQuery, TierRequest, UsageQuery
+from core.admin.models import ActionResult, KeyRequest, Operator, OperatorRequest, PartnerQuery, TierRequest, UsageQuery
 from core.admin.service import admin_service, export_usage
 from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
@@ -92,6 +92,15 @@ def usage_export() -> Response[str]:
         body=body,
         headers={"Content-Disposition": f'attachment; filename="usage-{query.period}.csv"'},
     )
+
+
+@app.post("/admin/partners/<partner_id>/key")
+@tracer.capture_method(capture_response=False)  # the answer holds the new key's value
+def issue_key(partner_id: str) -> Response[str]:
+    body = parse_body(KeyRequest)
+    issued = admin_service().issue_key(operator(), partner_id, body)
+    answer = issued.model_dump(mode="json") | {"api_key": issued.api_key.get_secret_value()}
+    return json_response(HTTPStatus.OK, answer)
 
 
 def action_answer(result: ActionResult) -> Response[str]:

@@ -18,6 +18,12 @@ LEDGER_PREFIX = "PERIOD#"
 BUCKET_REQUESTS_PREFIX = "requests_at_"
 BUCKET_TOKENS_PREFIX = "tokens_at_"
 _BUCKET_FORMAT = "%Y%m%d%H"
+# A ledger item's standing carried from the key it replaced (core.key_rotation): `carried_tokens` (also counted in
+# `committed_tokens`, so the reservation's one conditional write sees it), `carried_requests` (the quota the old
+# key had consumed; not in `requests`, which counts this key's own) and the extensions granted this period.
+CARRIED_TOKENS = "carried_tokens"
+CARRIED_REQUESTS = "carried_requests"
+EXTENSION_ATTRIBUTES = ("extension_tokens", "extension_requests")
 # Sorts after every `PERIOD#<period start>`: the upper bound of a range over a key's ledger items.
 LEDGER_LAST = f"{LEDGER_PREFIX}~"
 _PERIOD_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

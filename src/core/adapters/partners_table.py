@@ -8,6 +8,7 @@ failed attempt's keys can always be found and deleted); `PARTNER#<id>` is the pa
 once the partner's key is in its plan; `APIKEY#<key id>` finds the partner of a key. None ever holds an API key value.
 The operator console adds its audit trail: `AUDIT#<partner id>` (the trail's head: how many entries) and
 `AUDIT#<partner id>#<seq, 10 digits>` (one entry per operator action).
+A key rotation (core.key_rotation) adds `RETIRE#<key id>`: a key the retired-key sweep deletes once due.
 The billing webhook adds `CUSTOMER#<billing customer id>` (finds a partner from its billing customer),
 `UNMATCHED#<scheme>#<event id>` (an event for a partner we do not know yet) and, on the partner record,
 its billing state (the last applied event, and the lock of a change in progress).
@@ -83,6 +84,15 @@ def audit_head_pk(partner_id: str) -> str:
 def audit_entry_pk(partner_id: str, seq: int) -> str:
     """One entry of a partner's audit trail; `seq` counts from 1, zero-padded so keys sort in order."""
     return f"{AUDIT_PREFIX}{partner_id}#{seq:010d}"
+
+
+RETIRE_PREFIX = "RETIRE#"
+
+
+def retire_pk(api_key_id: str) -> str:
+    """A key to delete once due (a rotated key after its grace, a new key whose rotation died): `partner_id`,
+    `due_at` (epoch s), `reason` (docs/CONTRACTS.md)."""
+    return f"{RETIRE_PREFIX}{api_key_id}"
 
 
 def condition_failed(exc: ClientError) -> bool:

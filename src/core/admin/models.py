@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator
 
+from core.key_rotation import MAX_GRACE_SECONDS
 from core.models import Partner, PartnerStatus, PlainText, TierName
 
 # Partner ids as signup makes them (`p_<32 hex>`), with room for ids other systems bring in: only characters
@@ -153,3 +154,26 @@ class LedgerUsage:
     extension_tokens: int = 0
     # {model: {"prompt_tokens": n, "completion_tokens": m}} (core.adapters.metering_items.tokens_by_model)
     tokens_by_model: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class KeyRequest(OperatorRequest):
+    """POST /admin/partners/{id}/key: how long the old key keeps working (0: deleted at once; at most 7 days)."""
+
+    grace_seconds: StrictInt = Field(default=0, ge=0, le=MAX_GRACE_SECONDS)
+
+
+class RetiredKey(BaseModel):
+    """The key a rotation replaced: deleted (`deleted`), or deleted by the sweep at `delete_at` (ISO)."""
+
+    api_key_id: str
+    delete_at: str
+    deleted: bool
+
+
+class KeyIssued(ActionResult):
+    """The answer to a rotation or re-issue: the partner after it, its audit entry, and the new key, whose value
+    is in this answer only (never logged, stored or traced)."""
+
+    api_key: SecretStr
+    api_key_id: str
+    retired_key: RetiredKey | None = None

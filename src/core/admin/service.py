@@ -26,7 +26,9 @@ from functools import cache
 from typing import Any
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.ledger_carry import LedgerCarryTable
 from core.adapters.ledger_requests import LedgerRequests
+from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.sns import AlertTopic
 from core.adapters.tier_changes import TierChangeRecords
 from core.admin.adapters.audit_trail import AuditTrail
@@ -36,17 +38,21 @@ from core.admin.models import (
     PARTNER_ID,
     ActionResult,
     AuditEntry,
+    KeyIssued,
+    KeyRequest,
     Operator,
     PartnerDetail,
     PartnerFilter,
     PartnerPage,
     PartnerQuery,
     PartnerSummary,
+    RetiredKey,
 )
 from core.admin.ports import ApiKeys, AuditLog, Notifier, PartnerIndex
 from core.admin.settings import AdminSettings
 from core.admin.usage_export import ExportFormat, UsageExporter, object_key, parse_period
 from core.errors import DomainError, InvalidRequest, PartnerNotFound, PartnerRevoked
+from core.key_rotation import KeyRotation, RotatedKey
 from core.models import Partner, PartnerStatus
 from core.observability import logger
 from core.ports import RequestCounts, TierChangeLock, UsagePlanGateway
@@ -71,6 +77,7 @@ class AdminService:
         plans: UsagePlanGateway | None = None,
         tier_state: TierChangeLock | None = None,
         counts: RequestCounts | None = None,
+        rotation: KeyRotation | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -84,6 +91,7 @@ class AdminService:
             else None
         )
         self.tiers = TierCatalog(settings.stack_name, plans, settings.tier_cache_seconds) if plans else None
+        self._rotation = rotation
         self._audit = audit
         self._notifier = notifier
         self._clock = clock
@@ -263,6 +271,36 @@ class AdminService:
 
         return self.act(operator, partner_id, "tier", reason, change)
 
+    def issue_key(self, operator: Operator, partner_id: str, request: KeyRequest) -> KeyIssued:
+        """Rotate an ACTIVE partner's key (the old one works `grace_seconds` more, then the retired-key sweep
+        deletes it; 0: deleted now) or re-issue one to a REVOKED or DORMANT partner, which is ACTIVE again
+        (core.key_rotation). SUSPENDED and DISABLED partners are refused (409 partner_not_active)."""
+        if self._rotation is None:
+            raise RuntimeError("AdminService was built without the key rotation")
+        rotation = self._rotation
+        rotated: list[RotatedKey] = []
+
+        def change(partner: Partner) -> tuple[Partner, dict[str, Any]]:
+            rotated.append(rotation.rotate(partner, request.grace_seconds, "a new key"))
+            return rotated[0].partner, {"grace_seconds": request.grace_seconds, **rotated[0].details}
+
+        result = self.act(operator, partner_id, "issue-key", request.reason, change)
+        done = rotated[0]
+        retired = None
+        if done.retired_key_id and done.retire_at is not None:
+            retired = RetiredKey(
+                api_key_id=done.retired_key_id,
+                delete_at=datetime.fromtimestamp(done.retire_at, UTC).isoformat(timespec="seconds"),
+                deleted=done.old_key_deleted,
+            )
+        return KeyIssued(
+            partner=result.partner,
+            audit=result.audit,
+            api_key=done.key.value,
+            api_key_id=done.key.id,
+            retired_key=retired,
+        )
+
     def _set_status(self, partner: Partner, status: PartnerStatus, held: PartnerStatus | None) -> None:
         self._partners.set_status(
             partner.partner_id,
@@ -372,6 +410,13 @@ def admin_service() -> AdminService:
         plans=gateway,
         tier_state=TierChangeRecords(settings.partners_table),
         counts=LedgerRequests(settings.metering_table),
+        rotation=KeyRotation(
+            settings.stack_name,
+            keys=gateway,
+            tiers=TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds),
+            records=RetiredKeyRecords(settings.partners_table),
+            ledger=LedgerCarryTable(settings.metering_table),
+        ),
     )
 
 

@@ -38,12 +38,17 @@ class LedgerReading:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reserved_tokens: int = 0
+    # Tokens the key's predecessor committed this period before a rotation (core.key_rotation): used, and in
+    # the item's committed_tokens from the start, so the reservation's conditional write counts them.
+    carried_tokens: int = 0
+    # The quota its predecessor had consumed this period (not in `requests`, this key's own count).
+    carried_requests: int = 0
     # The period so far, slice by slice, oldest first (only slices with something counted).
     buckets: tuple[UsageBucket, ...] = ()
 
     @property
     def used_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+        return self.prompt_tokens + self.completion_tokens + self.carried_tokens
 
     @property
     def committed_tokens(self) -> int:

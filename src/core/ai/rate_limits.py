@@ -50,7 +50,8 @@ def standing(
     tokens_remaining = None if budget is None else max(budget - reading.committed_tokens, 0)
     source: Literal["ledger", "quota_monitor"]
     if quota is None:
-        limit, used = policy.quota_limit, reading.requests
+        # After a key rotation, the quota its predecessor consumed counts (API Gateway's remaining carries it).
+        limit, used = policy.quota_limit, reading.requests + reading.carried_requests
         remaining, source = max(limit - used, 0), "ledger"
     else:
         since = max(reading.requests - quota.used, 0)

@@ -87,7 +87,11 @@ class PartnerDirectory:
         policy = self._tiers.get(partner.tier)
         if policy is None:
             raise TierPolicyMissing(partner.tier)
-        return AiCaller(api_key_id=api_key_id, partner_id=partner.partner_id, tier=partner.tier, policy=policy)
+        # Metered on the partner's current key: during a rotation's grace the old key draws on the new key's
+        # ledger item, so the partner's tokens this period are counted once (core.key_rotation).
+        return AiCaller(
+            api_key_id=partner.api_key_id or api_key_id, partner_id=partner.partner_id, tier=partner.tier, policy=policy
+        )
 
     def _partner(self, api_key_id: str) -> Partner | None:
         now = self._clock()

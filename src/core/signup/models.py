@@ -55,6 +55,10 @@ class SweepReport(BaseModel):
     cleaned: int
     failed: int
     deferred: int
+    # Retired keys (core.key_rotation) due by the run's scheduled time: found, deleted, not deleted (retried).
+    retired_found: int = 0
+    retired_deleted: int = 0
+    retired_failed: int = 0
 
 
 class SignedUpPartner(BaseModel):

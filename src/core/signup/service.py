@@ -40,6 +40,7 @@ from aws_lambda_powertools.utilities.idempotency.serialization.base import BaseI
 from pydantic import SecretStr
 
 from core.adapters.apigateway import ApiGateway, bound_by_deadline
+from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.ses import SesEmail
 from core.aws import (
     BUDGETED_ATTEMPT_SECONDS,
@@ -57,6 +58,7 @@ from core.errors import (
     SignupThrottled,
     TierNotSelfService,
 )
+from core.key_rotation import RetiredKeySweep
 from core.messages import Message
 from core.models import IssuedKey, Partner, PartnerStatus, Tier
 from core.observability import logger
@@ -415,12 +417,35 @@ class SignupSweep:
     """Finishes what failed signups could not undo: for each mailbox lock whose lease ran out while still
     PENDING, deletes the keys it lists, then the lock. Run on a schedule (SignupSweepFunction)."""
 
-    def __init__(self, plans: UsagePlanGateway, partners: PartnerStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        plans: UsagePlanGateway,
+        partners: PartnerStore,
+        retired_keys: RetiredKeySweep | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._plans = plans
         self._partners = partners
+        self._retired_keys = retired_keys
         self._clock = clock
 
-    def run(self, time_left: Callable[[], float], reserve_seconds: float) -> SweepReport:
+    def run(self, time_left: Callable[[], float], reserve_seconds: float, as_of: float | None = None) -> SweepReport:
+        """Sweep failed signups, then the retired keys due by `as_of` (the schedule's time; default now): the
+        keys key rotations replaced, after their grace, and the new keys of rotations that died."""
+        report = self._sweep_signups(time_left, reserve_seconds)
+        if self._retired_keys is None:
+            return report
+        retired = self._retired_keys.run(self._clock() if as_of is None else as_of, time_left, reserve_seconds)
+        return report.model_copy(
+            update={
+                "retired_found": retired.found,
+                "retired_deleted": retired.deleted,
+                "retired_failed": retired.failed,
+                "deferred": report.deferred + retired.deferred,
+            }
+        )
+
+    def _sweep_signups(self, time_left: Callable[[], float], reserve_seconds: float) -> SweepReport:
         locks = self._partners.expired_locks(self._clock())
         cleaned = failed = deferred = 0
         for lock in locks:
@@ -459,4 +484,9 @@ def signup_sweep() -> SignupSweep:
     settings: SignupSweepSettings = load_settings(SignupSweepSettings)
     # DeleteApiKey: 5 requests/s per account, inside the account's 10/s: the sweep takes a small share.
     pacer = TokenBucket(settings.sweep_calls_per_second, 1)
-    return SignupSweep(plans=ApiGateway(pacer=pacer), partners=SignupPartners(settings.partners_table))
+    gateway = ApiGateway(pacer=pacer)
+    return SignupSweep(
+        plans=gateway,
+        partners=SignupPartners(settings.partners_table),
+        retired_keys=RetiredKeySweep(gateway, RetiredKeyRecords(settings.partners_table)),
+    )

@@ -11,7 +11,14 @@ from core.admin.service import AdminService, page_token
 from core.admin.settings import AdminSettings
 from core.errors import InvalidRequest, PartnerNotActive, PartnerNotFound
 from core.models import Partner, PartnerStatus
-from tests.fakes import MemoryApiKeys, MemoryAuditLog, MemoryPartnerIndex, OperatorTopic, active_partner
+from tests.fakes import (
+    MemoryApiKeys,
+    MemoryAuditLog,
+    MemoryPartnerIndex,
+    OperatorTopic,
+    active_partner,
+    memory_rotation,
+)
 
 OPERATOR = Operator(arn="arn:aws:iam::123456789012:user/alice", access_key="AKIA1", request_id="r-1")
 SETTINGS = AdminSettings(
@@ -32,7 +39,13 @@ def service(
     index = MemoryPartnerIndex(found if found is not None else partners(5))
     return (
         AdminService(
-            SETTINGS, partners=index, audit=audit, notifier=topic, keys=MemoryApiKeys(), clock=lambda: 1_780_000_000
+            SETTINGS,
+            partners=index,
+            audit=audit,
+            notifier=topic,
+            keys=MemoryApiKeys(),
+            rotation=memory_rotation(index),
+            clock=lambda: 1_780_000_000,
         ),
         audit,
         topic,

@@ -7,7 +7,14 @@ from core.admin.models import Operator
 from core.admin.service import AdminService
 from core.errors import PartnerRevoked
 from core.models import Partner, PartnerStatus
-from tests.fakes import MemoryApiKeys, MemoryAuditLog, MemoryPartnerIndex, OperatorTopic, active_partner
+from tests.fakes import (
+    MemoryApiKeys,
+    MemoryAuditLog,
+    MemoryPartnerIndex,
+    OperatorTopic,
+    active_partner,
+    memory_rotation,
+)
 from tests.unit.admin.test_admin_service import SETTINGS
 
 OPERATOR = Operator(arn="arn:aws:iam::123456789012:user/alice")
@@ -15,7 +22,14 @@ OPERATOR = Operator(arn="arn:aws:iam::123456789012:user/alice")
 
 def console(*partners: Partner, fail: str | None = None) -> tuple[AdminService, MemoryPartnerIndex, MemoryApiKeys]:
     index, keys = MemoryPartnerIndex(partners or [active_partner("k1")]), MemoryApiKeys(fail)
-    admin = AdminService(SETTINGS, partners=index, audit=MemoryAuditLog(), notifier=OperatorTopic(), keys=keys)
+    admin = AdminService(
+        SETTINGS,
+        partners=index,
+        audit=MemoryAuditLog(),
+        notifier=OperatorTopic(),
+        keys=keys,
+        rotation=memory_rotation(index),
+    )
     return admin, index, keys
 
 

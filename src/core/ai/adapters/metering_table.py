@@ -13,6 +13,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from core.adapters.metering_items import (
+    CARRIED_REQUESTS,
+    CARRIED_TOKENS,
     bucket_requests_attribute,
     bucket_start,
     bucket_tokens_attribute,
@@ -47,6 +49,8 @@ def _reading(item: dict[str, Any] | None) -> LedgerReading:
         prompt_tokens=int(plain.get("prompt_tokens", 0)),
         completion_tokens=int(plain.get("completion_tokens", 0)),
         reserved_tokens=int(plain.get("reserved_tokens", 0)),
+        carried_tokens=int(plain.get(CARRIED_TOKENS, 0)),
+        carried_requests=int(plain.get(CARRIED_REQUESTS, 0)),
         buckets=_buckets(plain),
     )
 
