@@ -195,3 +195,43 @@ def test_the_cli_moves_a_partner_to_another_tier(metered_stack: RunningStack) ->
     assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
     assert unknown.returncode == ExitCode.REFUSED
     assert "400 unknown_tier" in unknown.stderr
+
+
+def new_key_from(done: subprocess.CompletedProcess[str]) -> str:
+    """The key `keys rotate` printed: the line after its announcement, on stdout."""
+    lines = done.stdout.splitlines()
+    return lines[lines.index("new API key (shown once, store it now):") + 1]
+
+
+def test_the_cli_rotates_a_key_and_prints_it_once_on_stdout_only(metered_stack: RunningStack) -> None:
+    # Given a pro partner whose key works
+    partner = sign_up(metered_stack, "pro")
+    partner_id = partner["partner_id"]
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
+
+    # When an operator rotates it with no grace
+    rotated = local(metered_stack, "keys", "rotate", partner_id, "--reason", "CLI test: rotate")
+
+    # Then the new key is on stdout once, and works; the old one is refused at once
+    assert rotated.returncode == ExitCode.OK, rotated.stderr
+    new_key = new_key_from(rotated)
+    assert rotated.stdout.count(new_key) == 1
+    assert f"{partner_id}: " in rotated.stdout
+    assert models(metered_stack, new_key) == HTTPStatus.OK
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.FORBIDDEN
+
+    # When its key is revoked and re-issued, for a script (--json)
+    revoked = local(metered_stack, "keys", "revoke", partner_id, "--reason", "CLI test: revoke")
+    reissued = local(metered_stack, "--json", "keys", "rotate", partner_id, "--reason", "CLI test: re-issue")
+
+    # Then the answer is the API's JSON with the new key once
+    assert revoked.returncode == ExitCode.OK, revoked.stderr
+    assert reissued.returncode == ExitCode.OK, reissued.stderr
+    answer = json.loads(reissued.stdout)
+    assert reissued.stdout.count(answer["api_key"]) == 1
+    assert models(metered_stack, answer["api_key"]) == HTTPStatus.OK
+
+    # And no key value is in any log line: the CLI's stderr, the stack's console and its functions' logs
+    logs = rotated.stderr + revoked.stderr + reissued.stderr + stack_logs(metered_stack)
+    for key in (partner["api_key"], new_key, answer["api_key"]):
+        assert key not in logs

@@ -1,12 +1,11 @@
 """`metered-ai` as a subprocess over real HTTP against a small local server that keeps issue 13's documented
-contract for the routes other branches are building (key rotation, extensions, CSV import): the
+contract for the routes other branches are building (extensions, CSV import): the
 server checks each request's SigV4 signature with the offline gateway's verifier and its body as the issue
 documents it. When those routes are on main, tests/e2e/test_operator_cli.py drives them on the offline stack (it
-already exports usage and changes tiers there).
+already exports usage, changes tiers and rotates keys there).
 
-Contract (issue 13, item 2): POST /admin/partners/{id}/key {grace_seconds, reason} answers the new key value
-(`api_key`); POST /admin/partners/{id}/extensions {requests, tokens, reason}; POST /admin/keys/import, a CSV
-body, per-row results."""
+Contract (issue 13, item 2): POST /admin/partners/{id}/extensions {requests, tokens, reason}; POST
+/admin/keys/import, a CSV body, per-row results."""
 
 import csv
 import io
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.e2e
 REGION = "us-east-1"
 STAGE = "live"
 CREDENTIALS = OperatorCredentials.generate()
-NEW_KEY = "RotatedKeyValue0123456789abcdefghijKLMNOP"
+
 PARTNER = "p_0123456789abcdef0123456789abcdef"
 SUMMARY = {
     "partner_id": PARTNER,
@@ -41,7 +40,7 @@ SUMMARY = {
     "tier": "pro",
     "status": "ACTIVE",
     "api_key_id": "newkeyid01",
-    "key_prefix": NEW_KEY[:4],
+    "key_prefix": "AbCd",
     "created_at": "2026-12-01T00:00:00+00:00",
 }
 
@@ -90,14 +89,7 @@ class ContractServer(BaseHTTPRequestHandler):
 
     def _route(self, path: str, query: dict[str, str], body: Any) -> None:
         partner_path = f"/admin/partners/{PARTNER}"
-        if path == f"{partner_path}/key" and self.command == "POST":
-            if set(body) != {"grace_seconds", "reason"} or not body["reason"]:
-                self._answer(HTTPStatus.BAD_REQUEST, {"error": {"code": "invalid_request", "message": "body"}})
-                return
-            self._answer(
-                HTTPStatus.OK, {"partner": SUMMARY, "audit": audit("rotate", body["reason"]), "api_key": NEW_KEY}
-            )
-        elif path == f"{partner_path}/extensions":
+        if path == f"{partner_path}/extensions":
             self._answer(HTTPStatus.OK, {"partner": SUMMARY, "audit": audit("extension", body["reason"])})
         elif path == "/admin/keys/import":
             imported, failed = [], []
@@ -136,24 +128,6 @@ def server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 def cli(url: str, *args: str) -> Any:
     env = {"AWS_ACCESS_KEY_ID": CREDENTIALS.access_key_id, "AWS_SECRET_ACCESS_KEY": CREDENTIALS.secret_access_key}
     return run_cli("--api-url", url, "--region", REGION, *args, env=env)
-
-
-def test_rotate_prints_the_new_key_once_on_stdout_only(server: tuple[str, list[dict[str, Any]]]) -> None:
-    url, received = server
-
-    done = cli(url, "keys", "rotate", PARTNER, "--grace", "600", "--reason", "lost laptop")
-
-    assert done.returncode == ExitCode.OK, done.stderr
-    assert received == [
-        {
-            "method": "POST",
-            "path": f"/admin/partners/{PARTNER}/key",
-            "query": {},
-            "body": {"grace_seconds": 600, "reason": "lost laptop"},
-        }
-    ]
-    assert done.stdout.count(NEW_KEY) == 1
-    assert NEW_KEY not in done.stderr
 
 
 def test_grant_sends_the_documented_body(server: tuple[str, list[dict[str, Any]]]) -> None:
