@@ -73,7 +73,7 @@ class Invocation:
                 + (f" (given: {', '.join(chosen)})" if chosen else "")
             )
         if self.stack:
-            return stack_endpoint(self.stack, self.session(), self.wiring.cloudformation)
+            return stack_endpoint(self.stack, self.session(), self.wiring.cloudformation, self.region)
         if self.api_url:
             return url_endpoint(self.api_url, self.region, self.session())
         return local_endpoint(state_dir(self.state_dir))
@@ -89,13 +89,8 @@ class Invocation:
 def main_options(
     ctx: typer.Context,
     *,
-    stack: Annotated[
-        str | None, typer.Option(help="A deployed stack's name: its AdminApiUrl output.", envvar="METERED_AI_STACK")
-    ] = None,
-    api_url: Annotated[
-        str | None,
-        typer.Option(help="The API's URL (ApiUrl or AdminApiUrl output).", envvar="METERED_AI_API_URL"),
-    ] = None,
+    stack: Annotated[str | None, typer.Option(help="A deployed stack's name: its AdminApiUrl output.")] = None,
+    api_url: Annotated[str | None, typer.Option(help="The API's URL (ApiUrl or AdminApiUrl output).")] = None,
     local: Annotated[
         bool, typer.Option("--local", help="The running `make local`: .local/stack.json (URL, credentials).")
     ] = False,
@@ -107,7 +102,10 @@ def main_options(
             file_okay=False,
         ),
     ] = None,
-    region: Annotated[str | None, typer.Option(help="Region to sign for with --api-url.")] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="The region: of --stack, or to sign for with --api-url (default: your AWS config)."),
+    ] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile (botocore's credential chain).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the API's JSON answers, for scripts.")] = False,
 ) -> None:
@@ -248,6 +246,10 @@ def rotate(
 
     def human(answer: Any) -> None:
         print_action(answer)
+        retired = answer.get("retired_key") if isinstance(answer, dict) else None
+        if isinstance(retired, dict):
+            when = "deleted" if retired.get("deleted") else f"works until {retired.get('delete_at')}, then deleted"
+            render.out_console().print(f"old key {retired.get('api_key_id')}: {when}", markup=False)
         value = new_key_value(answer)
         # The value goes to stdout alone (plain print: no rich markup, no wrapping), never to stderr.
         print("new API key (shown once, store it now):")

@@ -59,10 +59,17 @@ def local_endpoint(folder: Path) -> Endpoint:
 
 
 def stack_endpoint(
-    stack_name: str, session: boto3.Session, cloudformation: "CloudFormationClient | None" = None
+    stack_name: str,
+    session: boto3.Session,
+    cloudformation: "CloudFormationClient | None" = None,
+    region: str | None = None,
 ) -> Endpoint:
-    """A deployed stack: its `AdminApiUrl` output (DescribeStacks) and the region the stack is in."""
-    client = cloudformation or session.client("cloudformation")
+    """A deployed stack: its `AdminApiUrl` output (DescribeStacks, in --region or the configured region), signed
+    for the region the stack is in."""
+    try:
+        client = cloudformation or session.client("cloudformation", region_name=region)
+    except BotoCoreError as exc:  # no region configured anywhere
+        raise TargetError(f"stack {stack_name}: {exc} (pass --region)", boto_exit_code(exc)) from None
     try:
         stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as exc:

@@ -2,17 +2,22 @@
 stack.json, as `--local` reads `make local`'s): it lists, shows and changes partners over real HTTP with requests
 botocore signed, its exit codes hold, and no key value reaches a log line (its stderr, the stack's logs)."""
 
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
 
 from cli.exit_codes import ExitCode
 from tests.e2e.conftest import PROJECT_ROOT, RunningStack
-from tests.e2e.test_admin_console import sign_up
+from tests.e2e.test_admin_console import models, sign_up
+from tests.e2e.test_usage_export_offline import chat, get_usage
 
 pytestmark = pytest.mark.e2e
 
@@ -84,6 +89,41 @@ def test_the_cli_lists_shows_and_changes_a_partner(metered_stack: RunningStack) 
     assert partner["api_key"] not in stack_logs(metered_stack)
 
 
+def test_the_cli_exports_usage_to_a_file_and_to_stdout(metered_stack: RunningStack, tmp_path: Path) -> None:
+    # Given a pro partner (DAY quota here) that made two chat completions
+    partner = sign_up(metered_stack, "pro")
+    for words in (2, 3):
+        chat(metered_stack, partner["api_key"], words)
+    today = datetime.now(UTC).date().isoformat()
+    output = tmp_path / f"usage-{today}.csv"
+
+    # When an operator exports today's usage as CSV to a file, and as JSON to stdout
+    to_file = local(metered_stack, "usage", "export", "--period", today, "--format", "csv", "--output", str(output))
+    to_stdout = local(metered_stack, "usage", "export", "--period", today, "--format", "json")
+
+    # Then the file has the partner's row with GetUsage's requests, the progress bar went to stderr
+    assert to_file.returncode == ExitCode.OK, to_file.stderr
+    assert f"usage {today}.csv" in to_file.stderr
+    assert to_file.stdout == ""
+    [row] = [
+        row for row in csv.DictReader(io.StringIO(output.read_text())) if row["partner_id"] == partner["partner_id"]
+    ]
+    assert row["requests"] == str(get_usage(metered_stack, partner["api_key_id"])) == "2"
+    # And stdout carried the JSON export as the API answered it
+    assert to_stdout.returncode == ExitCode.OK, to_stdout.stderr
+    rows = [row for row in json.loads(to_stdout.stdout)["rows"] if row["partner_id"] == partner["partner_id"]]
+    assert [row["requests"] for row in rows] == [2]
+    # And no key value anywhere: the CLI's output, the export, the stack's logs
+    assert partner["api_key"] not in to_file.stderr + to_stdout.stdout + to_stdout.stderr + output.read_text()
+    assert partner["api_key"] not in stack_logs(metered_stack)
+
+
+def test_a_bad_period_is_refused_by_the_api(metered_stack: RunningStack) -> None:
+    done = local(metered_stack, "usage", "export", "--period", "2026-3")
+    assert done.returncode == ExitCode.REFUSED
+    assert "400 invalid_request" in done.stderr
+
+
 def test_the_cli_follows_every_page(metered_stack: RunningStack) -> None:
     for _ in range(3):
         sign_up(metered_stack)
@@ -141,18 +181,57 @@ def test_the_cli_is_the_installed_console_script() -> None:
         assert command in done.stdout
 
 
-def test_the_cli_rotates_a_key_and_prints_the_new_value_once_on_stdout(metered_stack: RunningStack) -> None:
-    # Given a partner with a key
+def test_the_cli_moves_a_partner_to_another_tier(metered_stack: RunningStack) -> None:
+    # Given a free partner
+    partner = sign_up(metered_stack)
+
+    # When an operator moves it to pro, then names a tier the stack does not have
+    moved = local(metered_stack, "--json", "partners", "set-tier", partner["partner_id"], "pro", "--reason", "deal 42")
+    unknown = local(metered_stack, "partners", "set-tier", partner["partner_id"], "platinum", "--reason", "typo")
+
+    # Then the first answered with the partner on pro, its key still working; the second was refused, 400
+    assert moved.returncode == ExitCode.OK, moved.stderr
+    assert json.loads(moved.stdout)["partner"]["tier"] == "pro"
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
+    assert unknown.returncode == ExitCode.REFUSED
+    assert "400 unknown_tier" in unknown.stderr
+
+
+def new_key_from(done: subprocess.CompletedProcess[str]) -> str:
+    """The key `keys rotate` printed: the line after its announcement, on stdout."""
+    lines = done.stdout.splitlines()
+    return lines[lines.index("new API key (shown once, store it now):") + 1]
+
+
+def test_the_cli_rotates_a_key_and_prints_it_once_on_stdout_only(metered_stack: RunningStack) -> None:
+    # Given a pro partner whose key works
     partner = sign_up(metered_stack, "pro")
-    old_key = partner["api_key"]
+    partner_id = partner["partner_id"]
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.OK
 
-    # When an operator rotates it with the CLI, no grace
-    done = local(metered_stack, "keys", "rotate", partner["partner_id"], "--reason", "e2e: lost key")
+    # When an operator rotates it with no grace
+    rotated = local(metered_stack, "keys", "rotate", partner_id, "--reason", "CLI test: rotate")
 
-    # Then the new key is on stdout once, never on stderr nor in the stack's logs, and the old key is gone
-    assert done.returncode == ExitCode.OK, done.stderr
-    new_key = done.stdout.strip().splitlines()[-1]
-    assert new_key != old_key and done.stdout.count(new_key) == 1
-    assert new_key not in done.stderr and new_key not in stack_logs(metered_stack)
-    shown = json.loads(local(metered_stack, "--json", "partners", "show", partner["partner_id"]).stdout)
-    assert shown["partner"]["key_prefix"] == new_key[:4]
+    # Then the new key is on stdout once, and works; the old one is refused at once
+    assert rotated.returncode == ExitCode.OK, rotated.stderr
+    new_key = new_key_from(rotated)
+    assert rotated.stdout.count(new_key) == 1
+    assert f"{partner_id}: " in rotated.stdout
+    assert models(metered_stack, new_key) == HTTPStatus.OK
+    assert models(metered_stack, partner["api_key"]) == HTTPStatus.FORBIDDEN
+
+    # When its key is revoked and re-issued, for a script (--json)
+    revoked = local(metered_stack, "keys", "revoke", partner_id, "--reason", "CLI test: revoke")
+    reissued = local(metered_stack, "--json", "keys", "rotate", partner_id, "--reason", "CLI test: re-issue")
+
+    # Then the answer is the API's JSON with the new key once
+    assert revoked.returncode == ExitCode.OK, revoked.stderr
+    assert reissued.returncode == ExitCode.OK, reissued.stderr
+    answer = json.loads(reissued.stdout)
+    assert reissued.stdout.count(answer["api_key"]) == 1
+    assert models(metered_stack, answer["api_key"]) == HTTPStatus.OK
+
+    # And no key value is in any log line: the CLI's stderr, the stack's console and its functions' logs
+    logs = rotated.stderr + revoked.stderr + reissued.stderr + stack_logs(metered_stack)
+    for key in (partner["api_key"], new_key, answer["api_key"]):
+        assert key not in logs

@@ -88,16 +88,22 @@ def test_the_readme_walkthrough_pastes_and_runs_as_written(reader_folder: tuple[
     assert re.search(r'"code":\s*"invalid_key"', output), "the key import's bad row"
     for status in ("SUSPENDED", "DISABLED", "REVOKED"):  # suspend, resume (billing had cancelled it), revoke
         assert re.search(r'"status":\s*"' + status + '"', output), status
+    assert re.search(r'"tier":\s*"enterprise",\s*"status":\s*"ACTIVE"', output), "the operator's tier change"
     # The Operator CLI's block: `metered-ai --local` lists every page and exits 4 for an unknown partner
     assert re.search(r"\d+ partners in all", output)
     assert "exit 4 for an unknown partner" in output
-    assert re.search(r'"tier":\s*"enterprise",\s*"status":\s*"ACTIVE"', output), "the operator's tier change"
     assert re.search(r'"action":\s*"extension",', output), "the operator's usage extension"
+    assert re.search(r"p_\S+: tier applied, now REVOKED on pro", output), "the CLI's tier change"
+    assert re.search(r"[1-9]\d* usage rows exported", output)
+    reissued = re.search(r"new API key \(shown once, store it now\):\n(\S+)\n", output)
+    assert reissued, "the CLI re-issued the revoked partner's key"
     # And the key the reader was shown is in no log of the stack
     api_key = re.search(r"key shown once: (\S+)", output).group(1)  # type: ignore[union-attr]
     for log in (stack.log, folder / ".local" / "functions.log"):
         if log.exists():
             assert api_key not in log.read_text(errors="replace")
+            assert reissued.group(1) not in log.read_text(errors="replace")
+    assert reissued.group(1) not in done.stderr
 
 
 def test_stack_json_has_exactly_the_keys_docs_offline_md_lists(reader_folder: tuple[Path, RunningStack]) -> None:

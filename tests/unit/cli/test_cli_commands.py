@@ -208,6 +208,19 @@ def test_rotate_prints_the_new_key_once_on_stdout_and_never_on_stderr(cli: Cli, 
     assert f"\n{NEW_KEY}\n" in done.stdout, "alone on its line, to copy or to read with a script"
 
 
+def test_rotate_says_when_the_old_key_stops_working(cli: Cli, transport: FakeTransport) -> None:
+    retired = {"api_key_id": "oldkey0001", "delete_at": "2026-12-05T09:00:00+00:00", "deleted": False}
+    answer = {"partner": SUMMARY, "audit": AUDIT, "api_key": NEW_KEY, "api_key_id": "k2", "retired_key": retired}
+    transport.replies += [reply(HTTPStatus.OK, answer), reply(HTTPStatus.OK, {**answer, "retired_key": None})]
+
+    graced = cli("keys", "rotate", PARTNER, "--grace", "3600", "--reason", "scheduled")
+    reissued = cli("keys", "rotate", PARTNER, "--reason", "re-issue")
+
+    assert "old key oldkey0001: works until 2026-12-05T09:00:00+00:00, then deleted" in graced.stdout
+    assert "old key" not in reissued.stdout
+    assert reissued.stdout.count(NEW_KEY) == 1
+
+
 def test_rotate_with_json_prints_the_answer_with_the_key_once(cli: Cli, transport: FakeTransport) -> None:
     answer = {"partner": SUMMARY, "audit": AUDIT, "api_key": NEW_KEY}
     transport.replies.append(reply(HTTPStatus.OK, answer))

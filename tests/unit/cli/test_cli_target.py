@@ -196,3 +196,11 @@ def test_credentials_that_fail_to_refresh_when_signing_are_not_authorized(cli: C
     assert done.exit_code == ExitCode.NOT_AUTHORIZED
     assert "the SSO session has expired" in done.stderr
     assert transport.sent == []
+
+
+def test_stack_without_any_region_says_to_pass_one(cli: Cli, transport: FakeTransport) -> None:
+    # Given no region in the environment or config (the aws_session fixture clears them)
+    done = cli("partners", "list", target=("--stack", STACK))
+    assert done.exit_code == ExitCode.USAGE
+    assert "--region" in done.stderr
+    assert transport.sent == []
