@@ -280,6 +280,9 @@ def import_keys(
     batch_size: Annotated[
         int, typer.Option(min=1, max=100, help="Rows per request (each well inside API Gateway's 29 s).")
     ] = DEFAULT_BATCH_ROWS,
+    reason: Annotated[
+        str | None, typer.Option(help="Why (each imported partner's audit entry; default 'imported from CSV').")
+    ] = None,
 ) -> None:
     """Bring partners who already hold keys: one partner per row; refused rows are reported and change nothing."""
     try:
@@ -293,7 +296,16 @@ def import_keys(
     with console_call(ctx) as client, _progress() as progress:
         task = progress.add_task("importing rows", total=total)
         for batch in parts:
-            report.add(batch, client.import_keys(batch.csv_text))
+            try:
+                report.add(batch, client.import_keys(batch.csv_text, reason))
+            except ApiError as exc:
+                if batch.first_row == 1 or exc.status in (401, 403):
+                    raise  # nothing imported yet, or not allowed at all: the command's own error and exit code
+                report.add_failed(batch, exc.status, exc.code, exc.message)
+            except TransportError as exc:
+                if batch.first_row == 1:
+                    raise
+                report.add_failed(batch, 0, "no_answer", str(exc))
             progress.advance(task, batch.rows)
     show(ctx, report.answer, _print_import)
     if report.refused:

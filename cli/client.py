@@ -153,8 +153,9 @@ class AdminClient:
     def revoke_key(self, partner_id: str, reason: str) -> Any:
         return self.call("DELETE", f"{_partner_path(partner_id)}/key", body={"reason": reason}).json()
 
-    def import_keys(self, csv_text: str) -> Any:
-        return self.call("POST", "/admin/keys/import", raw=csv_text.encode(), content_type=CSV_TYPE).json()
+    def import_keys(self, csv_text: str, reason: str | None = None) -> Any:
+        query = {"reason": reason} if reason else None
+        return self.call("POST", "/admin/keys/import", query=query, raw=csv_text.encode(), content_type=CSV_TYPE).json()
 
     # --- Usage ------------------------------------------------------------------------------------------------
 
@@ -180,7 +181,11 @@ class AdminClient:
         progress: Progress | None = None,
     ) -> Reply:
         """One signed request; ApiError for an answer >= 400."""
-        url = self._endpoint.api_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        url = (
+            self._endpoint.api_url
+            + path
+            + (f"?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}" if query else "")
+        )
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
         headers = {"Content-Type": content_type, "Accept": JSON_TYPE, "User-Agent": USER_AGENT}
         request = AWSRequest(method=method, url=url, data=data, headers=headers)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_BATCH_ROWS = 20
-# The answer's lists of rows, by the names the import route uses: rows imported, rows refused.
+# The answer's lists of rows, by the names the import route uses (README, "Key import").
 IMPORTED = "imported"
-REFUSED_KEYS = ("failed", "rejected", "errors")
+REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,20 @@ class ImportReport:
 
     @property
     def refused(self) -> list[Any]:
-        return [row for name in REFUSED_KEYS for row in self.answer.get(name, [])]
+        found: list[Any] = self.answer.get(REJECTED, [])
+        return found
+
+    def add_failed(self, batch: Batch, status: int, code: str, message: str) -> None:
+        """A batch the API refused or failed as a whole: its rows are reported, not dropped. A 4xx refused the
+        body before any row (nothing of it changed); after a 5xx or no answer some rows may have gone in, and
+        importing them again says so (`duplicate_email`) without a second key. `status` 0: no answer at all."""
+        if 0 < status < 500:
+            code, reason = code or f"http_{status}", f"the batch was refused ({status}): {message}"
+        else:
+            code, reason = "not_confirmed", f"the batch failed ({status} {code}): import these rows again"
+        rows = [{"row": batch.first_row + index, "code": code, "reason": reason} for index in range(batch.rows)]
+        self.answer.setdefault(IMPORTED, [])
+        self.answer.setdefault(REJECTED, []).extend(rows)
 
 
 def _renumbered(item: Any, offset: int) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli.exit_codes import ExitCode
-from tests.e2e.conftest import PROJECT_ROOT, RunningStack
+from tests.e2e.conftest import PROJECT_ROOT, RunningStack, http
 from tests.e2e.test_admin_console import models, sign_up
 from tests.e2e.test_usage_export_offline import chat, get_usage
 
@@ -235,3 +235,28 @@ def test_the_cli_rotates_a_key_and_prints_it_once_on_stdout_only(metered_stack: 
     logs = rotated.stderr + revoked.stderr + reissued.stderr + stack_logs(metered_stack)
     for key in (partner["api_key"], new_key, answer["api_key"]):
         assert key not in logs
+
+
+def test_the_cli_grants_a_usage_extension_and_refuses_one_for_a_suspended_partner(metered_stack: RunningStack) -> None:
+    # Given two pro partners, the second suspended
+    active, held = sign_up(metered_stack, "pro"), sign_up(metered_stack, "pro")
+    suspended = local(metered_stack, "partners", "suspend", held["partner_id"], "--reason", "CLI test: hold")
+    assert suspended.returncode == ExitCode.OK, suspended.stderr
+
+    # When an operator grants each 3 requests and 1000 tokens for this period
+    grant = ("--requests", "3", "--tokens", "1000", "--reason", "launch")
+    granted = local(metered_stack, "usage", "grant", active["partner_id"], *grant)
+    refused = local(metered_stack, "usage", "grant", held["partner_id"], *grant)
+
+    # Then the active partner's extension is applied, audited and shown by /v1/usage at once
+    assert granted.returncode == ExitCode.OK, granted.stderr
+    assert f"{active['partner_id']}: extension applied, now ACTIVE on pro" in granted.stdout
+    shown = json.loads(local(metered_stack, "--json", "partners", "show", active["partner_id"]).stdout)
+    assert shown["audit"][0]["action"] == "extension"
+    usage = http("GET", metered_stack.url("/v1/usage"), {"Authorization": f"Bearer {active['api_key']}"})
+    assert (usage.body["requests"]["extension"], usage.body["tokens"]["extension"]) == (3, 1000), usage
+    # And the suspended partner's is refused with the API's 409 (exit code 1), nothing granted
+    assert refused.returncode == ExitCode.REFUSED
+    assert "409 partner_not_active" in refused.stderr
+    usage = http("GET", metered_stack.url("/v1/usage"), {"Authorization": f"Bearer {held['api_key']}"})
+    assert usage.status == HTTPStatus.FORBIDDEN  # its key is disabled: API Gateway refuses it

@@ -4,6 +4,7 @@ route's CSV; no key value is in anything printed or in any log line of the stack
 
 import csv
 import io
+import json
 import secrets
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -45,3 +46,31 @@ def test_the_cli_imports_keys_and_exports_usage(metered_stack: RunningStack, tmp
     # And the key value is nowhere: not printed, not in the stack's logs
     assert good not in imported.stdout + imported.stderr + exported.stdout + exported.stderr
     assert good not in stack_logs(metered_stack)
+
+
+def test_the_cli_imports_in_batches_with_rows_numbered_as_in_the_file(
+    metered_stack: RunningStack, tmp_path: Path
+) -> None:
+    # Given 5 rows whose 4th has a key value too short
+    tag = secrets.token_hex(4)
+    values = ["cli" + secrets.token_urlsafe(24) for _ in range(5)]
+    values[3] = "short"
+    lines = [f"{value},Batch {i},,true,,batch-{i}-{tag}@import.example,free" for i, value in enumerate(values, 1)]
+    path = tmp_path / "keys.csv"
+    path.write_text("key,name,description,enabled,usageplanIds,email,tier\n" + "\n".join(lines) + "\n")
+
+    # When an operator imports it two rows per request, with a reason
+    done = local(metered_stack, "--json", "keys", "import", str(path), "--batch-size", "2", "--reason", "migration 7")
+
+    # Then rows are numbered as in the file across the three batches; the short key's row is refused
+    assert done.returncode == ExitCode.PARTIAL, done.stderr
+    report = json.loads(done.stdout)
+    assert [row["row"] for row in report["imported"]] == [1, 2, 3, 5]
+    assert [(row["row"], row["code"]) for row in report["rejected"]] == [(4, "invalid_key")]
+    # And each imported key works on its tier; the audit entry carries the reason; no value printed or logged
+    for value in (values[0], values[4]):
+        assert http("GET", metered_stack.url("/v1/models"), {"Authorization": f"Bearer {value}"}).status == 200
+    shown = json.loads(local(metered_stack, "--json", "partners", "show", report["imported"][0]["partner_id"]).stdout)
+    assert (shown["audit"][0]["action"], shown["audit"][0]["reason"]) == ("import", "migration 7")
+    logged = done.stdout + done.stderr + stack_logs(metered_stack)
+    assert not any(value in logged for value in values if value != "short")

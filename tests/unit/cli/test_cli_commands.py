@@ -1,10 +1,11 @@
 """`metered-ai` commands against a fake transport: the request each one sends (signed, with its body), what it
 prints for people and with --json, and the exit code of every kind of answer.
 
-The routes not yet on main when this was written (tier, extensions, key rotation, import, usage export) are
-answered here as issue 13 item 2 documents them: POST /admin/partners/{id}/tier {tier, reason}; POST
-.../extensions {requests, tokens, reason}; POST .../key {grace_seconds, reason} answering the new key value;
-POST /admin/keys/import with a CSV body answering per-row results; GET /admin/usage?period=&format=."""
+The fake answers as the README's "Operator console" documents each route: POST /admin/partners/{id}/tier
+{tier, reason}; POST .../extensions {requests, tokens, reason}; POST .../key {grace_seconds, reason} answering
+the new key value; POST /admin/keys/import?reason= with a CSV body answering `imported` and `rejected` rows
+(`row`, `code`, `reason`, `email`); GET /admin/usage?period=&format=. tests/e2e/test_operator_cli*.py run the
+same commands against the offline stack."""
 
 import json
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from cli.client import Reply
 from cli.exit_codes import ExitCode
 from offline.events import IncomingRequest
 from offline.iam_auth import IamCaller, OperatorCredentials, SigV4Verifier
@@ -324,14 +326,14 @@ def import_answer(sent: Sent) -> Any:
     """Per batch, as the import route answers: row 1 is the first row under the header; every 3rd row refused."""
     lines = (sent.body or b"").decode().strip().splitlines()
     assert lines[0] == HEADER, "each batch carries the header"
-    imported, failed = [], []
+    imported, rejected = [], []
     for row, line in enumerate(lines[1:], start=1):
         email = line.split(",")[5]
         if email.startswith("p") and int(email[1:].split("@")[0]) % 3 == 2:
-            failed.append({"row": row, "email": email, "error": error("email_already_registered", "taken")["error"]})
+            rejected.append({"row": row, "code": "duplicate_email", "reason": "registered already", "email": email})
         else:
-            imported.append({"row": row, "email": email, "partner_id": f"p_{row}", "tier": "pro"})
-    return reply(HTTPStatus.OK, {"imported": imported, "failed": failed})
+            imported.append({"row": row, "partner_id": f"p_{row}", "email": email, "tier": "pro", "key_prefix": "abcd"})
+    return reply(HTTPStatus.OK, {"imported": imported, "rejected": rejected})
 
 
 def test_import_sends_the_file_in_batches_with_the_header_and_reports_rows_as_in_the_file(
@@ -349,12 +351,77 @@ def test_import_sends_the_file_in_batches_with_the_header_and_reports_rows_as_in
     assert all(sent.path == "/prod/admin/keys/import" for sent in transport.sent)
     assert all(isinstance(verified(sent), IamCaller) for sent in transport.sent)
     report = json.loads(done.stdout)
-    assert [row["row"] for row in report["failed"]] == [3, 6]
+    assert [row["row"] for row in report["rejected"]] == [3, 6]
     assert [row["row"] for row in report["imported"]] == [1, 2, 4, 5, 7]
     # And the exit code says some rows were refused; progress went to stderr; no key value was printed anywhere
     assert done.exit_code == ExitCode.PARTIAL
     assert "importing rows" in done.stderr
     assert not any(value in done.stdout + done.stderr for value in values)
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [(reply(HTTPStatus.SERVICE_UNAVAILABLE, error("capacity_exhausted", "ceiling")), "not_confirmed"),
+     (no_answer(), "not_confirmed"),
+     (reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error("payload_too_large", "too big")), "payload_too_large")],
+)  # fmt: skip
+def test_a_batch_that_fails_after_others_went_in_is_reported_row_by_row_and_the_rest_still_sent(
+    cli: Cli, transport: FakeTransport, tmp_path: Path, failure: Any, code: str
+) -> None:
+    # Given a CSV of 7 rows sent 3 at a time, whose second batch fails as a whole
+    path, values = import_csv(tmp_path, 7)
+    answers = iter([None, failure, None])
+
+    def answer(sent: Sent) -> Reply:
+        scripted = next(answers)
+        if isinstance(scripted, Exception):
+            raise scripted
+        return scripted or import_answer(sent)
+
+    transport.answer = answer
+
+    # When it is imported with a reason
+    done = cli("--json", "keys", "import", str(path), "--batch-size", "3", "--reason", "migration")
+
+    # Then every batch was sent with the reason; the first batch's rows stay reported as imported, the failed
+    # batch's rows (4-6) are reported with why, the last batch's as answered; the exit code says partial
+    assert [sent.query for sent in transport.sent] == [{"reason": "migration"}] * 3
+    report = json.loads(done.stdout)
+    assert [row["row"] for row in report["imported"]] == [1, 2, 7]
+    assert [(row["row"], row["code"]) for row in report["rejected"]] == [(3, "duplicate_email")] + [
+        (row, code) for row in (4, 5, 6)
+    ]
+    assert done.exit_code == ExitCode.PARTIAL
+    assert not any(value in done.stdout + done.stderr for value in values)
+
+
+def test_a_query_with_spaces_is_signed_as_api_gateway_reads_it(
+    cli: Cli, transport: FakeTransport, tmp_path: Path
+) -> None:
+    # Given a reason with a space and a plus (API Gateway reads `+` in a query as a space)
+    path, _ = import_csv(tmp_path, 1)
+    transport.answer = import_answer
+
+    # When it is sent
+    done = cli("keys", "import", str(path), "--reason", "migration 7 + more")
+
+    # Then the server reads the reason as written and the signature verifies
+    assert done.exit_code == ExitCode.OK, done.output
+    assert transport.sent[0].query == {"reason": "migration 7 + more"}
+    assert isinstance(verified(transport.sent[0]), IamCaller)
+
+
+def test_an_import_whose_first_batch_is_refused_exits_with_the_apis_error(
+    cli: Cli, transport: FakeTransport, tmp_path: Path
+) -> None:
+    path, _ = import_csv(tmp_path, 4)
+    transport.replies = [
+        reply(HTTPStatus.SERVICE_UNAVAILABLE, error("capacity_exhausted", "the account's key ceiling"))
+    ]
+    done = cli("keys", "import", str(path), "--batch-size", "2")
+    assert done.exit_code == ExitCode.UNAVAILABLE
+    assert "capacity_exhausted" in done.stderr
+    assert len(transport.sent) == 1
 
 
 def test_an_import_with_every_row_taken_exits_ok_with_a_table(
