@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from core.admin.models import AuditEntry, PartnerFilter
-from core.admin.ports import ApiKeys, AuditLog, LedgerItem, LedgerTotals, Notifier, PartnerIndex, UsageLedger
+from core.admin.models import PartnerFilter
+from core.admin.ports import ApiKeys, LedgerItem, LedgerTotals, Notifier, PartnerIndex, UsageLedger
 from core.ai.chat import ModelReply, ModelRequest, StreamEnd, StreamEvent, TextDelta
 from core.ai.ledger import LedgerEntry, LedgerReading, QuotaReading, TokenHold
 from core.ai.ports import ModelProvider, PartnerLookup, TokenLedger
@@ -20,6 +20,7 @@ from core.errors import TierChangeInProgress
 from core.key_rotation import CarriedLedger, KeyIssuer, KeyRotation, LedgerCarry, RetiredKeys, Retirement
 from core.messages import Message
 from core.models import (
+    AuditEntry,
     DailyUsage,
     IssuedKey,
     Partner,
@@ -30,7 +31,7 @@ from core.models import (
     TierLimits,
     UsagePlan,
 )
-from core.ports import EmailSender, TierChangeLock, UsagePlanGateway
+from core.ports import AuditLog, EmailSender, TierChangeLock, UsagePlanGateway
 from core.quota.ports import AlertPublisher, PartnerDirectory, QuotaRecords, TierMetricsSink, UsageReader
 from core.quota.standing import AlertClaim, AlertState, ClaimResult, KeyQuotaReading, PeriodRecords, TierSummary
 from core.tiers import TierCatalog

@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints
 
@@ -172,3 +172,19 @@ class TierChangeState(BaseModel):
         if self.tier_event_at is None:
             return True
         return (occurred_at_us, event_id) > (self.tier_event_at, self.tier_event_id or "")
+
+
+class AuditEntry(BaseModel):
+    """One change to a partner, as its audit trail keeps it (docs/CONTRACTS.md, `AUDIT#` items): an operator's
+    action (the console) or the partner's own key recovery (the portal)."""
+
+    partner_id: str
+    seq: int
+    at: str  # ISO 8601 UTC
+    actor: str  # the operator's IAM principal ARN, or `partner:portal-key-recovery`
+    action: str
+    reason: str
+    outcome: str = "started"  # started | applied | failed
+    details: dict[str, Any] = Field(default_factory=dict)
+    request_id: str | None = None
+    notified: bool = False

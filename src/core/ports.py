@@ -3,10 +3,11 @@
 live next to the ports they serve."""
 
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.messages import Message
 from core.models import (
+    AuditEntry,
     DailyUsage,
     IssuedKey,
     Partner,
@@ -95,3 +96,18 @@ class EmailSender(Protocol):
     """Email to one address (raises EmailRejected when the provider refuses it for good)."""
 
     def send(self, to: str, message: Message) -> str: ...
+
+
+class AuditLog(Protocol):
+    """A partner's audit trail (operator actions, key recoveries), in order (core.adapters.audit_trail)."""
+
+    def begin(self, entry: AuditEntry) -> AuditEntry:
+        """Record `entry` as the partner's next entry, with its outcome (`started` for a change about to run, then
+        `finish`ed; `applied` for one that happened); the entry with its `seq`."""
+        ...
+
+    def finish(self, partner_id: str, seq: int, outcome: str, details: dict[str, Any], notified: bool) -> None: ...
+
+    def trail(self, partner_id: str, limit: int) -> list[AuditEntry]:
+        """The partner's last `limit` entries, newest first."""
+        ...

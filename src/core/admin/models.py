@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
 
 from core.key_rotation import MAX_GRACE_SECONDS
-from core.models import Partner, PartnerStatus, PlainText, TierName
+from core.models import AuditEntry, Partner, PartnerStatus, PlainText, TierName
 
 # Partner ids as signup makes them (`p_<32 hex>`), with room for ids other systems bring in: only characters
 # that are safe in a URL path, a DynamoDB key and a log line.
@@ -135,21 +135,6 @@ class PartnerSummary(BaseModel):
 class PartnerPage(BaseModel):
     partners: list[PartnerSummary]
     next: str | None = None
-
-
-class AuditEntry(BaseModel):
-    """One operator action on a partner, as the audit trail keeps it (docs/CONTRACTS.md, `AUDIT#` items)."""
-
-    partner_id: str
-    seq: int
-    at: str  # ISO 8601 UTC
-    actor: str  # the caller's IAM principal ARN
-    action: str
-    reason: str
-    outcome: str = "started"  # started | applied | failed
-    details: dict[str, Any] = Field(default_factory=dict)
-    request_id: str | None = None
-    notified: bool = False
 
 
 class PartnerDetail(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from core.admin.models import AuditEntry, LedgerUsage, PartnerFilter
+from core.admin.models import LedgerUsage, PartnerFilter
 from core.models import Partner, PartnerStatus, Reservation
 
 
@@ -45,20 +45,6 @@ class ApiKeys(Protocol):
 
     def delete_key(self, key_id: str) -> None:
         """Delete the key; one already gone is fine."""
-        ...
-
-
-class AuditLog(Protocol):
-    """The audit trail of operator actions, per partner, in order."""
-
-    def begin(self, entry: AuditEntry) -> AuditEntry:
-        """Record `entry` (outcome `started`) as the partner's next entry; the entry with its `seq`."""
-        ...
-
-    def finish(self, partner_id: str, seq: int, outcome: str, details: dict[str, Any], notified: bool) -> None: ...
-
-    def trail(self, partner_id: str, limit: int) -> list[AuditEntry]:
-        """The partner's last `limit` entries, newest first."""
         ...
 
 

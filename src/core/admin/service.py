@@ -26,13 +26,13 @@ from functools import cache
 from typing import Any
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.audit_trail import AuditTrail
 from core.adapters.ledger_carry import LedgerCarryTable
 from core.adapters.ledger_requests import LedgerRequests
 from core.adapters.partners_table import PartnerEnrolment
 from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.sns import AlertTopic
 from core.adapters.tier_changes import TierChangeRecords
-from core.admin.adapters.audit_trail import AuditTrail
 from core.admin.adapters.export_bucket import ExportBucket
 from core.admin.adapters.ledger import AdminLedger
 from core.admin.adapters.ledger_items import LedgerScan
@@ -41,7 +41,6 @@ from core.admin.key_import import ImportReport, KeyImporter
 from core.admin.models import (
     PARTNER_ID,
     ActionResult,
-    AuditEntry,
     KeyIssued,
     KeyRequest,
     Operator,
@@ -52,7 +51,7 @@ from core.admin.models import (
     PartnerSummary,
     RetiredKey,
 )
-from core.admin.ports import ApiKeys, AuditLog, LedgerItem, Notifier, PartnerIndex, UsageLedger
+from core.admin.ports import ApiKeys, LedgerItem, Notifier, PartnerIndex, UsageLedger
 from core.admin.settings import AdminSettings, UsageExportSettings
 from core.admin.usage_export import ExportFormat, ScheduledExport, UsageExporter, export_location, parse_period
 from core.errors import (
@@ -64,11 +63,11 @@ from core.errors import (
     TierChangeInProgress,
 )
 from core.key_rotation import KeyRotation, RotatedKey
-from core.models import KEYLESS, Partner, PartnerStatus, Tier
+from core.models import KEYLESS, AuditEntry, Partner, PartnerStatus, Tier
 from core.observability import logger
 from core.periods import period_bounds, period_key
 from core.plan_moves import PlanMover, quota_window
-from core.ports import RequestCounts, TierChangeLock, UsagePlanGateway
+from core.ports import AuditLog, RequestCounts, TierChangeLock, UsagePlanGateway
 from core.settings import load_settings
 from core.tier_changes import OrderedTierChange, TierChanger
 from core.tiers import TierCatalog

@@ -6,7 +6,8 @@ Nothing tells a caller whether an address is registered: the request's answer is
 any valid address, and comes no sooner than `answer_floor_seconds` after the request arrived, whatever was done,
 so its timing does not tell either. Requests are limited per source address (429 past it: that says nothing of
 the email) and per email (past it, the same 202 and no email). Link tokens are stored only as SHA-256 hashes,
-with a TTL, and are claimed by a conditional delete: one use.
+with a TTL, and are claimed by a conditional delete: one use. A recovery is recorded in the partner's audit trail
+(the operator console's `AUDIT#` items, action `recover-key`), so an operator sees why the key changed.
 """
 
 import hashlib
@@ -14,30 +15,34 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 
 from pydantic import SecretStr
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.audit_trail import AuditTrail
 from core.adapters.ledger_carry import LedgerCarryTable
 from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.ses import SesEmail
 from core.aws import SINGLE_ATTEMPT_CONFIG, ses_client
 from core.errors import PartnerNotActive, RecoveryLinkInvalid, RecoveryRateLimited, RecoveryUnavailable
-from core.key_rotation import KeyRotation
+from core.key_rotation import KeyRotation, RotatedKey
 from core.messages import Message
-from core.models import Partner, PartnerStatus
+from core.models import AuditEntry, Partner, PartnerStatus
 from core.observability import logger
 from core.portal.adapters.recovery import RecoveryTable
 from core.portal.ports import RecoveryRecords
 from core.portal.settings import KeyRecoverySettings
-from core.ports import EmailSender
+from core.ports import AuditLog, EmailSender
 from core.settings import load_settings
 from core.tiers import TierCatalog
 
 # Who may recover: a partner with a key, or whose key an operator revoked or the dormant sweep deleted (a
 # re-issue). A suspended or billing-cancelled partner gets no link (and the same answer).
 RECOVERABLE = frozenset({PartnerStatus.ACTIVE, PartnerStatus.REVOKED, PartnerStatus.DORMANT})
+# The audit entry's actor: the partner itself, through the portal (an operator's is its IAM principal ARN).
+RECOVERY_ACTOR = "partner:portal-key-recovery"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class KeyRecovery:
         records: RecoveryRecords,
         email: EmailSender | None,
         rotation: KeyRotation,
+        audit: AuditLog,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -86,6 +92,7 @@ class KeyRecovery:
         self._records = records
         self._email = email
         self._rotation = rotation
+        self._audit = audit
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -140,7 +147,26 @@ class KeyRecovery:
         except PartnerNotActive as exc:
             raise RecoveryLinkInvalid() from exc  # suspended or cancelled since the link was sent
         logger.info("recovered a key", partner_id=partner.partner_id, api_key_id=rotated.key.id)
+        self._record(rotated)
         return RecoveredKey(partner_id=partner.partner_id, api_key_id=rotated.key.id, api_key=rotated.key.value)
+
+    def _record(self, rotated: RotatedKey) -> None:
+        """The audit entry of a recovery that happened. Its failure is logged, never answered: the partner's new
+        key is already in place and this answer is the only time it can be shown."""
+        entry = AuditEntry(
+            partner_id=rotated.partner.partner_id,
+            seq=0,
+            at=datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds"),
+            actor=RECOVERY_ACTOR,
+            action="recover-key",
+            reason="the partner opened an emailed recovery link",
+            outcome="applied",
+            details={"grace_seconds": 0, **rotated.details},
+        )
+        try:
+            self._audit.begin(entry)
+        except Exception:
+            logger.exception("could not record a key recovery in the audit trail", partner_id=entry.partner_id)
 
 
 @cache
@@ -164,4 +190,5 @@ def key_recovery() -> KeyRecovery:
             records=RetiredKeyRecords(settings.partners_table),
             ledger=LedgerCarryTable(settings.metering_table),
         ),
+        audit=AuditTrail(settings.partners_table),
     )

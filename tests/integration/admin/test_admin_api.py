@@ -6,8 +6,8 @@ from http import HTTPStatus
 
 import pytest
 
-from core.admin.adapters.audit_trail import AuditTrail
-from core.admin.models import AuditEntry
+from core.adapters.audit_trail import AuditTrail
+from core.models import AuditEntry
 from tests.integration.admin.conftest import call, sign_up
 
 pytestmark = pytest.mark.usefixtures("admin_env")

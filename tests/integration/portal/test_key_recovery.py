@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from core.adapters.audit_trail import AuditTrail
 from core.portal import recovery
 from core.settings import forget_settings
 from core.signup.models import SignupRequest
@@ -240,3 +241,38 @@ def test_a_partner_of_one_key_per_mailbox_recovers_by_any_address_of_its_mailbox
     assert status == HTTPStatus.ACCEPTED
     [message] = mails(mailbox)
     assert message["To"] == f"{local[:4]}.{local[4:]}+work@gmail.com"
+
+
+def test_a_recovery_is_in_the_partners_audit_trail_without_the_key(mailbox: Path) -> None:
+    # Given a partner who recovered a key from the emailed link
+    found = partner()
+    post("/portal/recover", {"email": found["email"]})
+    status, key = post("/portal/recover/key", {"token": token_in(mails(mailbox)[0])})
+    assert status == HTTPStatus.OK, key
+
+    # When an operator reads the partner's audit trail (the console's AUDIT# items)
+    [entry] = AuditTrail(os.environ["PARTNERS_TABLE"]).trail(found["partner_id"], 10)
+
+    # Then the re-issue is there, applied, by the partner through the portal, naming both keys but no value
+    assert (entry.action, entry.outcome, entry.actor) == ("recover-key", "applied", "partner:portal-key-recovery")
+    assert entry.details["new_key_id"] == key["api_key_id"]
+    assert entry.details["retired_key_id"] == found["api_key_id"]
+    assert key["api_key"] not in entry.model_dump_json()
+
+
+def test_a_failing_audit_write_never_costs_the_partner_its_new_key(
+    mailbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the audit trail's write failing (DynamoDB throttled) when a partner opens its link
+    found = partner()
+    post("/portal/recover", {"email": found["email"]})
+
+    def throttled(*_: Any) -> None:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(AuditTrail, "begin", throttled)
+    status, key = post("/portal/recover/key", {"token": token_in(mails(mailbox)[0])})
+
+    # Then the new key is still shown (the only time it can be) and works; the lost one is gone
+    assert status == HTTPStatus.OK, key
+    assert key_exists(key["api_key_id"]) and not key_exists(found["api_key_id"])

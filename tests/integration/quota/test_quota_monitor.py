@@ -19,12 +19,12 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
 from core.adapters.apigateway import ApiGateway
+from core.adapters.audit_trail import AuditTrail
 from core.adapters.ledger_requests import LedgerRequests
 from core.adapters.partners_table import PartnerRecords
 from core.adapters.ses import SesEmail
 from core.adapters.sns import AlertTopic
 from core.adapters.tier_changes import TierChangeRecords
-from core.admin.adapters.audit_trail import AuditTrail
 from core.admin.adapters.ledger import AdminLedger
 from core.admin.adapters.partners import AdminPartners
 from core.admin.models import Operator

@@ -1,4 +1,5 @@
-"""The operator console's audit trail in the partners table (docs/CONTRACTS.md, `AUDIT#` items).
+"""A partner's audit trail (the operator console's actions, the portal's key recoveries) in the partners table
+(docs/CONTRACTS.md, `AUDIT#` items).
 
 The table has a partition key only, so a partner's trail is a head item (`AUDIT#<id>`, `entries`: how many)
 and one item per entry (`AUDIT#<id>#<seq>`). An entry and the head's new count are written in one transaction
@@ -18,7 +19,7 @@ from core.adapters.partners_table import (
     from_item,
     to_item,
 )
-from core.admin.models import AuditEntry
+from core.models import AuditEntry
 
 # Concurrent actions on one partner are rare (people act); each conflict costs one more round.
 MAX_ATTEMPTS = 8
