@@ -6,54 +6,28 @@ A run that could not read a plan or deliver an alert raises at the end, after ev
 Lambda retries the event and, when retries run out, sends it to the DLQ.
 """
 
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, field_validator
 
 from core.errors import QuotaMonitorRunFailed
 from core.observability import logger, metrics, tracer
 from core.quota.service import RunReport, quota_monitor
 from core.quota.settings import QuotaMonitorSettings
 from core.settings import load_settings
-
-
-class MonitorEvent(BaseModel):
-    """The schedule's input (`{"scheduled_time", "execution_id", "attempt"}`), or an EventBridge rule's
-    "Scheduled Event" (`time`), or `{}` for a run now."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    scheduled_time: datetime | None = None
-    time: datetime | None = None
-    execution_id: str | None = None
-    attempt: str | None = None
-
-    @field_validator("scheduled_time", "time", mode="before")
-    @classmethod
-    def _instant_or_none(cls, value: object) -> object:
-        # An un-substituted placeholder (a test event, `sam local invoke`) means "now", not a failed run.
-        if isinstance(value, str) and value.startswith("<"):
-            return None
-        return value
-
-    @property
-    def as_of(self) -> datetime | None:
-        moment = self.scheduled_time or self.time
-        if moment is not None and moment.tzinfo is None:
-            raise ValueError("the scheduled time must carry a time zone (EventBridge sends UTC with a Z)")
-        return moment
+from handlers.scheduled_events import ScheduledRun
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any] | None, context: LambdaContext) -> dict[str, Any]:
-    run = MonitorEvent.model_validate(event or {})
+    run = ScheduledRun.model_validate(event or {})
     logger.append_keys(execution_id=run.execution_id, attempt=run.attempt)
-    report = quota_monitor().run(as_of=run.as_of, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    report = quota_monitor().run(
+        as_of=run.scheduled_at, time_left=lambda: context.get_remaining_time_in_millis() / 1000
+    )
     _run_metrics(report)
     if report.failed:
         raise QuotaMonitorRunFailed(

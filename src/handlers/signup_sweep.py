@@ -3,37 +3,22 @@ themselves (their lease ran out), and the retired keys of key rotations that are
 (its input: `{"scheduled_time": "<aws.scheduler.scheduled-time>"}`). A run that could not clean something
 raises at the end, so Lambda retries the event and, when retries run out, sends it to the DLQ."""
 
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, field_validator
 
 from core.errors import SignupSweepFailed
 from core.observability import logger, tracer
 from core.settings import load_settings
 from core.signup.service import signup_sweep
 from core.signup.settings import SignupSweepSettings
+from handlers.scheduled_events import ScheduledRun
 
 
-class SweepEvent(BaseModel):
-    """The schedule's input, or `{}` (a run now)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    scheduled_time: datetime | None = None
-
-    @field_validator("scheduled_time", mode="before")
-    @classmethod
-    def _instant_or_none(cls, value: object) -> object:
-        # An un-substituted placeholder (a test event, `sam local invoke`) means "now".
-        return None if isinstance(value, str) and value.startswith("<") else value
-
+class SweepEvent(ScheduledRun):
     @property
     def as_of(self) -> float | None:
-        moment = self.scheduled_time
-        if moment is not None and moment.tzinfo is None:
-            raise ValueError("the scheduled time must carry a time zone (EventBridge sends UTC with a Z)")
+        moment = self.scheduled_at
         return moment.timestamp() if moment else None
 
 

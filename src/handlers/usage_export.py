@@ -11,37 +11,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, field_validator
 
 from core.admin.service import scheduled_export
 from core.observability import logger, tracer
+from handlers.scheduled_events import ScheduledRun
 
 
-class ExportEvent(BaseModel):
-    """The schedule's input (`{"scheduled_time", "execution_id", "attempt"}`), an EventBridge rule's event
-    (`time`), or `{"period": ...}` for one period on demand; `{}` exports what closed before now."""
+class ExportEvent(ScheduledRun):
+    """The schedule's input, or `{"period": ...}` for one period on demand; `{}` exports what closed before now."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    scheduled_time: datetime | None = None
-    time: datetime | None = None
     period: str | None = None
-    execution_id: str | None = None
-
-    @field_validator("scheduled_time", "time", mode="before")
-    @classmethod
-    def _instant_or_none(cls, value: object) -> object:
-        # An un-substituted placeholder (a test event, `sam local invoke`) means "now".
-        if isinstance(value, str) and value.startswith("<"):
-            return None
-        return value
 
     @property
     def as_of(self) -> datetime:
-        moment = self.scheduled_time or self.time or datetime.now(UTC)
-        if moment.tzinfo is None:
-            raise ValueError("the scheduled time must carry a time zone (EventBridge sends UTC with a Z)")
-        return moment
+        return self.scheduled_at or datetime.now(UTC)
 
 
 @logger.inject_lambda_context(log_event=False)

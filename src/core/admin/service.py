@@ -27,10 +27,8 @@ from typing import Any
 
 from core.adapters.apigateway import ApiGateway
 from core.adapters.audit_trail import AuditTrail
-from core.adapters.ledger_carry import LedgerCarryTable
 from core.adapters.ledger_requests import LedgerRequests
 from core.adapters.partners_table import PartnerEnrolment
-from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.sns import AlertTopic
 from core.adapters.tier_changes import TierChangeRecords
 from core.admin.adapters.export_bucket import ExportBucket
@@ -63,6 +61,7 @@ from core.errors import (
     TierChangeInProgress,
 )
 from core.key_rotation import KeyRotation, RotatedKey
+from core.key_rotation_on_aws import key_rotation_on_aws
 from core.models import KEYLESS, AuditEntry, Partner, PartnerStatus, Tier
 from core.observability import logger
 from core.periods import period_bounds, period_key
@@ -605,12 +604,12 @@ def admin_service() -> AdminService:
         plans=gateway,
         tier_state=TierChangeRecords(settings.partners_table),
         counts=LedgerRequests(settings.metering_table),
-        rotation=KeyRotation(
+        rotation=key_rotation_on_aws(
             settings.stack_name,
-            keys=gateway,
-            tiers=TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds),
-            records=RetiredKeyRecords(settings.partners_table),
-            ledger=LedgerCarryTable(settings.metering_table),
+            gateway,
+            partners_table=settings.partners_table,
+            metering_table=settings.metering_table,
+            tier_cache_seconds=settings.tier_cache_seconds,
         ),
         ledger=AdminLedger(settings.metering_table),
     )

@@ -22,12 +22,11 @@ from pydantic import SecretStr
 
 from core.adapters.apigateway import ApiGateway
 from core.adapters.audit_trail import AuditTrail
-from core.adapters.ledger_carry import LedgerCarryTable
-from core.adapters.retired_keys import RetiredKeyRecords
 from core.adapters.ses import SesEmail
 from core.aws import SINGLE_ATTEMPT_CONFIG, ses_client
 from core.errors import PartnerNotActive, RecoveryLinkInvalid, RecoveryRateLimited, RecoveryUnavailable
 from core.key_rotation import KeyRotation, RotatedKey
+from core.key_rotation_on_aws import key_rotation_on_aws
 from core.messages import Message
 from core.models import AuditEntry, Partner, PartnerStatus
 from core.observability import logger
@@ -36,7 +35,6 @@ from core.portal.ports import RecoveryRecords
 from core.portal.settings import KeyRecoverySettings
 from core.ports import AuditLog, EmailSender
 from core.settings import load_settings
-from core.tiers import TierCatalog
 
 # Who may recover: a partner with a key, or whose key an operator revoked or the dormant sweep deleted (a
 # re-issue). A suspended or billing-cancelled partner gets no link (and the same answer).
@@ -183,12 +181,12 @@ def key_recovery() -> KeyRecovery:
         ),
         records=RecoveryTable(settings.partners_table),
         email=SesEmail(sender, ses_client(SINGLE_ATTEMPT_CONFIG)) if sender else None,
-        rotation=KeyRotation(
+        rotation=key_rotation_on_aws(
             settings.stack_name,
-            keys=gateway,
-            tiers=TierCatalog(settings.stack_name, gateway, settings.tier_cache_seconds),
-            records=RetiredKeyRecords(settings.partners_table),
-            ledger=LedgerCarryTable(settings.metering_table),
+            gateway,
+            partners_table=settings.partners_table,
+            metering_table=settings.metering_table,
+            tier_cache_seconds=settings.tier_cache_seconds,
         ),
         audit=AuditTrail(settings.partners_table),
     )

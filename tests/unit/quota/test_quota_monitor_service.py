@@ -14,7 +14,7 @@ from core.models import TierLimits, UsagePlan
 from core.pacing import TokenBucket
 from core.quota.service import QuotaMonitor
 from core.quota.settings import QuotaMonitorSettings
-from handlers.quota_monitor import MonitorEvent
+from handlers.scheduled_events import ScheduledRun
 from tests.fakes import FakePartners, FakePlans, FakeRecords, NoMetrics, Outbox
 
 AS_OF = datetime(2026, 3, 11, 12, tzinfo=UTC)
@@ -124,18 +124,19 @@ def test_a_key_count_that_fails_does_not_fail_the_run() -> None:
 
 
 def test_the_schedules_event_gives_the_instant_to_evaluate() -> None:
-    assert MonitorEvent.model_validate({"scheduled_time": "2026-03-11T12:00:00Z"}).as_of == AS_OF
+    assert ScheduledRun.model_validate({"scheduled_time": "2026-03-11T12:00:00Z"}).scheduled_at == AS_OF
     # An EventBridge rule's Scheduled Event works too
     assert (
-        MonitorEvent.model_validate({"time": "2026-03-11T12:00:00Z", "detail-type": "Scheduled Event"}).as_of == AS_OF
+        ScheduledRun.model_validate({"time": "2026-03-11T12:00:00Z", "detail-type": "Scheduled Event"}).scheduled_at
+        == AS_OF
     )
     # No time, or the placeholder itself (a test event, sam local invoke): now
-    assert MonitorEvent.model_validate({}).as_of is None
-    assert MonitorEvent.model_validate({"scheduled_time": "<aws.scheduler.scheduled-time>"}).as_of is None
+    assert ScheduledRun.model_validate({}).scheduled_at is None
+    assert ScheduledRun.model_validate({"scheduled_time": "<aws.scheduler.scheduled-time>"}).scheduled_at is None
     with pytest.raises(ValidationError):
-        MonitorEvent.model_validate({"scheduled_time": "yesterday"})
+        ScheduledRun.model_validate({"scheduled_time": "yesterday"})
     with pytest.raises(ValueError, match="time zone"):
-        _ = MonitorEvent.model_validate({"scheduled_time": "2026-03-11T12:00:00"}).as_of
+        _ = ScheduledRun.model_validate({"scheduled_time": "2026-03-11T12:00:00"}).scheduled_at
 
 
 @pytest.mark.parametrize("contact", ["support@acme-api.example", "https://acme-api.example/help", ""])
