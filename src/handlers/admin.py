@@ -6,8 +6,6 @@ an Api event on AdminFunction in template.yaml with the same path and `Auth: {Au
 ApiKeyRequired: false}`, and the service method (core.admin.service).
 """
 
-import base64
-import binascii
 from http import HTTPStatus
 from typing import Any
 
@@ -30,9 +28,10 @@ from core.admin.models import (
     UsageQuery,
 )
 from core.admin.service import admin_service, export_usage, key_importer
-from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge, invalid_request
+from core.errors import InvalidRequest, OperatorUnknown, PayloadTooLarge
 from core.observability import logger, tracer
 from handlers.http_answers import control_plane_app, json_response
+from handlers.http_requests import body_bytes, json_body
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -103,7 +102,7 @@ def import_keys() -> Response[str]:
     """The body is the CSV (key values in it): never logged, never traced, never answered."""
     query = parse_query(ImportQuery)
     event = app.current_event
-    raw = _raw_body(event.body, event.is_base64_encoded)
+    raw = body_bytes(event)
     if len(raw) > MAX_IMPORT_BYTES:
         raise PayloadTooLarge(MAX_IMPORT_BYTES)
     report = admin_service().import_keys(operator(), key_importer(), raw, query.reason)
@@ -151,15 +150,7 @@ def operator() -> Operator:
 
 
 def parse_body[M: BaseModel](model: type[M]) -> M:
-    """The JSON body as `model`: 413 above MAX_BODY_BYTES, 400 for anything not valid UTF-8 JSON of that shape."""
-    event = app.current_event
-    raw = _raw_body(event.body, event.is_base64_encoded)
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(MAX_BODY_BYTES)
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        raise invalid_request(exc) from None
+    return json_body(app.current_event, model, MAX_BODY_BYTES)
 
 
 def parse_query[M: BaseModel](model: type[M]) -> M:
@@ -177,17 +168,6 @@ def parse_query[M: BaseModel](model: type[M]) -> M:
 
 def _message(error: Any) -> str:
     return "unknown parameter" if error["type"] == "extra_forbidden" else str(error["msg"])
-
-
-def _raw_body(body: str | None, is_base64_encoded: bool | None) -> bytes:
-    if not body:
-        return b""
-    if not is_base64_encoded:
-        return body.encode("utf-8", errors="surrogatepass")
-    try:
-        return base64.b64decode(body, validate=True)
-    except binascii.Error:
-        raise InvalidRequest("the request body is not valid base64") from None
 
 
 # clear_state: the operator appended to the logger's keys belongs to one call only.

@@ -3,7 +3,6 @@ own origin (no CORS), public; and lost-key recovery: POST /portal/recover (a lin
 /portal/recover/key (the link's token -> a new key, shown once). Every answer, errors included, carries the
 portal's security headers."""
 
-import binascii
 from http import HTTPStatus
 from typing import Any
 
@@ -11,13 +10,13 @@ from aws_lambda_powertools.event_handler import content_types
 from aws_lambda_powertools.event_handler.api_gateway import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import InvalidRequest, PayloadTooLarge, invalid_request
 from core.observability import logger, tracer
 from core.portal.recovery import key_recovery
 from core.portal.service import CONFIG, INDEX, SECURITY_HEADERS, asset, deployment_config
 from handlers.http_answers import control_plane_app, json_response
+from handlers.http_requests import json_body, url_on_this_stage
 
 MAX_BODY_BYTES = 2048
 
@@ -58,16 +57,20 @@ LINK_REQUESTED = {
 @app.post("/portal/recover")
 @tracer.capture_method
 def request_recovery() -> Response[str]:
-    body = _parse(RecoveryRequest)
+    body = json_body(app.current_event, RecoveryRequest, MAX_BODY_BYTES)
     event = app.current_event
-    key_recovery().request_link(body.email, event.request_context.identity.source_ip or "unknown", _page_url(event))
+    key_recovery().request_link(
+        body.email,
+        event.request_context.identity.source_ip or "unknown",
+        url_on_this_stage(event, "/portal/recover", "/portal"),
+    )
     return json_response(HTTPStatus.ACCEPTED, LINK_REQUESTED)
 
 
 @app.post("/portal/recover/key")
 @tracer.capture_method(capture_response=False)  # the answer holds the new key's value
 def recover_key() -> Response[str]:
-    body = _parse(RecoveryKeyRequest)
+    body = json_body(app.current_event, RecoveryKeyRequest, MAX_BODY_BYTES)
     recovered = key_recovery().recover(body.token)
     return json_response(
         HTTPStatus.OK,
@@ -77,29 +80,6 @@ def recover_key() -> Response[str]:
             "api_key": recovered.api_key.get_secret_value(),
         },
     )
-
-
-def _parse[M: BaseModel](model: type[M]) -> M:
-    try:
-        raw = (app.current_event.decoded_body or "").encode("utf-8", errors="surrogatepass")
-    except (ValueError, binascii.Error):  # not base64, or not UTF-8 once decoded
-        raise InvalidRequest("the request body is not UTF-8 JSON") from None
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(MAX_BODY_BYTES)
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        raise invalid_request(exc) from None
-
-
-def _page_url(event: Any) -> str:
-    """The portal on the host and stage this request came through (the function cannot name its own API)."""
-    context = event.request_context
-    host = context.domain_name or event.headers.get("Host", "")
-    local = host.split(":")[0] in ("localhost", "127.0.0.1")
-    scheme = event.headers.get("X-Forwarded-Proto") or ("http" if local else "https")
-    stage_path = (context.path or f"/{context.stage}/portal/recover").removesuffix("/portal/recover")
-    return f"{scheme}://{host}{stage_path}/portal"
 
 
 @app.not_found

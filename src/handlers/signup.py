@@ -17,6 +17,7 @@ from core.observability import logger, tracer
 from core.signup.models import SignedUpPartner, SignupRequest
 from core.signup.service import signup_service
 from handlers.http_answers import control_plane_app, json_response
+from handlers.http_requests import url_on_this_stage
 
 MAX_BODY_BYTES = 4096
 # secrets.token_urlsafe(32): 43 URL-safe base64 characters.
@@ -31,7 +32,10 @@ app = control_plane_app(refused="refused signup", failed="signup failed")
 def sign_up() -> Response[str]:
     service = signup_service()
     if service.double_opt_in:
-        service.request_signup(parse_signup(request_body(app.current_event)), confirm_url(app.current_event))
+        service.request_signup(
+            parse_signup(request_body(app.current_event)),
+            url_on_this_stage(app.current_event, "/signup", "/signup/confirm"),
+        )
         return json_response(
             HTTPStatus.ACCEPTED,
             {
@@ -43,7 +47,7 @@ def sign_up() -> Response[str]:
         parse_signup(request_body(app.current_event)),
         idempotency_key=app.current_event.headers.get("Idempotency-Key"),  # headers are case-insensitive
         remaining_ms=app.lambda_context.get_remaining_time_in_millis(),
-        confirm_url=confirm_url(app.current_event),
+        confirm_url=url_on_this_stage(app.current_event, "/signup", "/signup/confirm"),
     )
     return json_response(HTTPStatus.CREATED, signed_up_body(result))
 
@@ -61,17 +65,6 @@ def confirm_email() -> Response[str]:
         HTTPStatus.OK,
         {"partner_id": partner_id, "email_confirmed": True, "message": "your address is confirmed for quota alerts"},
     )
-
-
-def confirm_url(event: APIGatewayProxyEvent) -> str:
-    """GET /signup/confirm on the host and stage this request came through (the function cannot name its own
-    API in its environment: the circular-dependency trap)."""
-    context = event.request_context
-    host = context.domain_name or event.headers.get("Host", "")
-    local = host.split(":")[0] in ("localhost", "127.0.0.1")
-    scheme = event.headers.get("X-Forwarded-Proto") or ("http" if local else "https")
-    stage_path = (context.path or f"/{context.stage}/signup").removesuffix("/signup")
-    return f"{scheme}://{host}{stage_path}/signup/confirm"
 
 
 def request_body(event: APIGatewayProxyEvent) -> str | None:
