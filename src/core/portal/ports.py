@@ -1,8 +1,15 @@
 """What the portal's key recovery needs from the partners table (core.portal.adapters.recovery)."""
 
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from core.models import Partner
+
+
+@dataclass(frozen=True)
+class ClaimedLink:
+    partner_id: str
+    expires_at: int  # epoch s, as the link was stored (put back as it was if the re-issue fails)
 
 
 class RecoveryRecords(Protocol):
@@ -18,6 +25,6 @@ class RecoveryRecords(Protocol):
 
     def add_link(self, token_hash: str, partner_id: str, expires_at: int) -> None: ...
 
-    def claim_link(self, token_hash: str, now: float) -> str | None:
-        """Delete the link if it exists and has not expired (one use); its partner id, or None."""
+    def claim_link(self, token_hash: str, now: float) -> ClaimedLink | None:
+        """Delete the link if it exists and has not expired (one use); what it held, or None."""
         ...

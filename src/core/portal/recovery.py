@@ -31,7 +31,7 @@ from core.messages import Message
 from core.models import AuditEntry, Partner, PartnerStatus
 from core.observability import logger
 from core.portal.adapters.recovery import RecoveryTable
-from core.portal.ports import RecoveryRecords
+from core.portal.ports import ClaimedLink, RecoveryRecords
 from core.portal.settings import KeyRecoverySettings
 from core.ports import AuditLog, EmailSender
 from core.settings import load_settings
@@ -136,17 +136,29 @@ class KeyRecovery:
 
     def recover(self, token: str) -> RecoveredKey:
         """Use the link's token once: a new key (the lost one is deleted at once), or RecoveryLinkInvalid (404)."""
-        partner_id = self._records.claim_link(token_hash(token), self._clock()) if token else None
-        partner: Partner | None = self._records.partner(partner_id) if partner_id else None
-        if partner is None:
+        hashed = token_hash(token)
+        link = self._records.claim_link(hashed, self._clock()) if token else None
+        partner: Partner | None = self._records.partner(link.partner_id) if link else None
+        if link is None or partner is None:
             raise RecoveryLinkInvalid()
         try:
             rotated = self._rotation.rotate(partner, 0, "key recovery")
         except PartnerNotActive as exc:
             raise RecoveryLinkInvalid() from exc  # suspended or cancelled since the link was sent
+        except Exception:
+            # The rotation changed nothing (the partner keeps its key until its last step): the link goes back
+            # as it was, so the partner can press the button again instead of asking for a new one.
+            self._put_back(hashed, link)
+            raise
         logger.info("recovered a key", partner_id=partner.partner_id, api_key_id=rotated.key.id)
         self._record(rotated)
         return RecoveredKey(partner_id=partner.partner_id, api_key_id=rotated.key.id, api_key=rotated.key.value)
+
+    def _put_back(self, hashed: str, link: ClaimedLink) -> None:
+        try:
+            self._records.add_link(hashed, link.partner_id, link.expires_at)
+        except Exception:
+            logger.exception("could not put back a recovery link after a failed re-issue", partner_id=link.partner_id)
 
     def _record(self, rotated: RotatedKey) -> None:
         """The audit entry of a recovery that happened. Its failure is logged, never answered: the partner's new

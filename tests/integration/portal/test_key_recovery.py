@@ -26,6 +26,7 @@ from handlers import portal as portal_handler
 from offline import outbox
 from offline.provision import ProvisionedStack
 from offline.template import StackTemplate
+from tests.faults import fails_once
 from tests.lambda_events import LambdaContext, sample_event
 
 SENDER = "alerts@example.com"
@@ -276,3 +277,33 @@ def test_a_failing_audit_write_never_costs_the_partner_its_new_key(
     # Then the new key is still shown (the only time it can be) and works; the lost one is gone
     assert status == HTTPStatus.OK, key
     assert key_exists(key["api_key_id"]) and not key_exists(found["api_key_id"])
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "code", "status"),
+    [
+        ("api-gateway", "CreateApiKey", "TooManyRequestsException", 429),
+        ("api-gateway", "CreateUsagePlanKey", "BadRequestException", 400),
+        ("dynamodb", "TransactWriteItems", "InternalServerError", 500),
+    ],
+)
+def test_a_re_issue_that_fails_leaves_the_link_usable_and_the_old_key_working(
+    mailbox: Path, service: str, operation: str, code: str, status: int
+) -> None:
+    # Given a partner's recovery link, and the rotation's AWS call failing once when the partner opens it
+    found = partner()
+    post("/portal/recover", {"email": found["email"]})
+    token = token_in(mails(mailbox)[0])
+    recovery.key_recovery.cache_clear()  # clients made inside the block take its hook
+
+    with fails_once(service, operation, code, status) as failed:
+        first_status, first = post("/portal/recover/key", {"token": token})
+
+    # Then that attempt failed with nothing changed: the old key is still the partner's and works
+    assert failed() == 1 and first_status >= HTTPStatus.INTERNAL_SERVER_ERROR, first
+    assert key_exists(found["api_key_id"])
+    # And the same link still works once (the partner is not left to ask again): a new key, the old one gone
+    second_status, key = post("/portal/recover/key", {"token": token})
+    assert second_status == HTTPStatus.OK, key
+    assert key_exists(key["api_key_id"]) and not key_exists(found["api_key_id"])
+    assert post("/portal/recover/key", {"token": token})[0] == HTTPStatus.NOT_FOUND

@@ -18,6 +18,7 @@ from core.adapters.partners_table import (
 )
 from core.mailbox import mailbox_of
 from core.models import Partner
+from core.portal.ports import ClaimedLink
 
 HOUR = 3600
 
@@ -64,7 +65,7 @@ class RecoveryTable(PartnerRecords):
             ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def claim_link(self, token_hash: str, now: float) -> str | None:
+    def claim_link(self, token_hash: str, now: float) -> ClaimedLink | None:
         try:
             found = self._client.delete_item(
                 TableName=self._table,
@@ -77,4 +78,7 @@ class RecoveryTable(PartnerRecords):
             if condition_failed(exc):
                 return None
             raise
-        return str(from_item(found.get("Attributes") or {}).get("partner_id") or "") or None
+        link = from_item(found.get("Attributes") or {})
+        if not link.get("partner_id"):
+            return None
+        return ClaimedLink(str(link["partner_id"]), int(link.get("expires_at") or 0))
